@@ -1,0 +1,47 @@
+"""otel_runnables: LangChain-style runnables whose every run is an
+OpenTelemetry span, and whose custom events are span events.
+
+    from otel_runnables import RunnableLambda, dispatch_custom_event
+
+    @RunnableLambda
+    def work(x: int) -> int:
+        dispatch_custom_event("progress", {"step": 1, "total": 1})
+        return x
+
+    work.invoke(1, {"callbacks": [handler], "tags": ["demo"]})
+"""
+
+from otel_runnables._version import __version__
+from otel_runnables.callbacks import AsyncCallbackHandler, BaseCallbackHandler
+from otel_runnables.config import RunnableConfig, ensure_config
+from otel_runnables.errors import InvalidConfigError, InvalidEventError, OtelRunnablesError
+from otel_runnables.events import adispatch_custom_event, dispatch_custom_event
+from otel_runnables.runnables import (
+    Runnable,
+    RunnableBinding,
+    RunnableLambda,
+    RunnableParallel,
+    RunnablePassthrough,
+    RunnableSequence,
+    chain,
+)
+
+__all__ = [
+    "AsyncCallbackHandler",
+    "BaseCallbackHandler",
+    "InvalidConfigError",
+    "InvalidEventError",
+    "OtelRunnablesError",
+    "Runnable",
+    "RunnableBinding",
+    "RunnableConfig",
+    "RunnableLambda",
+    "RunnableParallel",
+    "RunnablePassthrough",
+    "RunnableSequence",
+    "__version__",
+    "adispatch_custom_event",
+    "chain",
+    "dispatch_custom_event",
+    "ensure_config",
+]

@@ -1,0 +1,232 @@
+"""Callback handlers with langchain_core's interface, and how runs call them.
+
+Handlers never break the user's call: a handler that raises is logged and
+skipped unless it sets ``raise_error``. Sync handler methods called from async
+code run inline on the event loop (no thread hop); async handler methods
+called from sync code run to completion on a private event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import threading
+import uuid
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+__all__ = ["AsyncCallbackHandler", "BaseCallbackHandler", "anotify", "notify"]
+
+logger = logging.getLogger("otel_runnables")
+
+
+class BaseCallbackHandler:
+    """Receives the runs' lifecycle and custom events; override what you need."""
+
+    raise_error: bool = False
+    """Let an exception raised by this handler propagate into the run."""
+    run_inline: bool = False
+    """Kept for langchain_core compatibility: every handler runs inline here."""
+
+    ignore_chain: bool = False
+    ignore_custom_event: bool = False
+    ignore_llm: bool = False
+    ignore_retriever: bool = False
+    ignore_agent: bool = False
+    ignore_retry: bool = False
+    ignore_chat_model: bool = False
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: uuid.UUID,
+        parent_run_id: uuid.UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A run started."""
+
+    def on_chain_end(
+        self, outputs: Any, *, run_id: uuid.UUID, parent_run_id: uuid.UUID | None = None, **kwargs: Any
+    ) -> Any:
+        """A run returned ``outputs``."""
+
+    def on_chain_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: uuid.UUID,
+        parent_run_id: uuid.UUID | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A run raised ``error``."""
+
+    def on_custom_event(
+        self,
+        name: str,
+        data: Any,
+        *,
+        run_id: uuid.UUID,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``dispatch_custom_event(name, data)`` was called inside run ``run_id``."""
+
+
+class AsyncCallbackHandler(BaseCallbackHandler):
+    """A handler whose methods are coroutines."""
+
+    async def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: uuid.UUID,
+        parent_run_id: uuid.UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A run started."""
+
+    async def on_chain_end(
+        self, outputs: Any, *, run_id: uuid.UUID, parent_run_id: uuid.UUID | None = None, **kwargs: Any
+    ) -> None:
+        """A run returned ``outputs``."""
+
+    async def on_chain_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: uuid.UUID,
+        parent_run_id: uuid.UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A run raised ``error``."""
+
+    async def on_custom_event(
+        self,
+        name: str,
+        data: Any,
+        *,
+        run_id: uuid.UUID,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``adispatch_custom_event(name, data)`` was called inside run ``run_id``."""
+
+
+_IGNORE_FLAG = {
+    "on_chain_start": "ignore_chain",
+    "on_chain_end": "ignore_chain",
+    "on_chain_error": "ignore_chain",
+    "on_custom_event": "ignore_custom_event",
+}
+_NO_OPS = {
+    (base, name): getattr(base, name)
+    for base in (BaseCallbackHandler, AsyncCallbackHandler)
+    for name in _IGNORE_FLAG
+}
+
+
+def _wants(handler: BaseCallbackHandler, method: str) -> bool:
+    """False when the handler ignores this callback or left it a no-op."""
+    if getattr(handler, _IGNORE_FLAG[method], False):
+        return False
+    impl = getattr(type(handler), method, None)
+    return (
+        impl is not _NO_OPS[(BaseCallbackHandler, method)]
+        and impl is not _NO_OPS[(AsyncCallbackHandler, method)]
+    )
+
+
+def _report(handler: BaseCallbackHandler, method: str, exc: BaseException) -> None:
+    logger.warning("Error in %s.%s callback: %s: %s", type(handler).__name__, method, type(exc).__name__, exc)
+
+
+def notify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
+    """Call ``method`` on each handler from sync code, in order."""
+    for handler in handlers:
+        if not _wants(handler, method):
+            continue
+        try:
+            result = getattr(handler, method)(*args, **kwargs)
+            if inspect.isawaitable(result):
+                _run_to_completion(result, handler, method)
+        except Exception as exc:
+            if handler.raise_error:
+                raise
+            _report(handler, method, exc)
+
+
+async def anotify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
+    """Call ``method`` on each handler from async code: sync methods inline in
+    order, coroutines awaited together."""
+    pending: list[tuple[BaseCallbackHandler, Awaitable[Any]]] = []
+    for handler in handlers:
+        if not _wants(handler, method):
+            continue
+        try:
+            result = getattr(handler, method)(*args, **kwargs)
+        except Exception as exc:
+            if handler.raise_error:
+                raise
+            _report(handler, method, exc)
+            continue
+        if inspect.isawaitable(result):
+            pending.append((handler, result))
+    if len(pending) == 1:
+        await _guarded(*pending[0], method)
+    elif pending:
+        await asyncio.gather(*(_guarded(handler, result, method) for handler, result in pending))
+
+
+async def _guarded(handler: BaseCallbackHandler, awaitable: Awaitable[Any], method: str) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        if handler.raise_error:
+            raise
+        _report(handler, method, exc)
+
+
+_private = threading.local()
+
+
+def _private_loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop | None = getattr(_private, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _private.loop = loop
+    return loop
+
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _run_to_completion(awaitable: Awaitable[Any], handler: BaseCallbackHandler, method: str) -> None:
+    """Drive an async handler method from sync code. Its errors are logged,
+    never raised, as in langchain_core (no caller can await them)."""
+    try:
+        run_coroutine_sync(_as_coroutine(awaitable))
+    except Exception as exc:
+        _report(handler, method, exc)
+
+
+def run_coroutine_sync(coro: Any) -> Any:
+    """Run ``coro`` to completion from sync code, on a private loop (in a
+    worker thread when this thread already runs a loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _private_loop().run_until_complete(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

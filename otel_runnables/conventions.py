@@ -1,0 +1,157 @@
+"""Every span and span-event attribute the library writes, in one place.
+
+Find a run in a backend by its id: Jaeger
+``GET /api/v3/traces?query.attributes={"otel_runnables.run.id":"<uuid>"}`` (or
+the UI's *Tags* field ``otel_runnables.run.id=<uuid>``), Tempo TraceQL
+``{ span.otel_runnables.run.id = "<uuid>" }``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+from otel_runnables.serialization import (
+    DEFAULT_LIMITS,
+    EncodingLimits,
+    encode_value,
+    flatten_scalars,
+    to_jsonable,
+)
+
+__all__ = [
+    "CODE_FILE_PATH",
+    "CODE_FUNCTION_NAME",
+    "CODE_LINE_NUMBER",
+    "EVENT_DATA",
+    "EVENT_KIND",
+    "EVENT_KIND_CUSTOM",
+    "INPUT_MIME_TYPE",
+    "INPUT_VALUE",
+    "METADATA",
+    "OPENINFERENCE_SPAN_KIND",
+    "OUTPUT_MIME_TYPE",
+    "OUTPUT_VALUE",
+    "RUN_ID",
+    "RUN_METADATA_PREFIX",
+    "RUN_NAME",
+    "RUN_PARENT_ID",
+    "RUN_STREAM_CHUNKS",
+    "RUN_TAGS",
+    "RUN_TYPE",
+    "SPAN_TYPE",
+    "SPAN_TYPE_RUN",
+    "TAG_TAGS",
+    "TRUNCATED",
+    "custom_event_attributes",
+    "io_attributes",
+    "openinference_kind",
+    "run_attributes",
+]
+
+SPAN_TYPE = "otel_runnables.span_type"
+SPAN_TYPE_RUN = "run"
+SPAN_TYPE_PENDING = "pending"
+SPAN_TYPE_EVENT = "event"
+
+RUN_ID = "otel_runnables.run.id"
+RUN_PARENT_ID = "otel_runnables.run.parent_id"
+RUN_NAME = "otel_runnables.run.name"
+RUN_TYPE = "otel_runnables.run.type"
+RUN_TAGS = "otel_runnables.run.tags"
+RUN_METADATA_PREFIX = "otel_runnables.run.metadata"
+RUN_STREAM_CHUNKS = "otel_runnables.run.stream_chunks"
+TRUNCATED = "otel_runnables.truncated"
+
+# OpenInference keys: Phoenix, Arize and Langfuse render these
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+TAG_TAGS = "tag.tags"
+METADATA = "metadata"
+INPUT_VALUE = "input.value"
+INPUT_MIME_TYPE = "input.mime_type"
+OUTPUT_VALUE = "output.value"
+OUTPUT_MIME_TYPE = "output.mime_type"
+
+CODE_FUNCTION_NAME = "code.function.name"
+CODE_FILE_PATH = "code.file.path"
+CODE_LINE_NUMBER = "code.line.number"
+
+EVENT_KIND = "otel_runnables.event.kind"
+EVENT_KIND_CUSTOM = "custom"
+EVENT_DATA = "otel_runnables.event.data"
+
+_OPENINFERENCE_KINDS = {
+    "chain": "CHAIN",
+    "tool": "TOOL",
+    "retriever": "RETRIEVER",
+    "llm": "LLM",
+    "chat_model": "LLM",
+    "embedding": "EMBEDDING",
+    "reranker": "RERANKER",
+    "agent": "AGENT",
+    "guardrail": "GUARDRAIL",
+    "evaluator": "EVALUATOR",
+    "prompt": "CHAIN",
+    "parser": "CHAIN",
+}
+
+
+def openinference_kind(run_type: str) -> str:
+    """From the run type, never from the name."""
+    return _OPENINFERENCE_KINDS.get(run_type, "CHAIN")
+
+
+def io_attributes(
+    direction: str, value: object, limits: EncodingLimits = DEFAULT_LIMITS
+) -> dict[str, AttributeValue]:
+    """``input.value``/``input.mime_type`` (direction "input") or the output pair."""
+    encoded = encode_value(value, limits)
+    attributes: dict[str, AttributeValue] = {
+        f"{direction}.value": encoded.text,
+        f"{direction}.mime_type": encoded.mime_type,
+    }
+    if encoded.truncated:
+        attributes[TRUNCATED] = True
+    return attributes
+
+
+def run_attributes(
+    tags: list[str], metadata: Mapping[str, Any], limits: EncodingLimits = DEFAULT_LIMITS
+) -> dict[str, AttributeValue]:
+    """Tags and metadata of a run, queryable one key at a time and as JSON."""
+    attributes: dict[str, AttributeValue] = {}
+    if tags:
+        attributes[RUN_TAGS] = tuple(tags)
+        attributes[TAG_TAGS] = tuple(tags)
+    if metadata:
+        attributes.update(flatten_scalars(RUN_METADATA_PREFIX, metadata, limits))
+        encoded = encode_value(dict(metadata), limits)
+        attributes[METADATA] = encoded.text
+        if encoded.truncated:
+            attributes[TRUNCATED] = True
+    return attributes
+
+
+def custom_event_attributes(
+    data: object, *, capture_content: bool, limits: EncodingLimits = DEFAULT_LIMITS
+) -> dict[str, AttributeValue]:
+    """A custom event: its kind, its data as JSON and its scalar fields flat."""
+    attributes: dict[str, AttributeValue] = {EVENT_KIND: EVENT_KIND_CUSTOM}
+    if not capture_content:
+        return attributes
+    if isinstance(data, str):
+        # keep event data JSON even for strings, so readers parse one format
+        plain, truncated = to_jsonable(data, limits)
+        attributes[EVENT_DATA] = json.dumps(plain, ensure_ascii=False)
+    else:
+        encoded = encode_value(data, limits)
+        attributes[EVENT_DATA] = encoded.text
+        truncated = encoded.truncated
+    if truncated:
+        attributes[TRUNCATED] = True
+    if isinstance(data, Mapping):
+        attributes.update(flatten_scalars(EVENT_DATA, data, limits))
+    return attributes

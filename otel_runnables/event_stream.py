@@ -1,0 +1,73 @@
+"""`astream_events(version="v2")`: a runnable's subtree events, from the run bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from otel_runnables.bridge import END, EventFilter, Subscription, subscribe_subtree, unsubscribe
+from otel_runnables.config import RunnableConfig, ensure_config
+from otel_runnables.runs import new_run_id
+
+if TYPE_CHECKING:
+    from otel_runnables.runnables.base import Runnable
+
+__all__ = ["stream_events"]
+
+
+async def stream_events(
+    runnable: Runnable[Any, Any],
+    value: Any,
+    config: RunnableConfig | None,
+    event_filter: EventFilter,
+    **kwargs: Any,
+) -> AsyncIterator[dict[str, Any]]:
+    """Run ``runnable.astream(value, config)`` and yield its subtree's v2 events."""
+    ensured = ensure_config(config)
+    root_id = ensured.get("run_id") or new_run_id()
+    ensured["run_id"] = root_id
+    subscription = Subscription(root_id, event_filter, asyncio.get_running_loop())
+    subscribe_subtree(subscription)
+
+    async def produce() -> None:
+        try:
+            async with contextlib.aclosing(runnable.astream(value, ensured, **kwargs)) as stream:  # type: ignore[type-var]
+                async for _ in stream:
+                    pass
+        finally:
+            subscription.close()
+
+    task = asyncio.create_task(produce())
+    first_run_id: str | None = None
+    first_sent = False
+    try:
+        while True:
+            event = await subscription.queue.get()
+            if event is END:
+                break
+            if not first_sent:
+                first_sent = True
+                first_run_id = event["run_id"]
+                # root-style payloads for the first event; a custom event's
+                # data is the user's own object and is never touched
+                if event["event"] != "on_custom_event":
+                    event["data"]["input"] = value
+            elif (
+                event["run_id"] == first_run_id
+                and event["event"].endswith("_end")
+                and "input" in event["data"]
+            ):
+                del event["data"]["input"]
+            yield event
+        await task  # re-raises the run's exception, after the events before it
+    except asyncio.CancelledError as exc:
+        task.cancel(exc.args[0] if exc.args else None)
+        raise
+    finally:
+        unsubscribe(subscription)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

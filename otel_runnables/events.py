@@ -1,0 +1,80 @@
+"""`dispatch_custom_event` / `adispatch_custom_event`: user events inside a run.
+
+The event belongs to the run whose code is executing (the innermost one),
+found through the context on every Python version, or to the run of an
+explicitly passed config. It becomes a span event on that run's span and
+reaches the run's callback handlers with the very object dispatched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_runnables import bridge
+from otel_runnables.callbacks import anotify, notify
+from otel_runnables.config import RunnableConfig, RunScope, current_child_config, ensure_config
+from otel_runnables.errors import InvalidEventError
+from otel_runnables.runs import Run, _add_tags
+
+__all__ = ["adispatch_custom_event", "dispatch_custom_event"]
+
+# langchain_core's exact wording (missing spaces included), for drop-in parity
+NO_RUN_MESSAGE = (
+    "Unable to dispatch an adhoc event without a parent run id."
+    "This function can only be called from within an existing run (e.g.,"
+    "inside a tool or a RunnableLambda or a RunnableGenerator.)"
+    "If you are doing that and still seeing this error, try explicitly"
+    "passing the config parameter to this function."
+)
+
+
+def _target(name: object, config: RunnableConfig | None) -> tuple[Run, RunnableConfig, RunScope]:
+    if not isinstance(name, str):
+        raise InvalidEventError(f"custom event name must be a str, got {type(name).__name__}")
+    if not name:
+        raise InvalidEventError("custom event name must not be empty")
+    effective = current_child_config() if config is None else ensure_config(config)
+    scope = None if effective is None else effective.get("callbacks")
+    if not isinstance(scope, RunScope) or scope.parent is None:
+        raise RuntimeError(NO_RUN_MESSAGE)
+    assert effective is not None
+    return scope.parent, effective, scope
+
+
+def _handler_kwargs(run: Run, config: RunnableConfig, scope: RunScope) -> dict[str, Any]:
+    # the dispatching scope's tags: inheritable ones, never the run's local step tag
+    tags = list(scope.tags)
+    config_tags = config.get("tags")
+    if config_tags:
+        _add_tags(tags, config_tags)
+    metadata = dict(scope.metadata)
+    config_metadata = config.get("metadata")
+    if config_metadata:
+        metadata.update(config_metadata)
+    return {"run_id": run.id, "tags": tags, "metadata": metadata}
+
+
+def dispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None = None) -> None:
+    """Emit a custom event from sync code running inside a run.
+
+    Raises RuntimeError (as langchain_core does) when no run is in progress, and
+    InvalidEventError when ``name`` is empty or not a str.
+    """
+    run, effective, scope = _target(name, config)
+    run.record_custom_event(name, data)
+    if scope.handlers or bridge.has_listeners():
+        kwargs = _handler_kwargs(run, effective, scope)
+        bridge.publish_custom_event(run, name, data, kwargs["tags"], kwargs["metadata"])
+        if scope.handlers:
+            notify(scope.handlers, "on_custom_event", name, data, **kwargs)
+
+
+async def adispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None = None) -> None:
+    """Emit a custom event from async code running inside a run."""
+    run, effective, scope = _target(name, config)
+    run.record_custom_event(name, data)
+    if scope.handlers or bridge.has_listeners():
+        kwargs = _handler_kwargs(run, effective, scope)
+        bridge.publish_custom_event(run, name, data, kwargs["tags"], kwargs["metadata"])
+        if scope.handlers:
+            await anotify(scope.handlers, "on_custom_event", name, data, **kwargs)

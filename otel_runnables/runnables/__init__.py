@@ -1,0 +1,19 @@
+"""The runnables: `Runnable` and its concrete kinds."""
+
+from otel_runnables.runnables.base import AddableDict, Runnable, RunnableBinding, coerce_to_runnable
+from otel_runnables.runnables.lambdas import RunnableLambda, chain
+from otel_runnables.runnables.parallel import RunnableParallel
+from otel_runnables.runnables.passthrough import RunnablePassthrough
+from otel_runnables.runnables.sequence import RunnableSequence
+
+__all__ = [
+    "AddableDict",
+    "Runnable",
+    "RunnableBinding",
+    "RunnableLambda",
+    "RunnableParallel",
+    "RunnablePassthrough",
+    "RunnableSequence",
+    "chain",
+    "coerce_to_runnable",
+]

@@ -1,0 +1,331 @@
+"""Running a function as a run: start it, make it the current run while its
+code executes, end it with the output or the error.
+
+While a run's code executes, its span is the current span and its child config
+is in the context, attached and detached in one frame (never across a yield).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from otel_runnables.config import RunnableConfig, context_with_child_config, ensure_config, patch_config
+from otel_runnables.runs import MISSING, Run, astart_run, start_run
+
+if TYPE_CHECKING:
+    from otel_runnables.runnables.base import Runnable
+
+T = TypeVar("T")
+
+# what handlers receive besides the standard arguments, as in langchain_core
+INVOKE_EXTRA: Mapping[str, Any] = {"run_type": None}
+STREAM_EXTRA: Mapping[str, Any] = {"run_type": None, "defers_inputs": False}
+STREAM_START_INPUTS: Mapping[str, str] = {"input": ""}
+
+
+def enter_run(run: Run, child_config: RunnableConfig) -> object:
+    """Make ``run`` current: its span and its child config."""
+    ctx = context_with_child_config(child_config, trace.set_span_in_context(run.span))
+    return otel_context.attach(ctx)
+
+
+def exit_run(token: object) -> None:
+    otel_context.detach(token)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=4096)
+def _accepts_config(func: Callable[..., Any]) -> bool:
+    try:
+        return "config" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def accepts_config(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` declares a parameter named ``config`` (as in langchain_core)."""
+    try:
+        return _accepts_config(func)
+    except TypeError:  # unhashable callable
+        return _accepts_config.__wrapped__(func)
+
+
+def run_name(runnable: Runnable[Any, Any], config: RunnableConfig) -> str:
+    return config.get("run_name") or runnable.get_name()
+
+
+def call_with_config(
+    runnable: Runnable[Any, Any],
+    func: Callable[[Any, RunnableConfig, Run], T],
+    value: Any,
+    config: RunnableConfig | None,
+    *,
+    run_type: str = "chain",
+    handler_extra: Mapping[str, Any] | None = INVOKE_EXTRA,
+) -> T:
+    """Run ``func(value, child_config, run)`` as one run, from sync code."""
+    ensured = ensure_config(config)
+    run = start_run(
+        ensured,
+        name=run_name(runnable, ensured),
+        inputs=value,
+        run_type=run_type,
+        handler_extra=handler_extra,
+    )
+    child = patch_config(ensured, callbacks=run.child_scope())
+    token = enter_run(run, child)
+    try:
+        output = func(value, child, run)
+    except BaseException as exc:
+        exit_run(token)
+        run.fail(exc)
+        raise
+    exit_run(token)
+    run.end(output)
+    return output
+
+
+async def acall_with_config(
+    runnable: Runnable[Any, Any],
+    func: Callable[[Any, RunnableConfig, Run], Awaitable[T]],
+    value: Any,
+    config: RunnableConfig | None,
+    *,
+    run_type: str = "chain",
+    handler_extra: Mapping[str, Any] | None = INVOKE_EXTRA,
+) -> T:
+    """Run ``await func(value, child_config, run)`` as one run."""
+    ensured = ensure_config(config)
+    run = await astart_run(
+        ensured,
+        name=run_name(runnable, ensured),
+        inputs=value,
+        run_type=run_type,
+        handler_extra=handler_extra,
+    )
+    child = patch_config(ensured, callbacks=run.child_scope())
+    token = enter_run(run, child)
+    try:
+        output = await func(value, child, run)
+    except BaseException as exc:
+        exit_run(token)
+        await run.afail(exc)
+        raise
+    exit_run(token)
+    await run.aend(output)
+    return output
+
+
+class ChunkAccumulator:
+    """Adds streamed chunks with ``+``; an unaddable chunk replaces the value,
+    and so does every later one (langchain_core's rule for run inputs/outputs)."""
+
+    __slots__ = ("addable", "value")
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.addable = True
+
+    def add(self, chunk: Any) -> None:
+        if self.value is None or not self.addable:
+            self.value = chunk
+            return
+        try:
+            self.value = self.value + chunk
+        except TypeError:
+            self.value = chunk
+            self.addable = False
+
+
+def add_chunk(total: Any, chunk: Any) -> Any:
+    """A generator lambda's output: chunks added while that works, else the last."""
+    if total is None:
+        return chunk
+    try:
+        return total + chunk
+    except TypeError:
+        return chunk
+
+
+class _RecordingIterator(Iterator[T]):
+    """Passes input chunks through while adding them up for the run's record."""
+
+    def __init__(self, source: Iterator[T], total: ChunkAccumulator) -> None:
+        self._source = source
+        self._total = total
+        self._pending: list[T] = []
+
+    def prime(self) -> None:
+        """Pull the first chunk now, so the upstream run starts before this one."""
+        chunk = next(self._source, MISSING)
+        self._total.add(None if chunk is MISSING else chunk)
+        if chunk is not MISSING:
+            self._pending.append(chunk)
+
+    def __next__(self) -> T:
+        if self._pending:
+            return self._pending.pop()
+        chunk = next(self._source)
+        self._total.add(chunk)
+        return chunk
+
+    def drain(self) -> None:
+        for _ in self:
+            pass
+
+
+def transform_stream_with_config(
+    runnable: Runnable[Any, Any],
+    inputs: Iterator[Any],
+    transformer: Callable[[Iterator[Any], RunnableConfig, Run], Iterator[T]],
+    config: RunnableConfig | None,
+    *,
+    run_type: str = "chain",
+) -> Iterator[T]:
+    """Stream ``transformer(inputs, child_config, run)`` as one run."""
+    total_in = ChunkAccumulator()
+    recorded = _RecordingIterator(inputs, total_in)
+    recorded.prime()
+    ensured = ensure_config(config)
+    run = start_run(
+        ensured,
+        name=run_name(runnable, ensured),
+        inputs=dict(STREAM_START_INPUTS),
+        run_type=run_type,
+        streaming=True,
+        handler_extra=STREAM_EXTRA,
+    )
+    total_out = ChunkAccumulator()
+    try:
+        child = patch_config(ensured, callbacks=run.child_scope())
+        token = enter_run(run, child)
+        try:
+            iterator = transformer(recorded, child, run)
+        finally:
+            exit_run(token)
+        try:
+            while True:
+                token = enter_run(run, child)
+                try:
+                    chunk = next(iterator)
+                finally:
+                    exit_run(token)
+                run.record_chunk(chunk)
+                yield chunk
+                total_out.add(chunk)
+        except (StopIteration, GeneratorExit):
+            pass
+        recorded.drain()
+    except BaseException as exc:
+        run.fail(exc, inputs=total_in.value)
+        raise
+    run.end(total_out.value, inputs=total_in.value)
+
+
+class _RecordingAsyncIterator(AsyncIterator[T]):
+    def __init__(self, source: AsyncIterator[T], total: ChunkAccumulator) -> None:
+        self._source = source
+        self._total = total
+        self._pending: list[T] = []
+
+    async def prime(self) -> None:
+        chunk = await anext(self._source, MISSING)
+        self._total.add(None if chunk is MISSING else chunk)
+        if chunk is not MISSING:
+            self._pending.append(chunk)
+
+    async def __anext__(self) -> T:
+        if self._pending:
+            return self._pending.pop()
+        chunk = await self._source.__anext__()
+        self._total.add(chunk)
+        return chunk
+
+    async def drain(self) -> None:
+        async for _ in self:
+            pass
+
+
+async def atransform_stream_with_config(
+    runnable: Runnable[Any, Any],
+    inputs: AsyncIterator[Any],
+    transformer: Callable[[AsyncIterator[Any], RunnableConfig, Run], AsyncIterator[T]],
+    config: RunnableConfig | None,
+    *,
+    run_type: str = "chain",
+) -> AsyncIterator[T]:
+    """Stream ``transformer(inputs, child_config, run)`` as one run, async."""
+    total_in = ChunkAccumulator()
+    recorded = _RecordingAsyncIterator(inputs, total_in)
+    await recorded.prime()
+    ensured = ensure_config(config)
+    run = await astart_run(
+        ensured,
+        name=run_name(runnable, ensured),
+        inputs=dict(STREAM_START_INPUTS),
+        run_type=run_type,
+        streaming=True,
+        handler_extra=STREAM_EXTRA,
+    )
+    total_out = ChunkAccumulator()
+    iterator: AsyncIterator[T] | None = None
+    try:
+        child = patch_config(ensured, callbacks=run.child_scope())
+        token = enter_run(run, child)
+        try:
+            iterator = transformer(recorded, child, run)
+        finally:
+            exit_run(token)
+        while True:
+            token = enter_run(run, child)
+            try:
+                chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                break
+            finally:
+                exit_run(token)
+            run.record_chunk(chunk)
+            yield chunk
+            total_out.add(chunk)
+        await recorded.drain()
+    except BaseException as exc:
+        await run.afail(exc, inputs=total_in.value)
+        raise
+    else:
+        await run.aend(total_out.value, inputs=total_in.value)
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def run_in_executor(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking ``func`` in the default executor, in a copy of this context
+    (so the current run and span travel with it)."""
+    ctx = contextvars.copy_context()
+    call = functools.partial(ctx.run, func, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+def _next_or_missing(iterator: Iterator[T]) -> T | Any:
+    return next(iterator, MISSING)
+
+
+async def iterate_in_executor(iterator: Iterator[T]) -> AsyncIterator[T]:
+    """A sync iterator consumed chunk by chunk without blocking the loop."""
+    while True:
+        chunk = await run_in_executor(_next_or_missing, iterator)
+        if chunk is MISSING:
+            return
+        yield chunk
+
+
+def is_async_callable(func: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)

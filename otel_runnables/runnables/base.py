@@ -1,0 +1,317 @@
+"""`Runnable`: the interface every runnable shares, and `with_config` bindings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from otel_runnables.config import RunnableConfig, ensure_config, get_config_list, merge_configs
+from otel_runnables.runs import MISSING
+
+if TYPE_CHECKING:
+    from otel_runnables.runnables.sequence import RunnableSequence
+
+Input = TypeVar("Input")
+Output = TypeVar("Output")
+Other = TypeVar("Other")
+
+__all__ = ["AddableDict", "Runnable", "RunnableBinding", "coerce_to_runnable"]
+
+
+class AddableDict(dict[str, Any]):
+    """A dict chunk that merges with ``+`` (a parallel run's streamed output)."""
+
+    def __add__(self, other: Mapping[str, Any]) -> AddableDict:
+        merged = AddableDict(self)
+        for key, value in other.items():
+            if key not in merged or merged[key] is None:
+                merged[key] = value
+            elif value is not None:
+                try:
+                    merged[key] = merged[key] + value
+                except TypeError:
+                    merged[key] = value
+        return merged
+
+    def __radd__(self, other: Mapping[str, Any]) -> AddableDict:
+        return AddableDict(other) + self
+
+
+class Runnable(Generic[Input, Output]):
+    """A unit of work that can be invoked, batched, streamed and composed.
+
+    Every call is one run, and every run one OpenTelemetry span.
+    """
+
+    name: str | None = None
+
+    def get_name(self) -> str:
+        return self.name or type(self).__name__
+
+    # -- the one method a subclass must provide ---------------------------
+
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        raise NotImplementedError
+
+    async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        """Default: ``invoke`` in the executor, with the current run carried along."""
+        from otel_runnables.runnables._execution import run_in_executor
+
+        return await run_in_executor(self.invoke, input, config, **kwargs)
+
+    # -- many inputs -------------------------------------------------------
+
+    def batch(
+        self,
+        inputs: Sequence[Input],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Invoke on each input; each is its own run. Runs in threads, at most
+        ``max_concurrency`` at a time; results in input order."""
+        inputs = list(inputs)
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+
+        def invoke_one(value: Input, item_config: RunnableConfig) -> tuple[bool, Any]:
+            try:
+                return True, self.invoke(value, item_config, **kwargs)
+            except Exception as exc:
+                return False, exc
+
+        max_concurrency = configs[0].get("max_concurrency")
+        if len(inputs) == 1 or max_concurrency == 1:
+            results = [
+                contextvars.copy_context().run(invoke_one, v, c) for v, c in zip(inputs, configs, strict=True)
+            ]
+        else:
+            workers = min(len(inputs), max_concurrency or len(inputs))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otel_runnables-batch") as pool:
+                futures = [
+                    pool.submit(contextvars.copy_context().run, invoke_one, v, c)
+                    for v, c in zip(inputs, configs, strict=True)
+                ]
+                results = [f.result() for f in futures]
+        if not return_exceptions:
+            # like langchain_core: every input ran; the first error (in input order) is raised
+            for ok, value in results:
+                if not ok:
+                    raise value
+        return [value for _, value in results]
+
+    async def abatch(
+        self,
+        inputs: Sequence[Input],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """``ainvoke`` on each input concurrently, at most ``max_concurrency`` at a time."""
+        inputs = list(inputs)
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+        max_concurrency = configs[0].get("max_concurrency")
+        semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+
+        async def ainvoke_one(value: Input, item_config: RunnableConfig) -> Output | Exception:
+            try:
+                if semaphore is None:
+                    return await self.ainvoke(value, item_config, **kwargs)
+                async with semaphore:
+                    return await self.ainvoke(value, item_config, **kwargs)
+            except Exception as exc:
+                if return_exceptions:
+                    return exc
+                raise
+
+        return list(await asyncio.gather(*(ainvoke_one(v, c) for v, c in zip(inputs, configs, strict=True))))
+
+    # -- streaming ---------------------------------------------------------
+
+    def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Output]:
+        """Default: one chunk, the invoke result."""
+        yield self.invoke(input, config, **kwargs)
+
+    async def astream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        yield await self.ainvoke(input, config, **kwargs)
+
+    def transform(
+        self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Output]:
+        """Default: add the input chunks up, then stream the result."""
+        final: Any = MISSING
+        for chunk in input:
+            final = chunk if final is MISSING else _add_or_replace(final, chunk)
+        if final is not MISSING:
+            yield from self.stream(final, config, **kwargs)
+
+    async def atransform(
+        self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        final: Any = MISSING
+        async for chunk in input:
+            final = chunk if final is MISSING else _add_or_replace(final, chunk)
+        if final is not MISSING:
+            async for output in self.astream(final, config, **kwargs):
+                yield output
+
+    def astream_events(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        version: str = "v2",
+        include_names: Sequence[str] | None = None,
+        include_types: Sequence[str] | None = None,
+        include_tags: Sequence[str] | None = None,
+        exclude_names: Sequence[str] | None = None,
+        exclude_types: Sequence[str] | None = None,
+        exclude_tags: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Stream this run's subtree as langchain_core's v2 event dictionaries:
+        on_chain_start/stream/end and on_custom_event, in the order they happen.
+        Closing the iterator early cancels the run."""
+        from otel_runnables.bridge import EventFilter
+        from otel_runnables.event_stream import stream_events
+
+        if version != "v2":
+            raise ValueError(f"astream_events supports only version='v2', got version={version!r}")
+        event_filter = EventFilter(
+            include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
+        )
+        return stream_events(self, input, config, event_filter, **kwargs)
+
+    # -- composition -------------------------------------------------------
+
+    def with_config(self, config: RunnableConfig | None = None, **kwargs: Any) -> Runnable[Input, Output]:
+        """A runnable that runs this one with ``config`` merged into each call's."""
+        bound = cast(RunnableConfig, {**(config or {}), **kwargs})
+        ensure_config(bound)  # validate now, not at the first call
+        return RunnableBinding(self, bound)
+
+    def pipe(
+        self, *others: Runnable[Any, Any] | Callable[[Any], Any] | Mapping[str, Any]
+    ) -> RunnableSequence:
+        from otel_runnables.runnables.sequence import RunnableSequence
+
+        return RunnableSequence(self, *others)
+
+    def __or__(
+        self, other: Runnable[Any, Other] | Callable[[Any], Other] | Mapping[str, Any]
+    ) -> RunnableSequence:
+        from otel_runnables.runnables.sequence import RunnableSequence
+
+        return RunnableSequence(self, other)
+
+    def __ror__(
+        self, other: Runnable[Any, Any] | Callable[[Any], Any] | Mapping[str, Any]
+    ) -> RunnableSequence:
+        from otel_runnables.runnables.sequence import RunnableSequence
+
+        return RunnableSequence(other, self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.get_name()!r})"
+
+
+def _add_or_replace(total: Any, chunk: Any) -> Any:
+    try:
+        return total + chunk
+    except TypeError:
+        return chunk
+
+
+class RunnableBinding(Runnable[Input, Output]):
+    """A runnable with a config bound to it (``with_config``). The bound config
+    is merged with each call's config the way langchain_core merges them."""
+
+    def __init__(self, bound: Runnable[Input, Output], config: RunnableConfig) -> None:
+        self.bound = bound
+        self.config = config
+
+    def get_name(self) -> str:
+        return self.bound.get_name()
+
+    def _merged(self, config: RunnableConfig | None) -> RunnableConfig:
+        return merge_configs(self.config, config)
+
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        return self.bound.invoke(input, self._merged(config), **kwargs)
+
+    async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        return await self.bound.ainvoke(input, self._merged(config), **kwargs)
+
+    def batch(
+        self,
+        inputs: Sequence[Input],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        configs = [self._merged(c) for c in config] if isinstance(config, Sequence) else self._merged(config)
+        return self.bound.batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: Sequence[Input],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        configs = [self._merged(c) for c in config] if isinstance(config, Sequence) else self._merged(config)
+        return await self.bound.abatch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+
+    def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Output]:
+        yield from self.bound.stream(input, self._merged(config), **kwargs)
+
+    async def astream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        async for chunk in self.bound.astream(input, self._merged(config), **kwargs):
+            yield chunk
+
+    def transform(
+        self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Output]:
+        yield from self.bound.transform(input, self._merged(config), **kwargs)
+
+    async def atransform(
+        self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        async for chunk in self.bound.atransform(input, self._merged(config), **kwargs):
+            yield chunk
+
+    def with_config(self, config: RunnableConfig | None = None, **kwargs: Any) -> Runnable[Input, Output]:
+        extra = cast(RunnableConfig, {**(config or {}), **kwargs})
+        return RunnableBinding(self.bound, merge_configs(self.config, extra))
+
+    def __repr__(self) -> str:
+        return f"RunnableBinding(bound={self.bound!r}, config={self.config!r})"
+
+
+def coerce_to_runnable(thing: Any) -> Runnable[Any, Any]:
+    """A runnable from a runnable, a callable or a dict of those."""
+    if isinstance(thing, Runnable):
+        return thing
+    if isinstance(thing, Mapping):
+        from otel_runnables.runnables.parallel import RunnableParallel
+
+        return RunnableParallel(dict(thing))
+    if callable(thing):
+        from otel_runnables.runnables.lambdas import RunnableLambda
+
+        return RunnableLambda(thing)
+    raise TypeError(f"Expected a Runnable, a callable or a dict, got {type(thing).__name__}: {thing!r}")

@@ -1,0 +1,212 @@
+"""`RunnableLambda` and the `chain` decorator: a function as a runnable."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from otel_runnables.config import RunnableConfig, patch_config
+from otel_runnables.runnables._execution import (
+    acall_with_config,
+    accepts_config,
+    add_chunk,
+    atransform_stream_with_config,
+    call_with_config,
+    is_async_callable,
+    iterate_in_executor,
+    run_in_executor,
+    transform_stream_with_config,
+)
+from otel_runnables.runnables.base import Runnable, _add_or_replace
+from otel_runnables.runs import MISSING, Run
+
+__all__ = ["RunnableLambda", "chain"]
+
+_SYNC_INVOKE_ERROR = "Cannot invoke a coroutine function synchronously.Use `ainvoke` instead."
+_SYNC_STREAM_ERROR = "Cannot stream a coroutine function synchronously.Use `astream` instead."
+
+
+def _function_name(func: Callable[..., Any]) -> str | None:
+    name = getattr(func, "__name__", None)
+    return name if isinstance(name, str) and name != "<lambda>" else None
+
+
+class RunnableLambda(Runnable[Any, Any]):
+    """A sync or async function (or generator) as a runnable.
+
+    Give both ``func`` and ``afunc`` to use the sync one for ``invoke`` and the
+    async one for ``ainvoke``. A function with a parameter named ``config``
+    receives the run's child config. A function that returns a runnable has
+    it invoked with the same input, as a child run.
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        afunc: Callable[..., Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not callable(func):
+            raise TypeError(f"RunnableLambda expects a callable, got {type(func).__name__}: {func!r}")
+        if afunc is not None and not is_async_callable(afunc):
+            raise TypeError(f"afunc must be an async function, got {afunc!r}")
+        self.func: Callable[..., Any] | None
+        self.afunc: Callable[..., Any] | None
+        if is_async_callable(func):
+            if afunc is not None:
+                raise TypeError("func is already async; give a sync func together with afunc")
+            self.func, self.afunc = None, func
+        else:
+            self.func, self.afunc = func, afunc
+        self.name = name if name is not None else _function_name(func)
+        self._func_config = self.func is not None and accepts_config(self.func)
+        self._afunc_config = self.afunc is not None and accepts_config(self.afunc)
+
+    # -- calling the function ---------------------------------------------
+
+    def _call_sync(self, value: Any, config: RunnableConfig) -> Any:
+        assert self.func is not None
+        if self._func_config:
+            return self.func(value, config=config)
+        return self.func(value)
+
+    def _call_async(self, value: Any, config: RunnableConfig) -> Any:
+        assert self.afunc is not None
+        if self._afunc_config:
+            return self.afunc(value, config=config)
+        return self.afunc(value)
+
+    @staticmethod
+    def _child_config_for_returned(config: RunnableConfig, run: Run, value: Any) -> RunnableConfig:
+        limit = config.get("recursion_limit", 25)
+        if limit <= 0:
+            raise RecursionError(
+                f"Recursion limit reached when invoking the runnable returned for {value!r}."
+            )
+        return patch_config(config, callbacks=run.child_scope(), recursion_limit=limit - 1)
+
+    # -- invoke --------------------------------------------------------------
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if self.func is None:
+            raise TypeError(_SYNC_INVOKE_ERROR)
+        return call_with_config(self, self._invoke, input, config)
+
+    def _invoke(self, value: Any, config: RunnableConfig, run: Run) -> Any:
+        if inspect.isgeneratorfunction(self.func):
+            output: Any = None
+            for chunk in self._call_sync(value, config):
+                output = add_chunk(output, chunk)
+        else:
+            output = self._call_sync(value, config)
+        if isinstance(output, Runnable):
+            output = output.invoke(value, self._child_config_for_returned(config, run, value))
+        return output
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await acall_with_config(self, self._ainvoke, input, config)
+
+    async def _ainvoke(self, value: Any, config: RunnableConfig, run: Run) -> Any:
+        output: Any = None
+        if self.afunc is not None:
+            if inspect.isasyncgenfunction(self.afunc):
+                async for chunk in self._call_async(value, config):
+                    output = add_chunk(output, chunk)
+            else:
+                output = await self._call_async(value, config)
+        elif inspect.isgeneratorfunction(self.func):
+            async for chunk in iterate_in_executor(self._call_sync(value, config)):
+                output = add_chunk(output, chunk)
+        else:
+            output = await run_in_executor(self._call_sync, value, config)
+        if isinstance(output, Runnable):
+            output = await output.ainvoke(value, self._child_config_for_returned(config, run, value))
+        return output
+
+    # -- streaming -------------------------------------------------------------
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        yield from self.transform(iter([input]), config, **kwargs)
+
+    def transform(
+        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        if self.func is None:
+            raise TypeError(_SYNC_STREAM_ERROR)
+        yield from transform_stream_with_config(self, input, self._transform, config)
+
+    def _transform(self, chunks: Iterator[Any], config: RunnableConfig, run: Run) -> Iterator[Any]:
+        value = _aggregate(chunks)
+        if inspect.isgeneratorfunction(self.func):
+            output: Any = None
+            for chunk in self._call_sync(value, config):
+                yield chunk
+                output = add_chunk(output, chunk)
+        else:
+            output = self._call_sync(value, config)
+            if not isinstance(output, Runnable):
+                yield output
+        if isinstance(output, Runnable):
+            yield from output.stream(value, self._child_config_for_returned(config, run, value))
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async for chunk in self.atransform(_once(input), config, **kwargs):
+            yield chunk
+
+    async def atransform(
+        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async for chunk in atransform_stream_with_config(self, input, self._atransform, config):
+            yield chunk
+
+    async def _atransform(
+        self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run
+    ) -> AsyncIterator[Any]:
+        value = await _aaggregate(chunks)
+        output: Any = None
+        if self.afunc is not None and inspect.isasyncgenfunction(self.afunc):
+            async for chunk in self._call_async(value, config):
+                yield chunk
+                output = add_chunk(output, chunk)
+        elif self.afunc is not None:
+            output = await self._call_async(value, config)
+            if not isinstance(output, Runnable):
+                yield output
+        elif inspect.isgeneratorfunction(self.func):
+            # streamed chunk by chunk from the executor, never blocking the loop
+            async for chunk in iterate_in_executor(self._call_sync(value, config)):
+                yield chunk
+                output = add_chunk(output, chunk)
+        else:
+            output = await run_in_executor(self._call_sync, value, config)
+            if not isinstance(output, Runnable):
+                yield output
+        if isinstance(output, Runnable):
+            async for chunk in output.astream(value, self._child_config_for_returned(config, run, value)):
+                yield chunk
+
+
+def _aggregate(chunks: Iterator[Any]) -> Any:
+    final: Any = MISSING
+    for chunk in chunks:
+        final = chunk if final is MISSING else _add_or_replace(final, chunk)
+    return None if final is MISSING else final
+
+
+async def _aaggregate(chunks: AsyncIterator[Any]) -> Any:
+    final: Any = MISSING
+    async for chunk in chunks:
+        final = chunk if final is MISSING else _add_or_replace(final, chunk)
+    return None if final is MISSING else final
+
+
+async def _once(value: Any) -> AsyncIterator[Any]:
+    yield value
+
+
+def chain(func: Callable[..., Any]) -> RunnableLambda:
+    """Decorate a function to make it a runnable (exactly ``RunnableLambda(func)``)."""
+    return RunnableLambda(func)

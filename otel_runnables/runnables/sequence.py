@@ -1,0 +1,129 @@
+"""`RunnableSequence`: steps run one after another, each a child run tagged
+``seq:step:N``; `|` builds one and flattens nested sequences."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from otel_runnables.config import RunnableConfig, ensure_config, patch_config
+from otel_runnables.runnables._execution import (
+    atransform_stream_with_config,
+    enter_run,
+    exit_run,
+    run_name,
+    transform_stream_with_config,
+)
+from otel_runnables.runnables.base import Runnable, coerce_to_runnable
+from otel_runnables.runs import Run, astart_run, start_run
+
+__all__ = ["RunnableSequence"]
+
+
+class RunnableSequence(Runnable[Any, Any]):
+    """The output of each step is the input of the next."""
+
+    def __init__(self, *steps: Any, name: str | None = None) -> None:
+        flat: list[Runnable[Any, Any]] = []
+        for step in steps:
+            if isinstance(step, RunnableSequence):
+                flat.extend(step.steps)
+            else:
+                flat.append(coerce_to_runnable(step))
+        if len(flat) < 2:
+            raise ValueError(f"RunnableSequence needs at least 2 steps, got {len(flat)}")
+        self.steps: list[Runnable[Any, Any]] = flat
+        self.name = name
+
+    @property
+    def first(self) -> Runnable[Any, Any]:
+        return self.steps[0]
+
+    @property
+    def last(self) -> Runnable[Any, Any]:
+        return self.steps[-1]
+
+    def __or__(self, other: Any) -> RunnableSequence:
+        return RunnableSequence(*self.steps, other, name=self.name)
+
+    def __ror__(self, other: Any) -> RunnableSequence:
+        return RunnableSequence(other, *self.steps, name=self.name)
+
+    @staticmethod
+    def _step_config(config: RunnableConfig, run: Run, index: int) -> RunnableConfig:
+        return patch_config(config, callbacks=run.child_scope(f"seq:step:{index + 1}"))
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        ensured = ensure_config(config)
+        run = start_run(ensured, name=run_name(self, ensured), inputs=input)
+        value = input
+        try:
+            for index, step in enumerate(self.steps):
+                step_config = self._step_config(ensured, run, index)
+                # code between steps sees the step's config, as in langchain_core
+                token = enter_run(run, step_config)
+                try:
+                    value = step.invoke(value, step_config, **(kwargs if index == 0 else {}))
+                finally:
+                    exit_run(token)
+        except BaseException as exc:
+            run.fail(exc)
+            raise
+        run.end(value)
+        return value
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        ensured = ensure_config(config)
+        run = await astart_run(ensured, name=run_name(self, ensured), inputs=input)
+        value = input
+        try:
+            for index, step in enumerate(self.steps):
+                step_config = self._step_config(ensured, run, index)
+                token = enter_run(run, step_config)
+                try:
+                    value = await step.ainvoke(value, step_config, **(kwargs if index == 0 else {}))
+                finally:
+                    exit_run(token)
+        except BaseException as exc:
+            await run.afail(exc)
+            raise
+        await run.aend(value)
+        return value
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        yield from self.transform(iter([input]), config, **kwargs)
+
+    def transform(
+        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        yield from transform_stream_with_config(self, input, self._transform, config)
+
+    def _transform(self, chunks: Iterator[Any], config: RunnableConfig, run: Run) -> Iterator[Any]:
+        pipeline: Iterator[Any] = chunks
+        for index, step in enumerate(self.steps):
+            pipeline = step.transform(pipeline, self._step_config(config, run, index))
+        yield from pipeline
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async def once() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self.atransform(once(), config, **kwargs):
+            yield chunk
+
+    async def atransform(
+        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async for chunk in atransform_stream_with_config(self, input, self._atransform, config):
+            yield chunk
+
+    async def _atransform(
+        self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run
+    ) -> AsyncIterator[Any]:
+        pipeline: AsyncIterator[Any] = chunks
+        for index, step in enumerate(self.steps):
+            pipeline = step.atransform(pipeline, self._step_config(config, run, index))
+        async for chunk in pipeline:
+            yield chunk

@@ -1,0 +1,285 @@
+"""`Run`: one invocation of a runnable, owning exactly one span.
+
+Everything a consumer learns about a run comes from here, in one direction:
+start, custom event, stream chunk, end or error update the span and notify
+the run's callback handlers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from otel_runnables import bridge, conventions
+from otel_runnables._sentinel import MISSING
+from otel_runnables.callbacks import BaseCallbackHandler, anotify, notify
+from otel_runnables.config import RunnableConfig, RunScope
+from otel_runnables.serialization import capture_content_enabled
+from otel_runnables.telemetry import get_tracer
+
+__all__ = ["MISSING", "Run", "new_run_id", "start_run", "astart_run"]
+
+
+_INTERNAL = SpanKind.INTERNAL
+
+
+def new_run_id() -> uuid.UUID:
+    """A UUIDv7: unique and ordered by creation time, like langchain_core's."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a
+    value |= 0b10 << 62  # variant
+    value |= rand & ((1 << 62) - 1)  # rand_b
+    return uuid.UUID(int=value)
+
+
+def _add_tags(tags: list[str], new: list[str]) -> None:
+    """A tag given again moves to the end, as in langchain_core."""
+    for tag in new:
+        if tag in tags:
+            tags.remove(tag)
+    tags.extend(new)
+
+
+class Run:
+    """One live invocation; ``span`` is its OpenTelemetry span."""
+
+    __slots__ = (
+        "id",
+        "parent",
+        "name",
+        "run_type",
+        "tags",
+        "inheritable_tags",
+        "metadata",
+        "handlers",
+        "inputs",
+        "streaming",
+        "span",
+        "stream_chunks",
+        "ended",
+    )
+
+    def __init__(
+        self,
+        config: RunnableConfig,
+        *,
+        name: str,
+        inputs: Any,
+        run_type: str = "chain",
+        streaming: bool = False,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        scope = config.get("callbacks")
+        parent: Run | None
+        if isinstance(scope, RunScope):
+            parent = scope.parent
+            handlers = scope.handlers
+            tags = list(scope.tags)
+            inheritable_tags = list(scope.inheritable_tags)
+            metadata = dict(scope.metadata)
+        else:
+            parent = None
+            handlers = list(scope) if scope else []
+            tags, inheritable_tags, metadata = [], [], {}
+        config_tags = config.get("tags")
+        if config_tags:
+            _add_tags(tags, config_tags)
+            _add_tags(inheritable_tags, config_tags)
+        config_metadata = config.get("metadata")
+        if config_metadata:
+            metadata.update(config_metadata)
+
+        self.id: uuid.UUID = config.get("run_id") or new_run_id()
+        self.parent = parent
+        self.name = name
+        self.run_type = run_type
+        self.tags = tags
+        self.inheritable_tags = inheritable_tags
+        self.metadata = metadata
+        self.handlers: list[BaseCallbackHandler] = handlers
+        self.inputs = inputs
+        self.streaming = streaming
+        self.stream_chunks = 0
+        self.ended = False
+        self.span = self._start_span(attributes)
+
+    @property
+    def parent_id(self) -> uuid.UUID | None:
+        return None if self.parent is None else self.parent.id
+
+    def _start_span(self, extra: Mapping[str, Any] | None) -> Span:
+        parent = self.parent
+        context = None
+        if parent is not None and trace.get_current_span() is not parent.span:
+            # the config came from elsewhere (another thread): parent explicitly
+            context = trace.set_span_in_context(parent.span)
+        attributes: dict[str, Any] = {
+            conventions.SPAN_TYPE: conventions.SPAN_TYPE_RUN,
+            conventions.RUN_ID: str(self.id),
+            conventions.RUN_TYPE: self.run_type,
+            conventions.OPENINFERENCE_SPAN_KIND: conventions.openinference_kind(self.run_type),
+        }
+        if parent is not None:
+            attributes[conventions.RUN_PARENT_ID] = str(parent.id)
+        span = get_tracer().start_span(self.name, context=context, kind=_INTERNAL, attributes=attributes)
+        if span.is_recording():
+            span.set_attributes(conventions.run_attributes(self.tags, self.metadata))
+            if extra:
+                span.set_attributes(extra)
+            if not self.streaming and capture_content_enabled():
+                span.set_attributes(conventions.io_attributes("input", self.inputs))
+        return span
+
+    def child_scope(self, local_tag: str | None = None) -> RunScope:
+        """What a child of this run inherits; ``local_tag`` reaches only the child."""
+        tags = self.inheritable_tags if local_tag is None else [*self.inheritable_tags, local_tag]
+        return RunScope(self, self.handlers, tags, self.inheritable_tags, self.metadata)
+
+    # -- lifecycle -------------------------------------------------------
+
+    def _start_kwargs(self, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "run_id": self.id,
+            "parent_run_id": self.parent_id,
+            "tags": list(self.tags),
+            "metadata": dict(self.metadata),
+            "name": self.name,
+        }
+        if extra:
+            kwargs.update(extra)
+        return kwargs
+
+    def notify_start(self, handler_extra: Mapping[str, Any] | None = None) -> None:
+        bridge.publish_start(self)
+        if self.handlers:
+            notify(self.handlers, "on_chain_start", None, self.inputs, **self._start_kwargs(handler_extra))
+
+    async def anotify_start(self, handler_extra: Mapping[str, Any] | None = None) -> None:
+        bridge.publish_start(self)
+        if self.handlers:
+            await anotify(
+                self.handlers, "on_chain_start", None, self.inputs, **self._start_kwargs(handler_extra)
+            )
+
+    def record_custom_event(self, name: str, data: Any) -> None:
+        """Write the event on the span (handlers are notified by the dispatcher)."""
+        span = self.span
+        if span.is_recording():
+            emit_span_event(
+                span,
+                name,
+                conventions.custom_event_attributes(data, capture_content=capture_content_enabled()),
+            )
+
+    def record_chunk(self, chunk: Any) -> None:
+        self.stream_chunks += 1
+        bridge.publish_chunk(self, chunk)
+
+    def _finish_span(self, outputs: Any, inputs: Any) -> None:
+        self.ended = True
+        span = self.span
+        if span.is_recording():
+            if capture_content_enabled():
+                if self.streaming and inputs is not MISSING:
+                    span.set_attributes(conventions.io_attributes("input", inputs))
+                span.set_attributes(conventions.io_attributes("output", outputs))
+            if self.stream_chunks:
+                span.set_attribute(conventions.RUN_STREAM_CHUNKS, self.stream_chunks)
+        span.end()
+
+    def _end_kwargs(self, inputs: Any) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"run_id": self.id, "parent_run_id": self.parent_id, "tags": list(self.tags)}
+        if inputs is not MISSING:
+            kwargs["inputs"] = inputs
+        return kwargs
+
+    def end(self, outputs: Any, *, inputs: Any = MISSING) -> None:
+        """The run returned ``outputs`` (``inputs``: the aggregated streamed input)."""
+        self._finish_span(outputs, inputs)
+        bridge.publish_end(self, outputs, inputs)
+        if self.handlers:
+            notify(self.handlers, "on_chain_end", outputs, **self._end_kwargs(inputs))
+
+    async def aend(self, outputs: Any, *, inputs: Any = MISSING) -> None:
+        self._finish_span(outputs, inputs)
+        bridge.publish_end(self, outputs, inputs)
+        if self.handlers:
+            await anotify(self.handlers, "on_chain_end", outputs, **self._end_kwargs(inputs))
+
+    def _fail_span(self, error: BaseException) -> None:
+        self.ended = True
+        span = self.span
+        if span.is_recording():
+            span.record_exception(error, escaped=True)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            if self.stream_chunks:
+                span.set_attribute(conventions.RUN_STREAM_CHUNKS, self.stream_chunks)
+        span.end()
+
+    def fail(self, error: BaseException, *, inputs: Any = MISSING) -> None:
+        """The run raised ``error``."""
+        self._fail_span(error)
+        if self.handlers:
+            notify(self.handlers, "on_chain_error", error, **self._end_kwargs(inputs))
+
+    async def afail(self, error: BaseException, *, inputs: Any = MISSING) -> None:
+        self._fail_span(error)
+        if self.handlers:
+            await anotify(self.handlers, "on_chain_error", error, **self._end_kwargs(inputs))
+
+    def __repr__(self) -> str:
+        return f"Run(name={self.name!r}, id={self.id}, parent_id={self.parent_id})"
+
+
+def emit_span_event(span: Span, name: str, attributes: Mapping[str, Any]) -> None:
+    """The one sink for span events: moving to log-based events changes only this."""
+    span.add_event(name, attributes)
+
+
+def start_run(
+    config: RunnableConfig,
+    *,
+    name: str,
+    inputs: Any,
+    run_type: str = "chain",
+    streaming: bool = False,
+    handler_extra: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Run:
+    """Start a run from sync code: span first, then the handlers."""
+    run = Run(config, name=name, inputs=inputs, run_type=run_type, streaming=streaming, attributes=attributes)
+    try:
+        run.notify_start(handler_extra)
+    except BaseException as exc:  # a raise_error handler refused the start
+        run.fail(exc)
+        raise
+    return run
+
+
+async def astart_run(
+    config: RunnableConfig,
+    *,
+    name: str,
+    inputs: Any,
+    run_type: str = "chain",
+    streaming: bool = False,
+    handler_extra: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Run:
+    """Start a run from async code."""
+    run = Run(config, name=name, inputs=inputs, run_type=run_type, streaming=streaming, attributes=attributes)
+    try:
+        await run.anotify_start(handler_extra)
+    except BaseException as exc:
+        await run.afail(exc)
+        raise
+    return run

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean checkout: ruff and mypy --strict once,
+# then pytest on every supported Python (3.11 first, then 3.10 and 3.13),
+# each in its own virtualenv with the project installed as `.[dev,otlp]`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pythons="${OTEL_RUNNABLES_PYTHONS:-3.11 3.10 3.13}"
+venvs=".venvs"
+mkdir -p "$venvs"
+
+find_python() {
+  local version=$1 candidate
+  for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python "$(command -v "python$version" || true)"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+missing=()
+ran=0
+first=""
+for version in $pythons; do
+  if ! interpreter=$(find_python "$version"); then
+    echo "!!!!!!!! Python $version NOT FOUND: the suite does NOT run on Python $version !!!!!!!!" >&2
+    missing+=("$version")
+    continue
+  fi
+  env="$venvs/py$version"
+  [ -x "$env/bin/python" ] || "$interpreter" -m venv "$env"
+  "$env/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$env/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev,otlp]"
+  if [ -z "$first" ]; then
+    first=$env
+    echo "== ruff and mypy --strict (Python $version)"
+    "$env/bin/ruff" check otel_runnables tests examples benchmarks
+    "$env/bin/mypy" --strict otel_runnables
+  fi
+  echo "== pytest on Python $version ($("$env/bin/python" --version))"
+  status=0
+  "$env/bin/python" -m pytest -p no:cacheprovider || status=$?
+  if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests on Python $version: that is a failure" >&2
+    exit 1
+  elif [ "$status" -ne 0 ]; then
+    exit "$status"
+  fi
+  ran=$((ran + 1))
+done
+
+if [ "$ran" -eq 0 ]; then
+  echo "no supported Python was found: nothing was tested" >&2
+  exit 1
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "!!!!!!!! the suite did NOT run on: ${missing[*]} !!!!!!!!" >&2
+fi
