@@ -79,6 +79,7 @@ class RunnableConfig(TypedDict, total=False):
 
 CONFIG_KEYS = frozenset(RunnableConfig.__annotations__)
 _COPIED_KEYS = ("tags", "metadata", "configurable")
+_CONFIGURABLE_AS_METADATA = ("model", "checkpoint_ns")
 
 _CHILD_CONFIG = otel_context.create_key("otel_runnables.child_config")
 
@@ -146,24 +147,22 @@ def ensure_config(config: RunnableConfig | None = None) -> RunnableConfig:
                 ensured[key] = value.copy() if key in _COPIED_KEYS else value  # type: ignore[attr-defined]
     if config is not None:
         for key, value in _validate(config).items():
-            if value is not None:
+            if value is None:
+                continue
+            if key in CONFIG_KEYS:
                 ensured[key] = list(value) if key == "callbacks" and isinstance(value, tuple) else value
+            else:
+                # like langchain_core: unknown keys are configurable values
+                ensured["configurable"] = {**ensured["configurable"], key: value}
         if isinstance(ensured["tags"], tuple):
             ensured["tags"] = list(ensured["tags"])
-    # like langchain_core: scalar configurable values are visible as metadata
+    # like langchain_core: these configurable strings are visible as metadata
     configurable = ensured["configurable"]
     if configurable:
-        metadata = ensured["metadata"]
-        extra = {
-            key: value
-            for key, value in configurable.items()
-            if not key.startswith("__")
-            and isinstance(value, (str, int, float, bool))
-            and key not in metadata
-            and key != "api_key"
-        }
-        if extra:
-            ensured["metadata"] = {**metadata, **extra}
+        for key in _CONFIGURABLE_AS_METADATA:
+            value = configurable.get(key)
+            if isinstance(value, str) and key not in ensured["metadata"]:
+                ensured["metadata"] = {**ensured["metadata"], key: value}
     return ensured  # type: ignore[return-value]
 
 

@@ -1,0 +1,91 @@
+"""A callback recorder that works with any library's handler base classes,
+and the normalisation used to compare langchain_core with otel_runnables."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def plain(value: Any) -> Any:
+    """JSON-like snapshot; UUID objects stay distinguishable from strings."""
+    if isinstance(value, uuid.UUID):
+        return f"uuid:{value}"
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, BaseException):
+        return {"exception": type(value).__name__, "message": str(value)}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return {"object": type(value).__name__}
+
+
+def normalise(records: Any) -> Any:
+    """Rename every UUID r0, r1, ... by first appearance."""
+    names: dict[str, str] = {}
+
+    def rename(match: re.Match[str]) -> str:
+        return names.setdefault(match.group(0), f"r{len(names)}")
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return _UUID.sub(rename, value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(value[k]) for k in sorted(value)}
+        return value
+
+    return walk(records)
+
+
+def make_recorder(base: type, *, is_async: bool = False, fail_in: tuple[str, ...] = (), **flags: Any) -> Any:
+    """A handler subclassing ``base`` that records every chain/custom callback."""
+    records: list[dict[str, Any]] = []
+
+    def record(method: str, positional: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        records.append({"cb": method, **plain(positional), **plain(kwargs), "kw": sorted(kwargs)})
+        if method in fail_in:
+            raise ValueError(f"handler failed in {method}")
+
+    if is_async:
+
+        class AsyncRecorder(base):  # type: ignore[misc,valid-type]
+            async def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+                record("on_chain_start", {"serialized": serialized, "inputs": inputs}, kwargs)
+
+            async def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
+                record("on_chain_end", {"outputs": outputs}, kwargs)
+
+            async def on_chain_error(self, error: BaseException, **kwargs: Any) -> None:
+                record("on_chain_error", {"error": error}, kwargs)
+
+            async def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+                record("on_custom_event", {"name": name, "data": data}, kwargs)
+
+        cls: type = AsyncRecorder
+    else:
+
+        class SyncRecorder(base):  # type: ignore[misc,valid-type]
+            def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+                record("on_chain_start", {"serialized": serialized, "inputs": inputs}, kwargs)
+
+            def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
+                record("on_chain_end", {"outputs": outputs}, kwargs)
+
+            def on_chain_error(self, error: BaseException, **kwargs: Any) -> None:
+                record("on_chain_error", {"error": error}, kwargs)
+
+            def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+                record("on_custom_event", {"name": name, "data": data}, kwargs)
+
+        cls = SyncRecorder
+    # class attributes: langchain_core declares the ignore_* flags as properties
+    handler: Any = type(cls.__name__, (cls,), dict(flags))()
+    handler.records = records
+    return handler
