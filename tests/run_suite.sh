@@ -20,6 +20,11 @@ find_python() {
   return 1
 }
 
+# pip notes every configured local index it cannot use; keep real errors only
+quiet_pip() {
+  { "$@" 2>&1; } | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
 missing=()
 ran=0
 first=""
@@ -31,8 +36,8 @@ for version in $pythons; do
   fi
   env="$venvs/py$version"
   [ -x "$env/bin/python" ] || "$interpreter" -m venv "$env"
-  "$env/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$env/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev,otlp]"
+  quiet_pip "$env/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  quiet_pip "$env/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev,otlp]"
   if [ -z "$first" ]; then
     first=$env
     echo "== ruff and mypy --strict (Python $version)"
