@@ -8,6 +8,7 @@ the run's callback handlers.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -29,10 +30,36 @@ __all__ = ["MISSING", "Run", "new_run_id", "start_run", "astart_run"]
 _INTERNAL = SpanKind.INTERNAL
 
 
+class _RandomPool:
+    """OS randomness drawn 4 KiB at a time (one syscall per ~400 run ids),
+    dropped in a forked child so parent and child never share ids."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._offset = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bytes:
+        with self._lock:
+            if self._offset + size > len(self._buffer):
+                self._buffer, self._offset = os.urandom(4096), 0
+            chunk = self._buffer[self._offset : self._offset + size]
+            self._offset += size
+            return chunk
+
+    def reset(self) -> None:
+        self._buffer, self._offset = b"", 0
+
+
+_random = _RandomPool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_random.reset)
+
+
 def new_run_id() -> uuid.UUID:
     """A UUIDv7: unique and ordered by creation time, like langchain_core's."""
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = int.from_bytes(_random.take(10), "big")
     value = (millis & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a

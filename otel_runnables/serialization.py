@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import json
 import math
 import os
@@ -73,8 +74,14 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def _is_secret(key: str, limits: EncodingLimits) -> bool:
+    return _matches_marker(key, limits.redact_keys)
+
+
+@functools.lru_cache(maxsize=4096)
+def _matches_marker(key: str, markers: tuple[str, ...]) -> bool:
+    # keys repeat run after run: decide once per key
     normalised = key.lower().replace("-", "_")
-    return any(marker in normalised for marker in limits.redact_keys)
+    return any(marker in normalised for marker in markers)
 
 
 def _safe_str(value: object) -> str:
