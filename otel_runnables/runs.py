@@ -159,11 +159,14 @@ class Run:
             attributes[conventions.RUN_PARENT_ID] = str(parent.id)
         span = get_tracer().start_span(self.name, context=context, kind=_INTERNAL, attributes=attributes)
         if span.is_recording():
-            span.set_attributes(conventions.run_attributes(self.tags, self.metadata))
+            # one set_attributes call: the SDK validates per call and per value
+            more = conventions.run_attributes(self.tags, self.metadata)
             if extra:
-                span.set_attributes(extra)
+                more.update(extra)
             if not self.streaming and capture_content_enabled():
-                span.set_attributes(conventions.io_attributes("input", self.inputs))
+                more.update(conventions.io_attributes("input", self.inputs))
+            if more:
+                span.set_attributes(more)
         return span
 
     def child_scope(self, local_tag: str | None = None) -> RunScope:

@@ -223,8 +223,11 @@ def to_jsonable(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> tuple
     return plain, walker.truncated
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def _dumps(plain: object) -> str:
-    return json.dumps(plain, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(plain)
 
 
 def encode_value(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> EncodedValue:
@@ -234,6 +237,9 @@ def encode_value(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> Enco
         if len(value) <= limits.max_value_length:
             return EncodedValue(value, "text/plain", False)
         return EncodedValue(value[: limits.max_value_length] + _ELLIPSIS, "text/plain", True)
+    kind = type(value)
+    if kind is int or kind is bool or value is None:
+        return EncodedValue(_dumps(value), "application/json", False)
     max_string, max_items = limits.max_value_length, limits.max_items
     while True:
         walker = _Walker(limits, max_string, max_items)
