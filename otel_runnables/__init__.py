@@ -25,6 +25,7 @@ from otel_runnables.runnables import (
     RunnableSequence,
     chain,
 )
+from otel_runnables.subscriptions import RunNotFoundError, subscribe, subscribe_sync
 
 __all__ = [
     "AsyncCallbackHandler",
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidEventError",
     "OtelRunnablesError",
     "Runnable",
+    "RunNotFoundError",
     "RunnableBinding",
     "RunnableConfig",
     "RunnableLambda",
@@ -44,4 +46,6 @@ __all__ = [
     "chain",
     "dispatch_custom_event",
     "ensure_config",
+    "subscribe",
+    "subscribe_sync",
 ]

@@ -1,38 +1,53 @@
-"""The run bus: run lifecycle in, `astream_events` v2 dictionaries out.
+"""The run bus: the one path from a run's lifecycle to every in-process consumer.
 
-Runs publish start, custom event, stream chunk and end here; each
-subscription is scoped to one run's subtree and turns what it sees into the
-v2 dictionaries langchain_core's ``astream_events`` yields. With no
-subscription, publishing is one dict-emptiness check.
+Runs report start, custom event, stream chunk, end and error here. The bus
+calls the run's callback handlers and hands langchain_core's `astream_events`
+v2 dictionaries to the subscriptions scoped to a run subtree (or a trace).
+With no subscription, that part costs one dict-emptiness check.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from otel_runnables._sentinel import MISSING
+from otel_runnables.callbacks import anotify, notify
 
 if TYPE_CHECKING:
     from otel_runnables.runs import Run
 
 __all__ = [
+    "END",
     "EventFilter",
     "Subscription",
-    "publish_chunk",
-    "publish_custom_event",
-    "publish_end",
-    "publish_start",
+    "achunk",
+    "acustom_event",
+    "aended",
+    "afailed",
+    "astarted",
+    "chunk",
+    "custom_event",
+    "ended",
+    "failed",
+    "live_run",
+    "live_runs_in_trace",
+    "started",
     "subscribe_subtree",
+    "subscribe_trace",
     "unsubscribe",
 ]
 
 _STREAM_START_MARKER = {"input": ""}
+
+END = object()
+"""The last item a subscription's queue receives."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +78,36 @@ class EventFilter:
         return include
 
 
-END = object()
-"""Put on a subscription's queue when its producer is done."""
+ALL_EVENTS = EventFilter()
 
 
 class Subscription:
-    """Receives the v2 events of one run subtree on an asyncio loop."""
+    """The v2 events of one run subtree (``root_id``) or one trace
+    (``trace_id``), delivered to an asyncio queue on ``loop`` or, without a
+    loop, to a thread-safe queue. Past ``max_buffer`` undelivered events new
+    ones are dropped and counted: the publisher never waits for a reader."""
 
     def __init__(
-        self, root_id: uuid.UUID, event_filter: EventFilter, loop: asyncio.AbstractEventLoop
+        self,
+        *,
+        root_id: uuid.UUID | None = None,
+        trace_id: int | None = None,
+        event_filter: EventFilter = ALL_EVENTS,
+        loop: asyncio.AbstractEventLoop | None = None,
+        max_buffer: int = 0,
+        ends_with_root: bool = False,
     ) -> None:
         self.root_id = root_id
+        self.trace_id = trace_id
         self.filter = event_filter
         self.loop = loop
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._loop_thread = threading.get_ident()
+        self.max_buffer = max_buffer
+        self.ends_with_root = ends_with_root
+        self.dropped = 0
+        self.closed = False
+        self.queue: asyncio.Queue[Any] | queue.SimpleQueue[Any]
+        self.queue = asyncio.Queue() if loop is not None else queue.SimpleQueue()
+        self._loop_thread = threading.get_ident() if loop is not None else None
 
     def parent_ids(self, run: Run) -> list[str]:
         """Ancestors seen by this subscription, root first."""
@@ -93,12 +123,22 @@ class Subscription:
         ids.reverse()
         return ids
 
+    def _enqueue(self, item: Any) -> None:
+        if self.closed:
+            return
+        if item is END:
+            self.closed = True
+        elif self.max_buffer and self.queue.qsize() >= self.max_buffer:
+            self.dropped += 1
+            return
+        self.queue.put_nowait(item)
+
     def put(self, item: Any) -> None:
-        if threading.get_ident() == self._loop_thread:
-            self.queue.put_nowait(item)
+        if self.loop is None or threading.get_ident() == self._loop_thread:
+            self._enqueue(item)
         else:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-                self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+                self.loop.call_soon_threadsafe(self._enqueue, item)
 
     def offer(self, event: dict[str, Any], event_type: str) -> None:
         if self.filter.accepts(event["name"], event_type, event["tags"]):
@@ -108,38 +148,63 @@ class Subscription:
         self.put(END)
 
 
-# run id -> subscriptions rooted at that run
-_subscriptions: dict[uuid.UUID, list[Subscription]] = {}
+# subscriptions by the run id (or trace id) they are rooted at; live runs by id
+_by_run: dict[uuid.UUID, list[Subscription]] = {}
+_by_trace: dict[int, list[Subscription]] = {}
+_live: dict[uuid.UUID, Run] = {}
 _lock = threading.Lock()
 
 
+def live_run(run_id: uuid.UUID) -> Run | None:
+    return _live.get(run_id)
+
+
+def live_runs_in_trace(trace_id: int) -> list[Run]:
+    return [run for run in list(_live.values()) if run.span.get_span_context().trace_id == trace_id]
+
+
 def subscribe_subtree(subscription: Subscription) -> None:
+    assert subscription.root_id is not None
     with _lock:
-        _subscriptions.setdefault(subscription.root_id, []).append(subscription)
+        _by_run.setdefault(subscription.root_id, []).append(subscription)
+
+
+def subscribe_trace(subscription: Subscription) -> None:
+    assert subscription.trace_id is not None
+    with _lock:
+        _by_trace.setdefault(subscription.trace_id, []).append(subscription)
 
 
 def unsubscribe(subscription: Subscription) -> None:
     with _lock:
-        subs = _subscriptions.get(subscription.root_id)
-        if subs is not None and subscription in subs:
-            subs.remove(subscription)
-            if not subs:
-                del _subscriptions[subscription.root_id]
+        if subscription.root_id is not None:
+            _discard(_by_run, subscription.root_id, subscription)
+        if subscription.trace_id is not None:
+            _discard(_by_trace, subscription.trace_id, subscription)
+
+
+def _discard(registry: dict[Any, list[Subscription]], key: Any, subscription: Subscription) -> None:
+    subs = registry.get(key)
+    if subs is not None and subscription in subs:
+        subs.remove(subscription)
+        if not subs:
+            del registry[key]
 
 
 def _listeners(run: Run) -> list[Subscription]:
     found: list[Subscription] = []
-    current: Run | None = run
-    while current is not None:
-        subs = _subscriptions.get(current.id)
+    if _by_run:
+        current: Run | None = run
+        while current is not None:
+            subs = _by_run.get(current.id)
+            if subs:
+                found.extend(subs)
+            current = current.parent
+    if _by_trace:
+        subs = _by_trace.get(run.span.get_span_context().trace_id)
         if subs:
             found.extend(subs)
-        current = current.parent
     return found
-
-
-def has_listeners() -> bool:
-    return bool(_subscriptions)
 
 
 def _run_event(kind: str, run: Run, sub: Subscription, data: dict[str, Any]) -> dict[str, Any]:
@@ -161,21 +226,6 @@ def _is_stream_start_marker(value: Any) -> bool:
         return False
 
 
-def publish_start(run: Run) -> None:
-    if not _subscriptions:
-        return
-    for sub in _listeners(run):
-        data = {} if _is_stream_start_marker(run.inputs) else {"input": run.inputs}
-        sub.offer(_run_event("start", run, sub, data), run.run_type)
-
-
-def publish_chunk(run: Run, chunk: Any) -> None:
-    if not _subscriptions:
-        return
-    for sub in _listeners(run):
-        sub.offer(_run_event("stream", run, sub, {"chunk": chunk}), run.run_type)
-
-
 def _falsy(value: Any) -> bool:
     try:
         return not value
@@ -183,9 +233,16 @@ def _falsy(value: Any) -> bool:
         return False
 
 
-def publish_end(run: Run, outputs: Any, inputs: Any) -> None:
-    if not _subscriptions:
-        return
+# -- subscriptions -----------------------------------------------------------
+
+
+def _offer_start(run: Run) -> None:
+    for sub in _listeners(run):
+        data = {} if _is_stream_start_marker(run.inputs) else {"input": run.inputs}
+        sub.offer(_run_event("start", run, sub, data), run.run_type)
+
+
+def _offer_end(run: Run, outputs: Any, inputs: Any) -> None:
     listeners = _listeners(run)
     if not listeners:
         return
@@ -198,9 +255,103 @@ def publish_end(run: Run, outputs: Any, inputs: Any) -> None:
         sub.offer(_run_event("end", run, sub, {"output": outputs, "input": inputs}), run.run_type)
 
 
-def publish_custom_event(run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any]) -> None:
-    if not _subscriptions:
-        return
+def _close_finished(run: Run) -> None:
+    """Subscriptions that end with a run (attached ones) end after its last event."""
+    for sub in _by_run.get(run.id, ()):
+        if sub.ends_with_root:
+            sub.close()
+    if _by_trace and run.parent is None:
+        trace_id = run.span.get_span_context().trace_id
+        subs = _by_trace.get(trace_id)
+        if subs and not live_runs_in_trace(trace_id):
+            for sub in subs:
+                sub.close()
+
+
+# -- the lifecycle entry points (sync and async twins) -------------------------
+
+
+def _start_kwargs(run: Run, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "run_id": run.id,
+        "parent_run_id": run.parent_id,
+        "tags": list(run.tags),
+        "metadata": dict(run.metadata),
+        "name": run.name,
+    }
+    if extra:
+        kwargs.update(extra)
+    return kwargs
+
+
+def _end_kwargs(run: Run, inputs: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"run_id": run.id, "parent_run_id": run.parent_id, "tags": list(run.tags)}
+    if inputs is not MISSING:
+        kwargs["inputs"] = inputs
+    return kwargs
+
+
+def _register(run: Run) -> None:
+    _live[run.id] = run
+    if _by_run or _by_trace:
+        _offer_start(run)
+
+
+def _unregister(run: Run, outputs: Any, inputs: Any, *, failed: bool) -> None:
+    _live.pop(run.id, None)
+    if _by_run or _by_trace:
+        if not failed:
+            _offer_end(run, outputs, inputs)
+        _close_finished(run)
+
+
+def started(run: Run, handler_extra: Mapping[str, Any] | None = None) -> None:
+    _register(run)
+    if run.handlers:
+        notify(run.handlers, "on_chain_start", None, run.inputs, **_start_kwargs(run, handler_extra))
+
+
+async def astarted(run: Run, handler_extra: Mapping[str, Any] | None = None) -> None:
+    _register(run)
+    if run.handlers:
+        await anotify(run.handlers, "on_chain_start", None, run.inputs, **_start_kwargs(run, handler_extra))
+
+
+def chunk(run: Run, value: Any) -> None:
+    if _by_run or _by_trace:
+        for sub in _listeners(run):
+            sub.offer(_run_event("stream", run, sub, {"chunk": value}), run.run_type)
+
+
+achunk = chunk  # no handler callback for chunks: nothing to await
+
+
+def ended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
+    _unregister(run, outputs, inputs, failed=False)
+    if run.handlers:
+        notify(run.handlers, "on_chain_end", outputs, **_end_kwargs(run, inputs))
+
+
+async def aended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
+    _unregister(run, outputs, inputs, failed=False)
+    if run.handlers:
+        await anotify(run.handlers, "on_chain_end", outputs, **_end_kwargs(run, inputs))
+
+
+def failed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:
+    # v2 has no error event: subscribers see the stream stop
+    _unregister(run, None, inputs, failed=True)
+    if run.handlers:
+        notify(run.handlers, "on_chain_error", error, **_end_kwargs(run, inputs))
+
+
+async def afailed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:
+    _unregister(run, None, inputs, failed=True)
+    if run.handlers:
+        await anotify(run.handlers, "on_chain_error", error, **_end_kwargs(run, inputs))
+
+
+def _offer_custom(run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any]) -> None:
     for sub in _listeners(run):
         event = {
             "event": "on_custom_event",
@@ -212,3 +363,25 @@ def publish_custom_event(run: Run, name: str, data: Any, tags: list[str], metada
             "parent_ids": sub.parent_ids(run),
         }
         sub.offer(event, name)
+
+
+def custom_event(
+    run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any], handlers: Sequence[Any]
+) -> None:
+    if _by_run or _by_trace:
+        _offer_custom(run, name, data, tags, metadata)
+    if handlers:
+        notify(handlers, "on_custom_event", name, data, run_id=run.id, tags=tags, metadata=metadata)
+
+
+async def acustom_event(
+    run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any], handlers: Sequence[Any]
+) -> None:
+    if _by_run or _by_trace:
+        _offer_custom(run, name, data, tags, metadata)
+    if handlers:
+        await anotify(handlers, "on_custom_event", name, data, run_id=run.id, tags=tags, metadata=metadata)
+
+
+def has_listeners() -> bool:
+    return bool(_by_run or _by_trace)

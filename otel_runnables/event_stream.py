@@ -28,7 +28,8 @@ async def stream_events(
     ensured = ensure_config(config)
     root_id = ensured.get("run_id") or new_run_id()
     ensured["run_id"] = root_id
-    subscription = Subscription(root_id, event_filter, asyncio.get_running_loop())
+    # unbounded: the consumer of astream_events drives the run it streams
+    subscription = Subscription(root_id=root_id, event_filter=event_filter, loop=asyncio.get_running_loop())
     subscribe_subtree(subscription)
 
     async def produce() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from otel_runnables import bridge
-from otel_runnables.callbacks import anotify, notify
 from otel_runnables.config import RunnableConfig, RunScope, current_child_config, ensure_config
 from otel_runnables.errors import InvalidEventError
 from otel_runnables.runs import Run, _add_tags
@@ -41,7 +40,7 @@ def _target(name: object, config: RunnableConfig | None) -> tuple[Run, RunnableC
     return scope.parent, effective, scope
 
 
-def _handler_kwargs(run: Run, config: RunnableConfig, scope: RunScope) -> dict[str, Any]:
+def _scope_tags_and_metadata(config: RunnableConfig, scope: RunScope) -> tuple[list[str], dict[str, Any]]:
     # the dispatching scope's tags: inheritable ones, never the run's local step tag
     tags = list(scope.tags)
     config_tags = config.get("tags")
@@ -51,7 +50,7 @@ def _handler_kwargs(run: Run, config: RunnableConfig, scope: RunScope) -> dict[s
     config_metadata = config.get("metadata")
     if config_metadata:
         metadata.update(config_metadata)
-    return {"run_id": run.id, "tags": tags, "metadata": metadata}
+    return tags, metadata
 
 
 def dispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None = None) -> None:
@@ -63,10 +62,8 @@ def dispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None
     run, effective, scope = _target(name, config)
     run.record_custom_event(name, data)
     if scope.handlers or bridge.has_listeners():
-        kwargs = _handler_kwargs(run, effective, scope)
-        bridge.publish_custom_event(run, name, data, kwargs["tags"], kwargs["metadata"])
-        if scope.handlers:
-            notify(scope.handlers, "on_custom_event", name, data, **kwargs)
+        tags, metadata = _scope_tags_and_metadata(effective, scope)
+        bridge.custom_event(run, name, data, tags, metadata, scope.handlers)
 
 
 async def adispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None = None) -> None:
@@ -74,7 +71,5 @@ async def adispatch_custom_event(name: str, data: Any, *, config: RunnableConfig
     run, effective, scope = _target(name, config)
     run.record_custom_event(name, data)
     if scope.handlers or bridge.has_listeners():
-        kwargs = _handler_kwargs(run, effective, scope)
-        bridge.publish_custom_event(run, name, data, kwargs["tags"], kwargs["metadata"])
-        if scope.handlers:
-            await anotify(scope.handlers, "on_custom_event", name, data, **kwargs)
+        tags, metadata = _scope_tags_and_metadata(effective, scope)
+        await bridge.acustom_event(run, name, data, tags, metadata, scope.handlers)

@@ -19,7 +19,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from otel_runnables import bridge, conventions
 from otel_runnables._sentinel import MISSING
-from otel_runnables.callbacks import BaseCallbackHandler, anotify, notify
+from otel_runnables.callbacks import BaseCallbackHandler
 from otel_runnables.config import RunnableConfig, RunScope
 from otel_runnables.serialization import capture_content_enabled
 from otel_runnables.telemetry import get_tracer
@@ -174,31 +174,13 @@ class Run:
         tags = self.inheritable_tags if local_tag is None else [*self.inheritable_tags, local_tag]
         return RunScope(self, self.handlers, tags, self.inheritable_tags, self.metadata)
 
-    # -- lifecycle -------------------------------------------------------
-
-    def _start_kwargs(self, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "run_id": self.id,
-            "parent_run_id": self.parent_id,
-            "tags": list(self.tags),
-            "metadata": dict(self.metadata),
-            "name": self.name,
-        }
-        if extra:
-            kwargs.update(extra)
-        return kwargs
+    # -- lifecycle: the span here, every consumer through the bridge ------
 
     def notify_start(self, handler_extra: Mapping[str, Any] | None = None) -> None:
-        bridge.publish_start(self)
-        if self.handlers:
-            notify(self.handlers, "on_chain_start", None, self.inputs, **self._start_kwargs(handler_extra))
+        bridge.started(self, handler_extra)
 
     async def anotify_start(self, handler_extra: Mapping[str, Any] | None = None) -> None:
-        bridge.publish_start(self)
-        if self.handlers:
-            await anotify(
-                self.handlers, "on_chain_start", None, self.inputs, **self._start_kwargs(handler_extra)
-            )
+        await bridge.astarted(self, handler_extra)
 
     def record_custom_event(self, name: str, data: Any) -> None:
         """Write the event on the span (handlers are notified by the dispatcher)."""
@@ -212,7 +194,7 @@ class Run:
 
     def record_chunk(self, chunk: Any) -> None:
         self.stream_chunks += 1
-        bridge.publish_chunk(self, chunk)
+        bridge.chunk(self, chunk)
 
     def _finish_span(self, outputs: Any, inputs: Any) -> None:
         self.ended = True
@@ -226,24 +208,14 @@ class Run:
                 span.set_attribute(conventions.RUN_STREAM_CHUNKS, self.stream_chunks)
         span.end()
 
-    def _end_kwargs(self, inputs: Any) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"run_id": self.id, "parent_run_id": self.parent_id, "tags": list(self.tags)}
-        if inputs is not MISSING:
-            kwargs["inputs"] = inputs
-        return kwargs
-
     def end(self, outputs: Any, *, inputs: Any = MISSING) -> None:
         """The run returned ``outputs`` (``inputs``: the aggregated streamed input)."""
         self._finish_span(outputs, inputs)
-        bridge.publish_end(self, outputs, inputs)
-        if self.handlers:
-            notify(self.handlers, "on_chain_end", outputs, **self._end_kwargs(inputs))
+        bridge.ended(self, outputs, inputs)
 
     async def aend(self, outputs: Any, *, inputs: Any = MISSING) -> None:
         self._finish_span(outputs, inputs)
-        bridge.publish_end(self, outputs, inputs)
-        if self.handlers:
-            await anotify(self.handlers, "on_chain_end", outputs, **self._end_kwargs(inputs))
+        await bridge.aended(self, outputs, inputs)
 
     def _fail_span(self, error: BaseException) -> None:
         self.ended = True
@@ -258,13 +230,11 @@ class Run:
     def fail(self, error: BaseException, *, inputs: Any = MISSING) -> None:
         """The run raised ``error``."""
         self._fail_span(error)
-        if self.handlers:
-            notify(self.handlers, "on_chain_error", error, **self._end_kwargs(inputs))
+        bridge.failed(self, error, inputs)
 
     async def afail(self, error: BaseException, *, inputs: Any = MISSING) -> None:
         self._fail_span(error)
-        if self.handlers:
-            await anotify(self.handlers, "on_chain_error", error, **self._end_kwargs(inputs))
+        await bridge.afailed(self, error, inputs)
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, id={self.id}, parent_id={self.parent_id})"

@@ -186,7 +186,8 @@ class Runnable(Generic[Input, Output]):
         from otel_runnables.event_stream import stream_events
 
         if version != "v2":
-            raise ValueError(f"astream_events supports only version='v2', got version={version!r}")
+            # the type langchain_core raises, with a message naming what was asked
+            raise NotImplementedError(f"astream_events supports only version='v2', got version={version!r}")
         event_filter = EventFilter(
             include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
         )

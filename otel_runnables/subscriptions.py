@@ -1,0 +1,215 @@
+"""Attach to a run that is already live, from anywhere in the process.
+
+    async with subscribe(run_id) as events:      # e.g. in an HTTP endpoint
+        async for event in events:               # the same v2 dicts as astream_events
+            ...
+
+    with subscribe_sync(run_id, timeout=30) as events:   # from a thread
+        for event in events:
+            ...
+
+A subscription sees the run's subtree from the moment it attaches and ends
+after the run's end event (or when the run fails: v2 has no error event).
+It buffers at most ``max_buffer`` undelivered events; past that, new events
+are dropped and counted in ``dropped``: a slow or absent reader never slows
+the run down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from otel_runnables import bridge
+from otel_runnables.errors import OtelRunnablesError
+
+__all__ = [
+    "DEFAULT_MAX_BUFFER",
+    "RunEvents",
+    "RunEventsSync",
+    "RunNotFoundError",
+    "subscribe",
+    "subscribe_sync",
+]
+
+DEFAULT_MAX_BUFFER = 10_000
+
+
+class RunNotFoundError(OtelRunnablesError, LookupError):
+    """No live run (or live trace) has the id a subscriber asked for."""
+
+
+def _parse_run_id(run_id: uuid.UUID | str) -> uuid.UUID:
+    if isinstance(run_id, uuid.UUID):
+        return run_id
+    try:
+        return uuid.UUID(str(run_id))
+    except ValueError:
+        raise RunNotFoundError(f"not a run id (expected a UUID): {run_id!r}") from None
+
+
+def _parse_trace_id(trace_id: int | str) -> int:
+    if isinstance(trace_id, int) and not isinstance(trace_id, bool):
+        return trace_id
+    try:
+        return int(str(trace_id), 16)
+    except ValueError:
+        raise RunNotFoundError(f"not a trace id (expected 32 hex digits or an int): {trace_id!r}") from None
+
+
+def _open(
+    run_id: uuid.UUID | str | None,
+    trace_id: int | str | None,
+    event_filter: bridge.EventFilter,
+    loop: asyncio.AbstractEventLoop | None,
+    max_buffer: int,
+) -> bridge.Subscription:
+    if (run_id is None) == (trace_id is None):
+        raise TypeError("subscribe needs exactly one of run_id or trace_id")
+    if max_buffer < 1:
+        raise ValueError(f"max_buffer must be >= 1, got {max_buffer}")
+    if run_id is not None:
+        root = _parse_run_id(run_id)
+        subscription = bridge.Subscription(
+            root_id=root, event_filter=event_filter, loop=loop, max_buffer=max_buffer, ends_with_root=True
+        )
+        bridge.subscribe_subtree(subscription)
+        # checked after registering, so a run ending in between is not missed
+        if bridge.live_run(root) is None:
+            bridge.unsubscribe(subscription)
+            raise RunNotFoundError(f"no live run with id {root}")
+        return subscription
+    assert trace_id is not None
+    trace = _parse_trace_id(trace_id)
+    subscription = bridge.Subscription(
+        trace_id=trace, event_filter=event_filter, loop=loop, max_buffer=max_buffer, ends_with_root=True
+    )
+    bridge.subscribe_trace(subscription)
+    if trace == 0 or not bridge.live_runs_in_trace(trace):
+        bridge.unsubscribe(subscription)
+        raise RunNotFoundError(f"no live run in trace {trace:032x}")
+    return subscription
+
+
+class RunEvents(AsyncIterator[dict[str, Any]]):
+    """The events of an attached subscription, for async code."""
+
+    def __init__(self, subscription: bridge.Subscription) -> None:
+        self._subscription = subscription
+
+    @property
+    def dropped(self) -> int:
+        """Events lost because the buffer was full."""
+        return self._subscription.dropped
+
+    async def __anext__(self) -> dict[str, Any]:
+        assert isinstance(self._subscription.queue, asyncio.Queue)
+        item = await self._subscription.queue.get()
+        if item is bridge.END:
+            self.close()
+            raise StopAsyncIteration
+        event: dict[str, Any] = item
+        return event
+
+    def close(self) -> None:
+        """Detach; the run goes on untouched."""
+        bridge.unsubscribe(self._subscription)
+        self._subscription.closed = True
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RunEvents:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class RunEventsSync(Iterator[dict[str, Any]]):
+    """The events of an attached subscription, for threads."""
+
+    def __init__(self, subscription: bridge.Subscription, timeout: float | None) -> None:
+        self._subscription = subscription
+        self._timeout = timeout
+
+    @property
+    def dropped(self) -> int:
+        return self._subscription.dropped
+
+    def __next__(self) -> dict[str, Any]:
+        assert isinstance(self._subscription.queue, queue.SimpleQueue)
+        try:
+            item = self._subscription.queue.get(timeout=self._timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no run event within {self._timeout} s") from None
+        if item is bridge.END:
+            self.close()
+            raise StopIteration
+        event: dict[str, Any] = item
+        return event
+
+    def close(self) -> None:
+        bridge.unsubscribe(self._subscription)
+        self._subscription.closed = True
+
+    def __enter__(self) -> RunEventsSync:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def subscribe(
+    run_id: uuid.UUID | str | None = None,
+    *,
+    trace_id: int | str | None = None,
+    include_names: Sequence[str] | None = None,
+    include_types: Sequence[str] | None = None,
+    include_tags: Sequence[str] | None = None,
+    exclude_names: Sequence[str] | None = None,
+    exclude_types: Sequence[str] | None = None,
+    exclude_tags: Sequence[str] | None = None,
+    max_buffer: int = DEFAULT_MAX_BUFFER,
+) -> RunEvents:
+    """Attach to a live run (or trace) from async code; events arrive on the
+    running event loop. Raises RunNotFoundError when nothing with that id is live."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "subscribe() needs a running event loop; use subscribe_sync() in threads"
+        ) from None
+    event_filter = bridge.EventFilter(
+        include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
+    )
+    return RunEvents(_open(run_id, trace_id, event_filter, loop, max_buffer))
+
+
+def subscribe_sync(
+    run_id: uuid.UUID | str | None = None,
+    *,
+    trace_id: int | str | None = None,
+    timeout: float | None = None,
+    include_names: Sequence[str] | None = None,
+    include_types: Sequence[str] | None = None,
+    include_tags: Sequence[str] | None = None,
+    exclude_names: Sequence[str] | None = None,
+    exclude_types: Sequence[str] | None = None,
+    exclude_tags: Sequence[str] | None = None,
+    max_buffer: int = DEFAULT_MAX_BUFFER,
+) -> RunEventsSync:
+    """Attach to a live run (or trace) from a thread; iterating waits at most
+    ``timeout`` seconds for each event (TimeoutError after that)."""
+    event_filter = bridge.EventFilter(
+        include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
+    )
+    return RunEventsSync(_open(run_id, trace_id, event_filter, None, max_buffer), timeout)

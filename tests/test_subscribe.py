@@ -1,0 +1,156 @@
+"""Attaching to live runs: by run id and trace id, from tasks and threads,
+isolated from other runs, never slowing the run down."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from typing import Any
+
+import pytest
+
+from otel_runnables import (
+    BaseCallbackHandler,
+    RunnableLambda,
+    RunNotFoundError,
+    adispatch_custom_event,
+    dispatch_custom_event,
+    subscribe,
+    subscribe_sync,
+)
+
+
+class Started(BaseCallbackHandler):
+    """Tells the test the run id and trace id as soon as the root starts."""
+
+    def __init__(self) -> None:
+        self.run_id: uuid.UUID | None = None
+        self.ready = threading.Event()
+        self.progress = 0
+
+    def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
+        self.progress += 1  # one step is done when its child run ends
+
+    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+        if kwargs["parent_run_id"] is None:
+            self.run_id = kwargs["run_id"]
+            self.ready.set()
+
+
+def gated_job(gates: list[asyncio.Event]) -> RunnableLambda:
+    child = RunnableLambda(lambda x: x, name="child")
+
+    async def job(x: int) -> int:
+        for step, gate in enumerate(gates, start=1):
+            await gate.wait()
+            await adispatch_custom_event("progress", {"step": step, "total": len(gates)})
+            await child.ainvoke(step)
+        return x
+
+    return RunnableLambda(job, name="job")
+
+
+async def test_attach_mid_run_by_run_id_sees_the_rest() -> None:
+    gates = [asyncio.Event() for _ in range(3)]
+    started = Started()
+    task = asyncio.create_task(gated_job(gates).ainvoke(7, {"callbacks": [started]}))
+    await asyncio.sleep(0)
+    assert started.run_id is not None
+    gates[0].set()
+    while started.progress < 1:  # step 1 happens before we attach
+        await asyncio.sleep(0)
+    events = subscribe(started.run_id)
+    gates[1].set()
+    gates[2].set()
+    seen = [e async for e in events]
+    assert await task == 7
+    kinds = [(e["event"], e["name"]) for e in seen]
+    assert kinds == [
+        ("on_custom_event", "progress"),
+        ("on_chain_start", "child"),
+        ("on_chain_end", "child"),
+        ("on_custom_event", "progress"),
+        ("on_chain_start", "child"),
+        ("on_chain_end", "child"),
+        ("on_chain_end", "job"),
+    ]
+    assert [e["data"]["step"] for e in seen if e["event"] == "on_custom_event"] == [2, 3]
+    root = str(started.run_id)
+    assert all(e["parent_ids"] == ([] if e["name"] in ("job", "progress") else [root]) for e in seen)
+    assert seen[-1]["data"] == {"output": 7, "input": 7}
+    assert events.dropped == 0
+
+
+async def test_attach_by_trace_id_and_isolation_from_other_runs() -> None:
+    gates = [asyncio.Event()]
+    other_gates = [asyncio.Event()]
+    started, other_started = Started(), Started()
+    task = asyncio.create_task(gated_job(gates).ainvoke(1, {"callbacks": [started]}))
+    other = asyncio.create_task(gated_job(other_gates).ainvoke(2, {"callbacks": [other_started]}))
+    await asyncio.sleep(0)
+    from otel_runnables import bridge
+
+    assert started.run_id is not None
+    run = bridge.live_run(started.run_id)
+    assert run is not None
+    trace_id = format(run.span.get_span_context().trace_id, "032x")
+    async with subscribe(trace_id=trace_id) as events:
+        other_gates[0].set()
+        gates[0].set()
+        seen = [e async for e in events]
+    await asyncio.gather(task, other)
+    assert {e["run_id"] for e in seen if e["name"] == "job"} == {str(started.run_id)}
+    assert [e["event"] for e in seen][-1] == "on_chain_end"
+
+
+async def test_a_reader_that_never_reads_does_not_block_the_run() -> None:
+    gates = [asyncio.Event() for _ in range(5)]
+    started = Started()
+    task = asyncio.create_task(gated_job(gates).ainvoke(0, {"callbacks": [started]}))
+    await asyncio.sleep(0)
+    events = subscribe(started.run_id, max_buffer=2)
+    for gate in gates:
+        gate.set()
+    assert await asyncio.wait_for(task, 5) == 0
+    # 5 x (custom, child start, child end) + root end = 16 events, 2 kept
+    assert events.dropped == 14
+    kept = [e async for e in events]
+    assert len(kept) == 2
+    events.close()
+
+
+def test_sync_subscription_from_a_thread() -> None:
+    release = threading.Event()
+    started = Started()
+
+    def work(x: int) -> int:
+        for step in (1, 2):
+            release.wait(5)
+            dispatch_custom_event("progress", {"step": step})
+        return x
+
+    worker = threading.Thread(target=RunnableLambda(work).invoke, args=(3, {"callbacks": [started]}))
+    worker.start()
+    assert started.ready.wait(5)
+    with subscribe_sync(started.run_id, timeout=5) as events:
+        release.set()
+        seen = list(events)
+    worker.join(5)
+    assert [e["event"] for e in seen] == ["on_custom_event", "on_custom_event", "on_chain_end"]
+
+
+async def test_unknown_ids_are_typed_errors() -> None:
+    with pytest.raises(RunNotFoundError, match="no live run"):
+        subscribe(uuid.uuid4())
+    with pytest.raises(RunNotFoundError, match="not a run id"):
+        subscribe("nope")
+    with pytest.raises(RunNotFoundError, match="no live run in trace"):
+        subscribe(trace_id="0" * 31 + "1")
+    with pytest.raises(TypeError):
+        subscribe()
+
+
+def test_subscribe_outside_an_event_loop_points_to_the_sync_form() -> None:
+    with pytest.raises(RuntimeError, match="subscribe_sync"):
+        subscribe(uuid.uuid4())
