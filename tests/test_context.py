@@ -109,3 +109,16 @@ def test_callbacks_do_not_depend_on_export(pipeline: str, request: pytest.Fixtur
     ids = {r["run_id"] for r in h.records}
     assert len(ids) == 2 and all(i.startswith("uuid:") for i in ids)
     assert exporter.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("pipeline", ["sampled_out", "sdk_disabled"])
+async def test_event_streams_do_not_depend_on_export(pipeline: str, request: pytest.FixtureRequest) -> None:
+    exporter: InMemorySpanExporter = request.getfixturevalue(pipeline)
+
+    async def work(x: int) -> int:
+        await adispatch_custom_event("progress", {"step": 1})
+        return x
+
+    seen = [e["event"] async for e in RunnableLambda(work).astream_events(1, version="v2")]
+    assert seen == ["on_chain_start", "on_custom_event", "on_chain_stream", "on_chain_end"]
+    assert exporter.get_finished_spans() == ()
