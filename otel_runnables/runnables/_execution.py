@@ -67,7 +67,6 @@ def call_with_config(
     value: Any,
     config: RunnableConfig | None,
     *,
-    run_type: str = "chain",
     handler_extra: Mapping[str, Any] | None = INVOKE_EXTRA,
 ) -> T:
     """Run ``func(value, child_config, run)`` as one run, from sync code."""
@@ -76,7 +75,7 @@ def call_with_config(
         ensured,
         name=run_name(runnable, ensured),
         inputs=value,
-        run_type=run_type,
+        run_type=runnable.run_type,
         handler_extra=handler_extra,
     )
     child = patch_config(ensured, callbacks=run.child_scope())
@@ -98,7 +97,6 @@ async def acall_with_config(
     value: Any,
     config: RunnableConfig | None,
     *,
-    run_type: str = "chain",
     handler_extra: Mapping[str, Any] | None = INVOKE_EXTRA,
 ) -> T:
     """Run ``await func(value, child_config, run)`` as one run."""
@@ -107,7 +105,7 @@ async def acall_with_config(
         ensured,
         name=run_name(runnable, ensured),
         inputs=value,
-        run_type=run_type,
+        run_type=runnable.run_type,
         handler_extra=handler_extra,
     )
     child = patch_config(ensured, callbacks=run.child_scope())
@@ -186,8 +184,6 @@ def transform_stream_with_config(
     inputs: Iterator[Any],
     transformer: Callable[[Iterator[Any], RunnableConfig, Run], Iterator[T]],
     config: RunnableConfig | None,
-    *,
-    run_type: str = "chain",
 ) -> Iterator[T]:
     """Stream ``transformer(inputs, child_config, run)`` as one run."""
     total_in = ChunkAccumulator()
@@ -198,7 +194,7 @@ def transform_stream_with_config(
         ensured,
         name=run_name(runnable, ensured),
         inputs=dict(STREAM_START_INPUTS),
-        run_type=run_type,
+        run_type=runnable.run_type,
         streaming=True,
         handler_extra=STREAM_EXTRA,
     )
@@ -258,8 +254,6 @@ async def atransform_stream_with_config(
     inputs: AsyncIterator[Any],
     transformer: Callable[[AsyncIterator[Any], RunnableConfig, Run], AsyncIterator[T]],
     config: RunnableConfig | None,
-    *,
-    run_type: str = "chain",
 ) -> AsyncIterator[T]:
     """Stream ``transformer(inputs, child_config, run)`` as one run, async."""
     total_in = ChunkAccumulator()
@@ -270,7 +264,7 @@ async def atransform_stream_with_config(
         ensured,
         name=run_name(runnable, ensured),
         inputs=dict(STREAM_START_INPUTS),
-        run_type=run_type,
+        run_type=runnable.run_type,
         streaming=True,
         handler_extra=STREAM_EXTRA,
     )

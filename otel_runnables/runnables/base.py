@@ -47,6 +47,8 @@ class Runnable(Generic[Input, Output]):
     """
 
     name: str | None = None
+    run_type: str = "chain"
+    """What kind of work a run of this runnable is (chain, tool, retriever, ...)."""
 
     def get_name(self) -> str:
         return self.name or type(self).__name__

@@ -46,7 +46,7 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         ensured = ensure_config(config)
-        run = start_run(ensured, name=run_name(self, ensured), inputs=input)
+        run = start_run(ensured, name=run_name(self, ensured), inputs=input, run_type=self.run_type)
 
         def invoke_branch(key: str, step: Runnable[Any, Any]) -> Any:
             branch_config = self._branch_config(ensured, run, key)
@@ -74,7 +74,7 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         ensured = ensure_config(config)
-        run = await astart_run(ensured, name=run_name(self, ensured), inputs=input)
+        run = await astart_run(ensured, name=run_name(self, ensured), inputs=input, run_type=self.run_type)
 
         async def ainvoke_branch(key: str, step: Runnable[Any, Any]) -> Any:
             # each branch is its own task, so entering the run here is isolated

@@ -55,7 +55,7 @@ class RunnableSequence(Runnable[Any, Any]):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         ensured = ensure_config(config)
-        run = start_run(ensured, name=run_name(self, ensured), inputs=input)
+        run = start_run(ensured, name=run_name(self, ensured), inputs=input, run_type=self.run_type)
         value = input
         try:
             for index, step in enumerate(self.steps):
@@ -74,7 +74,7 @@ class RunnableSequence(Runnable[Any, Any]):
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         ensured = ensure_config(config)
-        run = await astart_run(ensured, name=run_name(self, ensured), inputs=input)
+        run = await astart_run(ensured, name=run_name(self, ensured), inputs=input, run_type=self.run_type)
         value = input
         try:
             for index, step in enumerate(self.steps):
