@@ -95,8 +95,8 @@ def _open(
     return subscription
 
 
-class RunEvents(AsyncIterator[dict[str, Any]]):
-    """The events of an attached subscription, for async code."""
+class _Attached:
+    """What both forms share: the subscription, its drop count, detaching."""
 
     def __init__(self, subscription: bridge.Subscription) -> None:
         self._subscription = subscription
@@ -106,19 +106,29 @@ class RunEvents(AsyncIterator[dict[str, Any]]):
         """Events lost because the buffer was full."""
         return self._subscription.dropped
 
-    async def __anext__(self) -> dict[str, Any]:
-        assert isinstance(self._subscription.queue, asyncio.Queue)
-        item = await self._subscription.queue.get()
-        if item is bridge.END:
-            self.close()
-            raise StopAsyncIteration
-        event: dict[str, Any] = item
-        return event
-
     def close(self) -> None:
         """Detach; the run goes on untouched."""
         bridge.unsubscribe(self._subscription)
         self._subscription.closed = True
+
+    def _event(self, item: Any) -> dict[str, Any] | None:
+        """The event, or None (and detached) at the end of the stream."""
+        if item is bridge.END:
+            self.close()
+            return None
+        event: dict[str, Any] = item
+        return event
+
+
+class RunEvents(_Attached, AsyncIterator[dict[str, Any]]):
+    """The events of an attached subscription, for async code."""
+
+    async def __anext__(self) -> dict[str, Any]:
+        assert isinstance(self._subscription.queue, asyncio.Queue)
+        event = self._event(await self._subscription.queue.get())
+        if event is None:
+            raise StopAsyncIteration
+        return event
 
     async def aclose(self) -> None:
         self.close()
@@ -132,16 +142,12 @@ class RunEvents(AsyncIterator[dict[str, Any]]):
         self.close()
 
 
-class RunEventsSync(Iterator[dict[str, Any]]):
+class RunEventsSync(_Attached, Iterator[dict[str, Any]]):
     """The events of an attached subscription, for threads."""
 
     def __init__(self, subscription: bridge.Subscription, timeout: float | None) -> None:
-        self._subscription = subscription
+        super().__init__(subscription)
         self._timeout = timeout
-
-    @property
-    def dropped(self) -> int:
-        return self._subscription.dropped
 
     def __next__(self) -> dict[str, Any]:
         assert isinstance(self._subscription.queue, queue.SimpleQueue)
@@ -149,15 +155,10 @@ class RunEventsSync(Iterator[dict[str, Any]]):
             item = self._subscription.queue.get(timeout=self._timeout)
         except queue.Empty:
             raise TimeoutError(f"no run event within {self._timeout} s") from None
-        if item is bridge.END:
-            self.close()
+        event = self._event(item)
+        if event is None:
             raise StopIteration
-        event: dict[str, Any] = item
         return event
-
-    def close(self) -> None:
-        bridge.unsubscribe(self._subscription)
-        self._subscription.closed = True
 
     def __enter__(self) -> RunEventsSync:
         return self
