@@ -122,3 +122,13 @@ async def test_event_streams_do_not_depend_on_export(pipeline: str, request: pyt
     seen = [e["event"] async for e in RunnableLambda(work).astream_events(1, version="v2")]
     assert seen == ["on_chain_start", "on_custom_event", "on_chain_stream", "on_chain_end"]
     assert exporter.get_finished_spans() == ()
+
+
+def test_nested_batches_and_maps_do_not_deadlock_the_shared_pool() -> None:
+    inner = RunnableLambda(lambda x: x + 1)
+    outer = RunnableLambda(lambda n: sum(inner.batch(list(range(n)))))
+    assert outer.batch([20] * 64) == [210] * 64
+    from otel_runnables import RunnableParallel
+
+    branchy = RunnableParallel(a=lambda x: RunnableParallel(b=lambda y: y).invoke(x), d=lambda x: x)
+    assert RunnableLambda(lambda x: branchy.invoke(x)).batch(list(range(40)))[3] == {"a": {"b": 3}, "d": 3}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from otel_runnables.config import RunnableConfig, ensure_config, get_config_list, merge_configs
+from otel_runnables.runnables._threads import executor_for
 from otel_runnables.runs import MISSING
 
 if TYPE_CHECKING:
@@ -93,8 +93,7 @@ class Runnable(Generic[Input, Output]):
                 contextvars.copy_context().run(invoke_one, v, c) for v, c in zip(inputs, configs, strict=True)
             ]
         else:
-            workers = min(len(inputs), max_concurrency or len(inputs))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otel_runnables-batch") as pool:
+            with executor_for(max_concurrency) as pool:
                 futures = [
                     pool.submit(contextvars.copy_context().run, invoke_one, v, c)
                     for v, c in zip(inputs, configs, strict=True)

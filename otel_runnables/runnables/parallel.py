@@ -18,6 +18,7 @@ from otel_runnables.runnables._execution import (
     run_name,
     transform_stream_with_config,
 )
+from otel_runnables.runnables._threads import executor_for
 from otel_runnables.runnables.base import AddableDict, Runnable, coerce_to_runnable
 from otel_runnables.runs import MISSING, Run, astart_run, start_run
 
@@ -57,8 +58,7 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
                 exit_run(token)
 
         try:
-            max_workers = min(len(self.steps), ensured.get("max_concurrency") or len(self.steps))
-            with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="otel_runnables-map") as pool:
+            with executor_for(ensured.get("max_concurrency")) as pool:
                 futures = {
                     key: pool.submit(contextvars.copy_context().run, invoke_branch, key, step)
                     for key, step in self.steps.items()
@@ -108,6 +108,7 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
             key: step.transform(tee.branch(), self._branch_config(config, run, key))
             for key, step in self.steps.items()
         }
+        # branches wait on each other's input: they need a pool of their own
         with ThreadPoolExecutor(max_workers=len(generators), thread_name_prefix="otel_runnables-map") as pool:
 
             def pull(generator: Iterator[Any]) -> Future[Any]:
