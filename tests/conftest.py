@@ -50,3 +50,13 @@ def sdk_disabled() -> Iterator[InMemorySpanExporter]:
         telemetry.set_tracer_provider(provider)
         yield exporter
     telemetry.set_tracer_provider(PROVIDER)
+
+
+@pytest.fixture(autouse=True)
+def no_run_left_live() -> Iterator[None]:
+    """Every run a test starts has ended by the end of the test."""
+    from otel_runnables import bridge
+
+    yield
+    live = dict(bridge._live)
+    assert not live, f"runs still live after the test: {list(live.values())}"

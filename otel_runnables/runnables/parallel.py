@@ -63,6 +63,8 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
                     key: pool.submit(contextvars.copy_context().run, invoke_branch, key, step)
                     for key, step in self.steps.items()
                 }
+                # every branch ends before the map does, even when one fails
+                wait(futures.values())
                 output = {key: future.result() for key, future in futures.items()}
         except BaseException as exc:
             run.fail(exc)
@@ -76,18 +78,25 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
         ensured = ensure_config(config)
         run = await astart_run(ensured, name=run_name(self, ensured), inputs=input, run_type=self.run_type)
 
-        async def ainvoke_branch(key: str, step: Runnable[Any, Any]) -> Any:
+        async def ainvoke_branch(key: str, step: Runnable[Any, Any]) -> tuple[Any]:
             # each branch is its own task, so entering the run here is isolated
             branch_config = self._branch_config(ensured, run, key)
             token = enter_run(run, branch_config)
             try:
-                return await step.ainvoke(input, branch_config)
+                return (await step.ainvoke(input, branch_config),)  # a tuple: never mistaken for an error
             finally:
                 exit_run(token)
 
         try:
-            results = await asyncio.gather(*(ainvoke_branch(k, s) for k, s in self.steps.items()))
-            output = dict(zip(self.steps, results, strict=True))
+            # every branch ends before the map does, even when one fails
+            results = await asyncio.gather(
+                *(ainvoke_branch(k, s) for k, s in self.steps.items()), return_exceptions=True
+            )
+            output: dict[str, Any] = {}
+            for key, result in zip(self.steps, results, strict=True):
+                if isinstance(result, BaseException):
+                    raise result
+                output[key] = result[0]
         except BaseException as exc:
             await run.afail(exc)
             raise
