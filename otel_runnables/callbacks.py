@@ -12,6 +12,8 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import os
+import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -29,6 +31,8 @@ class BaseCallbackHandler:
     """Let an exception raised by this handler propagate into the run."""
     run_inline: bool = False
     """Kept for langchain_core compatibility: every handler runs inline here."""
+    timeout: float | None = None
+    """Seconds one async callback may take before it is cancelled (see handler_timeout)."""
 
     ignore_chain: bool = False
     ignore_custom_event: bool = False
@@ -190,11 +194,49 @@ async def anotify(handlers: Sequence[BaseCallbackHandler], method: str, *args: A
 
 async def _guarded(handler: BaseCallbackHandler, awaitable: Awaitable[Any], method: str) -> None:
     try:
-        await awaitable
+        await _bounded(awaitable, handler_timeout(handler))
+    except (TimeoutError, asyncio.TimeoutError):  # distinct classes on 3.10
+        logger.warning(
+            "%s.%s did not finish within %s s; it was cancelled and the run goes on",
+            type(handler).__name__,
+            method,
+            handler_timeout(handler),
+        )
     except Exception as exc:
         if handler.raise_error:
             raise
         _report(handler, method, exc)
+
+
+DEFAULT_HANDLER_TIMEOUT = 10.0
+
+
+def handler_timeout(handler: BaseCallbackHandler) -> float | None:
+    """How long one async callback may take: the handler's ``timeout``
+    attribute, else OTEL_RUNNABLES_HANDLER_TIMEOUT (seconds; 0 or "none"
+    waits forever), else 10 s."""
+    own = getattr(handler, "timeout", None)
+    if own is not None:
+        return float(own) if own > 0 else None
+    raw = os.environ.get("OTEL_RUNNABLES_HANDLER_TIMEOUT", "").strip().lower()
+    if not raw:
+        return DEFAULT_HANDLER_TIMEOUT
+    if raw in ("none", "0"):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_HANDLER_TIMEOUT
+    return value if value > 0 else None
+
+
+async def _bounded(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+    if timeout is None:
+        return await awaitable
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):  # no extra task, unlike wait_for on 3.11
+            return await awaitable
+    return await asyncio.wait_for(awaitable, timeout)
 
 
 _private = threading.local()
@@ -208,15 +250,11 @@ def _private_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
 def _run_to_completion(awaitable: Awaitable[Any], handler: BaseCallbackHandler, method: str) -> None:
     """Drive an async handler method from sync code. Its errors are logged,
     never raised, as in langchain_core (no caller can await them)."""
     try:
-        run_coroutine_sync(_as_coroutine(awaitable))
+        run_coroutine_sync(_guarded(handler, awaitable, method))
     except Exception as exc:
         _report(handler, method, exc)
 

@@ -1,0 +1,86 @@
+"""A broken handler never breaks or blocks the user's call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from otel_runnables import AsyncCallbackHandler, BaseCallbackHandler, RunnableLambda, adispatch_custom_event
+from otel_runnables.callbacks import DEFAULT_HANDLER_TIMEOUT, handler_timeout
+
+
+class Hangs(AsyncCallbackHandler):
+    timeout = 0.05
+
+    async def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        await asyncio.Event().wait()
+
+
+class Counts(AsyncCallbackHandler):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+
+async def test_a_hanging_async_handler_is_cut_off(caplog: pytest.LogCaptureFixture) -> None:
+    async def work(x: int) -> int:
+        await adispatch_custom_event("e", x)
+        await adispatch_custom_event("e", x)
+        return x * 2
+
+    counts = Counts()
+    started = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="otel_runnables"):
+        assert await RunnableLambda(work).ainvoke(4, {"callbacks": [Hangs(), counts]}) == 8
+    assert time.perf_counter() - started < 2
+    assert counts.calls == 2
+    assert sum("did not finish within 0.05 s" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_hanging_async_handler_in_sync_code_is_cut_off() -> None:
+    from otel_runnables import dispatch_custom_event
+
+    def work(x: int) -> int:
+        dispatch_custom_event("e", x)
+        return x
+
+    started = time.perf_counter()
+    assert RunnableLambda(work).invoke(3, {"callbacks": [Hangs()]}) == 3
+    assert time.perf_counter() - started < 2
+
+
+def test_a_raising_handler_keeps_the_result_and_the_exception(caplog: pytest.LogCaptureFixture) -> None:
+    class Raises(BaseCallbackHandler):
+        def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+            raise RuntimeError("handler bug")
+
+        def on_chain_error(self, error: BaseException, **kwargs: Any) -> None:
+            raise RuntimeError("handler bug")
+
+    class UserError(Exception):
+        pass
+
+    def fails(x: int) -> int:
+        raise UserError("the user's own error")
+
+    with caplog.at_level(logging.WARNING, logger="otel_runnables"):
+        assert RunnableLambda(lambda x: x).invoke(1, {"callbacks": [Raises()]}) == 1
+        with pytest.raises(UserError, match="the user's own error"):
+            RunnableLambda(fails).invoke(1, {"callbacks": [Raises()]})
+    assert any("handler bug" in r.getMessage() for r in caplog.records)
+
+
+def test_timeout_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = BaseCallbackHandler()
+    assert handler_timeout(plain) == DEFAULT_HANDLER_TIMEOUT
+    monkeypatch.setenv("OTEL_RUNNABLES_HANDLER_TIMEOUT", "2.5")
+    assert handler_timeout(plain) == 2.5
+    monkeypatch.setenv("OTEL_RUNNABLES_HANDLER_TIMEOUT", "none")
+    assert handler_timeout(plain) is None
+    assert handler_timeout(Hangs()) == 0.05
