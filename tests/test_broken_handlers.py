@@ -84,3 +84,50 @@ def test_timeout_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_RUNNABLES_HANDLER_TIMEOUT", "none")
     assert handler_timeout(plain) is None
     assert handler_timeout(Hangs()) == 0.05
+
+
+async def test_cancelled_runs_end_with_error_status_and_leave_nothing_live() -> None:
+    from opentelemetry.trace import StatusCode
+
+    from tests.conftest import EXPORTER
+
+    EXPORTER.clear()
+    started = asyncio.Event()
+
+    async def slow(x: int) -> int:
+        started.set()
+        await asyncio.Event().wait()
+        return x
+
+    inner = RunnableLambda(slow)
+
+    async def outer(x: int) -> int:
+        return await inner.ainvoke(x)
+
+    task = asyncio.create_task(RunnableLambda(outer).ainvoke(1))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(inner.ainvoke(2), 0.01)
+    spans = EXPORTER.get_finished_spans()
+    assert [s.name for s in spans] == ["slow", "outer", "slow"]
+    assert all(s.status.status_code == StatusCode.ERROR for s in spans)
+    assert "CancelledError" in (spans[0].status.description or "")
+
+
+def test_a_stream_abandoned_half_way_ends_its_run() -> None:
+    import gc
+
+    from otel_runnables import bridge
+
+    def numbers(x: int) -> Any:
+        yield from range(x)
+
+    stream = RunnableLambda(numbers).stream(10)
+    assert next(stream) == 0
+    assert len(bridge._live) == 1
+    del stream
+    gc.collect()
+    assert not bridge._live
