@@ -50,6 +50,7 @@ __all__ = [
     "io_attributes",
     "openinference_kind",
     "run_attributes",
+    "run_identity_attributes",
 ]
 
 SPAN_TYPE = "otel_runnables.span_type"
@@ -102,6 +103,19 @@ _OPENINFERENCE_KINDS = {
 def openinference_kind(run_type: str) -> str:
     """From the run type, never from the name."""
     return _OPENINFERENCE_KINDS.get(run_type, "CHAIN")
+
+
+def run_identity_attributes(run_id: str, parent_id: str | None, run_type: str) -> dict[str, AttributeValue]:
+    """What marks a span as a run and finds it by id: set at span start."""
+    attributes: dict[str, AttributeValue] = {
+        SPAN_TYPE: SPAN_TYPE_RUN,
+        RUN_ID: run_id,
+        RUN_TYPE: run_type,
+        OPENINFERENCE_SPAN_KIND: openinference_kind(run_type),
+    }
+    if parent_id is not None:
+        attributes[RUN_PARENT_ID] = parent_id
+    return attributes
 
 
 def io_attributes(

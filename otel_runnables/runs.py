@@ -149,14 +149,9 @@ class Run:
         if parent is not None and trace.get_current_span() is not parent.span:
             # the config came from elsewhere (another thread): parent explicitly
             context = trace.set_span_in_context(parent.span)
-        attributes: dict[str, Any] = {
-            conventions.SPAN_TYPE: conventions.SPAN_TYPE_RUN,
-            conventions.RUN_ID: str(self.id),
-            conventions.RUN_TYPE: self.run_type,
-            conventions.OPENINFERENCE_SPAN_KIND: conventions.openinference_kind(self.run_type),
-        }
-        if parent is not None:
-            attributes[conventions.RUN_PARENT_ID] = str(parent.id)
+        attributes = conventions.run_identity_attributes(
+            str(self.id), None if parent is None else str(parent.id), self.run_type
+        )
         span = get_tracer().start_span(self.name, context=context, kind=_INTERNAL, attributes=attributes)
         if span.is_recording():
             # one set_attributes call: the SDK validates per call and per value
