@@ -233,10 +233,11 @@ def _dumps(plain: object) -> str:
 def encode_value(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> EncodedValue:
     """``input.value``-style text: a str as is (text/plain), anything else as
     JSON (application/json) that fits ``max_value_length`` and stays parseable."""
-    if type(value) is str:
-        if len(value) <= limits.max_value_length:
-            return EncodedValue(value, "text/plain", False)
-        return EncodedValue(value[: limits.max_value_length] + _ELLIPSIS, "text/plain", True)
+    if isinstance(value, str):
+        text = value if type(value) is str else str.__str__(value)
+        if len(text) <= limits.max_value_length:
+            return EncodedValue(text, "text/plain", False)
+        return EncodedValue(text[: limits.max_value_length] + _ELLIPSIS, "text/plain", True)
     kind = type(value)
     if kind is int or kind is bool or value is None:
         return EncodedValue(_dumps(value), "application/json", False)

@@ -1,0 +1,73 @@
+"""Trace real LangChain applications with otel_runnables' conventions.
+
+Install with the ``langchain`` extra, then, once at start-up::
+
+    from otel_runnables.integrations.langchain import instrument_langchain
+    instrument_langchain()
+
+Every LangChain run (chain, tool, retriever, chat model, LLM, prompt,
+parser) becomes a span like our own runs: run ids, tags, metadata,
+inputs/outputs, custom events as span events, GenAI attributes for models.
+``uninstrument_langchain()`` undoes it. With ``opentelemetry-instrument``,
+the ``langchain_otel_runnables`` instrumentor does the same with no code
+change. A LangChain chain called inside one of our runs nests under it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import wrapt
+
+from otel_runnables.integrations.langchain.handler import OtelRunnablesLangChainHandler
+
+__all__ = [
+    "OtelRunnablesLangChainHandler",
+    "instrument_langchain",
+    "is_instrumented",
+    "uninstrument_langchain",
+]
+
+_lock = threading.Lock()
+_handler: OtelRunnablesLangChainHandler | None = None
+_original_init: Any = None
+
+
+def _add_handler(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
+    wrapped(*args, **kwargs)
+    handler = _handler
+    if handler is None:
+        return
+    if not any(isinstance(h, OtelRunnablesLangChainHandler) for h in instance.inheritable_handlers):
+        instance.add_handler(handler, True)
+
+
+def instrument_langchain() -> OtelRunnablesLangChainHandler:
+    """Add our handler to every LangChain callback manager from now on
+    (idempotent); returns the handler."""
+    global _handler, _original_init
+    from langchain_core.callbacks import BaseCallbackManager
+
+    with _lock:
+        if _handler is None:
+            _handler = OtelRunnablesLangChainHandler()
+            _original_init = BaseCallbackManager.__init__
+            wrapt.wrap_function_wrapper(BaseCallbackManager, "__init__", _add_handler)
+        return _handler
+
+
+def uninstrument_langchain() -> None:
+    """Stop tracing LangChain runs started from now on."""
+    global _handler, _original_init
+    from langchain_core.callbacks import BaseCallbackManager
+
+    with _lock:
+        if _handler is None:
+            return
+        BaseCallbackManager.__init__ = _original_init  # type: ignore[method-assign]
+        _handler, _original_init = None, None
+
+
+def is_instrumented() -> bool:
+    return _handler is not None
