@@ -1,8 +1,8 @@
 """`Run`: one invocation of a runnable, owning exactly one span.
 
 Everything a consumer learns about a run comes from here, in one direction:
-start, custom event, stream chunk, end or error update the span and notify
-the run's callback handlers.
+start, custom event, stream chunk, end or error update the span, then go to
+the bridge, which feeds callback handlers and event subscribers alike.
 """
 
 from __future__ import annotations
@@ -191,7 +191,10 @@ class Run:
         self.stream_chunks += 1
         bridge.chunk(self, chunk)
 
-    def _finish_span(self, outputs: Any, inputs: Any) -> None:
+    def _finish_span(self, outputs: Any, inputs: Any) -> bool:
+        """End the span once; False when the run had already ended."""
+        if self.ended:
+            return False
         self.ended = True
         span = self.span
         if span.is_recording():
@@ -202,17 +205,23 @@ class Run:
             if self.stream_chunks:
                 span.set_attribute(conventions.RUN_STREAM_CHUNKS, self.stream_chunks)
         span.end()
+        return True
+
+    # ending twice (a caller's bug) must not export the span twice or
+    # tell the consumers twice: the first end or error wins
 
     def end(self, outputs: Any, *, inputs: Any = MISSING) -> None:
         """The run returned ``outputs`` (``inputs``: the aggregated streamed input)."""
-        self._finish_span(outputs, inputs)
-        bridge.ended(self, outputs, inputs)
+        if self._finish_span(outputs, inputs):
+            bridge.ended(self, outputs, inputs)
 
     async def aend(self, outputs: Any, *, inputs: Any = MISSING) -> None:
-        self._finish_span(outputs, inputs)
-        await bridge.aended(self, outputs, inputs)
+        if self._finish_span(outputs, inputs):
+            await bridge.aended(self, outputs, inputs)
 
-    def _fail_span(self, error: BaseException) -> None:
+    def _fail_span(self, error: BaseException) -> bool:
+        if self.ended:
+            return False
         self.ended = True
         span = self.span
         if span.is_recording():
@@ -221,15 +230,16 @@ class Run:
             if self.stream_chunks:
                 span.set_attribute(conventions.RUN_STREAM_CHUNKS, self.stream_chunks)
         span.end()
+        return True
 
     def fail(self, error: BaseException, *, inputs: Any = MISSING) -> None:
         """The run raised ``error``."""
-        self._fail_span(error)
-        bridge.failed(self, error, inputs)
+        if self._fail_span(error):
+            bridge.failed(self, error, inputs)
 
     async def afail(self, error: BaseException, *, inputs: Any = MISSING) -> None:
-        self._fail_span(error)
-        await bridge.afailed(self, error, inputs)
+        if self._fail_span(error):
+            await bridge.afailed(self, error, inputs)
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, id={self.id}, parent_id={self.parent_id})"

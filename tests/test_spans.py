@@ -214,3 +214,16 @@ def test_library_tracer_can_be_pointed_back_at_the_global_provider(spans: GetSpa
     finally:
         telemetry.set_tracer_provider(PROVIDER)
     assert spans() == []
+
+
+def test_a_run_ends_once(spans: GetSpans) -> None:
+    from otel_runnables.config import ensure_config
+    from otel_runnables.runs import start_run
+
+    ids = Ids()
+    run = start_run(ensure_config({"callbacks": [ids]}), name="once", inputs=1)
+    run.end(2)
+    run.end(3)
+    run.fail(ValueError("late"))
+    (span,) = spans()
+    assert attrs(span)["output.value"] == "2" and span.status.status_code == StatusCode.UNSET
