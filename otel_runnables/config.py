@@ -9,7 +9,7 @@ An explicit config wins over the context key by key, as in langchain_core.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -28,6 +28,9 @@ __all__ = [
     "RunScope",
     "RunnableConfig",
     "current_child_config",
+    "own_child_config",
+    "register_foreign_context",
+    "unregister_foreign_context",
     "ensure_config",
     "get_config_list",
     "merge_configs",
@@ -84,10 +87,39 @@ _CONFIGURABLE_AS_METADATA = ("model", "checkpoint_ns")
 _CHILD_CONFIG = otel_context.create_key("otel_runnables.child_config")
 
 
-def current_child_config() -> RunnableConfig | None:
-    """The child config of the run whose code is executing here, if any."""
+ForeignContext = Callable[["RunnableConfig | None"], "RunnableConfig | None"]
+"""Given our own child config in force (or None), the config to use instead
+when another library's run is the innermost one here (else None)."""
+
+_foreign_contexts: list[ForeignContext] = []
+
+
+def register_foreign_context(source: ForeignContext) -> None:
+    """Let an integration put its library's runs between ours (see
+    integrations/langchain)."""
+    if source not in _foreign_contexts:
+        _foreign_contexts.append(source)
+
+
+def unregister_foreign_context(source: ForeignContext) -> None:
+    if source in _foreign_contexts:
+        _foreign_contexts.remove(source)
+
+
+def own_child_config() -> RunnableConfig | None:
+    """Our own child config in the context, ignoring other libraries' runs."""
     value = otel_context.get_value(_CHILD_CONFIG)
     return value  # type: ignore[return-value]
+
+
+def current_child_config() -> RunnableConfig | None:
+    """The child config of the run whose code is executing here, if any."""
+    value: RunnableConfig | None = otel_context.get_value(_CHILD_CONFIG)  # type: ignore[assignment]
+    for source in _foreign_contexts:
+        foreign = source(value)
+        if foreign is not None:
+            return foreign
+    return value
 
 
 def context_with_child_config(config: RunnableConfig, parent: otel_context.Context | None = None) -> Any:

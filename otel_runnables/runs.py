@@ -24,7 +24,7 @@ from otel_runnables.config import RunnableConfig, RunScope
 from otel_runnables.serialization import capture_content_enabled
 from otel_runnables.telemetry import get_tracer
 
-__all__ = ["MISSING", "Run", "new_run_id", "start_run", "astart_run"]
+__all__ = ["MISSING", "ForeignRun", "Run", "astart_run", "new_run_id", "start_run"]
 
 
 _INTERNAL = SpanKind.INTERNAL
@@ -243,6 +243,35 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, id={self.id}, parent_id={self.parent_id})"
+
+
+class ForeignRun(Run):
+    """Another library's run (e.g. LangChain's) that our runs nest under: an
+    id, a name and a span, but no lifecycle of ours (we never end it)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def adopt(
+        cls,
+        run_id: uuid.UUID,
+        name: str,
+        span: Span,
+        *,
+        parent: Run | None,
+        handlers: list[BaseCallbackHandler],
+        tags: list[str],
+        metadata: dict[str, Any],
+    ) -> ForeignRun:
+        run = cls.__new__(cls)
+        run.id, run.parent, run.name, run.run_type = run_id, parent, name, "chain"
+        run.tags, run.inheritable_tags, run.metadata = list(tags), list(tags), dict(metadata)
+        run.handlers, run.inputs, run.streaming, run.span = handlers, None, False, span
+        run.stream_chunks, run.ended = 0, True
+        return run
+
+    def record_custom_event(self, name: str, data: Any) -> None:
+        """The owning library records it (its handlers are told through ours)."""
 
 
 def emit_span_event(span: Span, name: str, attributes: Mapping[str, Any]) -> None:

@@ -157,3 +157,68 @@ def test_uninstrument_stops_tracing(spans: GetSpans) -> None:
     assert not is_instrumented()
     LcLambda(lambda x: x).invoke(1)
     assert spans() == []
+
+
+def _brief(events: list[dict[str, Any]]) -> list[Any]:
+    names: dict[str, str] = {}
+    for event in events:
+        names.setdefault(event["run_id"], event["name"] if event["event"] != "on_custom_event" else "?")
+    return [(e["event"], e["name"], [names.get(p, p) for p in e["parent_ids"]], e["data"]) for e in events]
+
+
+async def test_our_runnables_inside_langchain_reach_its_astream_events(
+    instrumented: None, spans: GetSpans
+) -> None:
+    from otel_runnables import adispatch_custom_event
+
+    @RunnableLambda
+    async def ours(x: int) -> int:
+        await adispatch_custom_event("ours_event", {"x": x})
+        return x + 1
+
+    async def outer(x: int) -> int:
+        return await ours.ainvoke(x)
+
+    events = [e async for e in LcLambda(outer, name="lc_outer").astream_events(1, version="v2")]
+    assert _brief(events) == [
+        ("on_chain_start", "lc_outer", [], {"input": 1}),
+        ("on_chain_start", "ours", ["lc_outer"], {"input": 1}),
+        ("on_custom_event", "ours_event", ["lc_outer"], {"x": 1}),
+        ("on_chain_end", "ours", ["lc_outer"], {"output": 2, "input": 1}),
+        ("on_chain_stream", "lc_outer", [], {"chunk": 2}),
+        ("on_chain_end", "lc_outer", [], {"output": 2}),
+    ]
+    found = spans()
+    by_name = named(found)
+    assert parent_of(by_name["ours"], found) == "lc_outer"
+    assert (
+        attrs(by_name["ours"])["otel_runnables.run.parent_id"]
+        == attrs(by_name["lc_outer"])["otel_runnables.run.id"]
+    )
+
+
+def test_ours_inside_langchain_inside_ours_nests_all_the_way(instrumented: None, spans: GetSpans) -> None:
+    import otel_runnables
+    from tests.recorder import make_recorder
+
+    leaf = RunnableLambda(lambda x: x * 10, name="our_leaf")
+
+    def middle(x: int) -> int:
+        dispatch_custom_event("from_lc_function", x)
+        return leaf.invoke(x)
+
+    lc_middle = LcLambda(middle, name="lc_middle")
+    handler = make_recorder(otel_runnables.BaseCallbackHandler)
+    top = RunnableLambda(lambda x: lc_middle.invoke(x), name="our_top")
+    assert top.invoke(2, {"callbacks": [handler], "tags": ["t"]}) == 20
+    found = spans()
+    by_name = named(found)
+    assert parent_of(by_name["lc_middle"], found) == "our_top"
+    assert parent_of(by_name["our_leaf"], found) == "lc_middle"
+    assert len({s.context.trace_id for s in found}) == 1
+    # our handler keeps seeing our inner run, under the LangChain run
+    starts = {r["name"]: r for r in handler.records if r["cb"] == "on_chain_start"}
+    assert set(starts) == {"our_top", "our_leaf"}
+    lc_id = attrs(by_name["lc_middle"])["otel_runnables.run.id"]
+    assert starts["our_leaf"]["parent_run_id"] == f"uuid:{lc_id}"
+    assert [e.name for e in by_name["lc_middle"].events] == ["from_lc_function"]

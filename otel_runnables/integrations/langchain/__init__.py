@@ -10,7 +10,9 @@ parser) becomes a span like our own runs: run ids, tags, metadata,
 inputs/outputs, custom events as span events, GenAI attributes for models.
 ``uninstrument_langchain()`` undoes it. With ``opentelemetry-instrument``,
 the ``langchain_otel_runnables`` instrumentor does the same with no code
-change. A LangChain chain called inside one of our runs nests under it.
+change. A LangChain chain called inside one of our runs nests under it, and
+our runnables called inside a LangChain run nest under that run and reach
+LangChain's callbacks (its handlers and its ``astream_events``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 
 import wrapt
 
+from otel_runnables.config import register_foreign_context, unregister_foreign_context
 from otel_runnables.integrations.langchain.handler import OtelRunnablesLangChainHandler
+from otel_runnables.integrations.langchain.nesting import LangChainContext
 
 __all__ = [
     "OtelRunnablesLangChainHandler",
@@ -31,6 +35,7 @@ __all__ = [
 
 _lock = threading.Lock()
 _handler: OtelRunnablesLangChainHandler | None = None
+_context: LangChainContext | None = None
 _original_init: Any = None
 
 
@@ -46,7 +51,7 @@ def _add_handler(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
 def instrument_langchain() -> OtelRunnablesLangChainHandler:
     """Add our handler to every LangChain callback manager from now on
     (idempotent); returns the handler."""
-    global _handler, _original_init
+    global _handler, _context, _original_init
     from langchain_core.callbacks import BaseCallbackManager
 
     with _lock:
@@ -54,19 +59,24 @@ def instrument_langchain() -> OtelRunnablesLangChainHandler:
             _handler = OtelRunnablesLangChainHandler()
             _original_init = BaseCallbackManager.__init__
             wrapt.wrap_function_wrapper(BaseCallbackManager, "__init__", _add_handler)
+            # our runnables inside LangChain runs nest under them
+            _context = LangChainContext(_handler)
+            register_foreign_context(_context)
         return _handler
 
 
 def uninstrument_langchain() -> None:
     """Stop tracing LangChain runs started from now on."""
-    global _handler, _original_init
+    global _handler, _context, _original_init
     from langchain_core.callbacks import BaseCallbackManager
 
     with _lock:
         if _handler is None:
             return
         BaseCallbackManager.__init__ = _original_init  # type: ignore[method-assign]
-        _handler, _original_init = None, None
+        if _context is not None:
+            unregister_foreign_context(_context)
+        _handler, _context, _original_init = None, None, None
 
 
 def is_instrumented() -> bool:

@@ -19,11 +19,12 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from otel_runnables import conventions
-from otel_runnables.runs import emit_span_event
+from otel_runnables.config import RunScope, own_child_config
+from otel_runnables.runs import Run, emit_span_event
 from otel_runnables.serialization import capture_content_enabled
 from otel_runnables.telemetry import get_tracer
 
-__all__ = ["GEN_AI_ATTRIBUTES", "OtelRunnablesLangChainHandler"]
+__all__ = ["GEN_AI_ATTRIBUTES", "LiveLangChainRun", "OtelRunnablesLangChainHandler"]
 
 # GenAI semantic conventions (incubating names as of semconv 1.37)
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
@@ -55,12 +56,27 @@ def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], fallb
     return fallback
 
 
-class _LiveRun:
-    __slots__ = ("span", "chunks")
+class LiveLangChainRun:
+    """A LangChain run in progress, as this handler knows it."""
 
-    def __init__(self, span: Span) -> None:
+    __slots__ = ("chunks", "enclosing", "name", "span", "tags", "metadata")
+
+    def __init__(
+        self, span: Span, name: str, enclosing: Run | None, tags: list[str], metadata: dict[str, Any]
+    ) -> None:
         self.span = span
+        self.name = name
+        self.enclosing = enclosing
+        """Our run whose code was executing when this LangChain run started."""
+        self.tags = tags
+        self.metadata = metadata
         self.chunks = 0
+
+
+def _own_current_run() -> Run | None:
+    config = own_child_config()
+    scope = None if config is None else config.get("callbacks")
+    return scope.parent if isinstance(scope, RunScope) else None
 
 
 class OtelRunnablesLangChainHandler(BaseCallbackHandler):
@@ -71,15 +87,14 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
 
     def __init__(self) -> None:
         super().__init__()
-        self._runs: dict[uuid.UUID, _LiveRun] = {}
+        self._runs: dict[uuid.UUID, LiveLangChainRun] = {}
         self._lock = threading.Lock()
 
     # -- spans ---------------------------------------------------------------
 
-    def span_for(self, run_id: uuid.UUID) -> Span | None:
-        """The live span of a LangChain run, if this handler saw it start."""
-        live = self._runs.get(run_id)
-        return None if live is None else live.span
+    def live_run(self, run_id: uuid.UUID) -> LiveLangChainRun | None:
+        """A LangChain run in progress, if this handler saw it start."""
+        return self._runs.get(run_id)
 
     def _start(
         self,
@@ -105,8 +120,9 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
             if extra:
                 more.update(extra)
             span.set_attributes(more)
+        live = LiveLangChainRun(span, name, _own_current_run(), list(tags or ()), dict(metadata or {}))
         with self._lock:
-            self._runs[run_id] = _LiveRun(span)
+            self._runs[run_id] = live
 
     def _end(self, run_id: uuid.UUID, outputs: Any, extra: Mapping[str, Any] | None = None) -> None:
         with self._lock:
