@@ -44,7 +44,8 @@ def _add_handler(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
     handler = _handler
     if handler is None:
         return
-    if not any(isinstance(h, OtelRunnablesLangChainHandler) for h in instance.inheritable_handlers):
+    # managers are made dozens of times per invoke: keep this to one list scan
+    if handler not in instance.inheritable_handlers:
         instance.add_handler(handler, True)
 
 

@@ -1,0 +1,148 @@
+"""The same LangChain program traced by otel_runnables' integration, by
+OpenLLMetry (opentelemetry-instrumentation-langchain) and by OpenInference
+(openinference-instrumentation-langchain): what each records, and the cost
+per run of each, measured side by side in one process (interleaved rounds).
+
+Needs the two other instrumentations, kept out of the project's own
+environment (they pin their own dependencies):
+
+    python3 -m venv .venvs/compare
+    .venvs/compare/bin/pip install -e . "langchain-core>=1.7,<1.8" \\
+        openinference-instrumentation-langchain opentelemetry-instrumentation-langchain
+    .venvs/compare/bin/python -m benchmarks.compare_langchain_integrations
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.pop("LANGCHAIN_TRACING_V2", None)
+os.environ["TRACELOOP_TRACE_CONTENT"] = "true"
+
+from langchain_core.callbacks.manager import dispatch_custom_event
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda
+from openinference.instrumentation.langchain import LangChainInstrumentor as OpenInference
+from opentelemetry.instrumentation.langchain import LangchainInstrumentor as OpenLLMetry
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from benchmarks._harness import batch_provider
+from otel_runnables import telemetry
+from otel_runnables.integrations.langchain import instrument_langchain, uninstrument_langchain
+
+
+def progress(x: dict[str, Any]) -> dict[str, Any]:
+    dispatch_custom_event("progress", {"step": 1, "total": 2})
+    dispatch_custom_event("progress", {"step": 2, "total": 2})
+    return x
+
+
+def program() -> Any:
+    model = GenericFakeChatModel(
+        messages=iter(
+            [AIMessage(content="hi", usage_metadata={"input_tokens": 5, "output_tokens": 1, "total_tokens": 6})]
+        )
+    )
+    prompt = ChatPromptTemplate.from_messages([("human", "say hi to {name}")])
+    return RunnableLambda(progress) | prompt | model | StrOutputParser()
+
+
+class Variant:
+    def __init__(self, name: str, on: Callable[[TracerProvider], None], off: Callable[[], None]) -> None:
+        self.name, self.on, self.off = name, on, off
+
+
+def _ours_on(provider: TracerProvider) -> None:
+    telemetry.set_tracer_provider(provider)
+    instrument_langchain()
+
+
+def _ours_off() -> None:
+    uninstrument_langchain()
+    telemetry.set_tracer_provider(None)
+
+
+VARIANTS = [
+    Variant("no tracing", lambda provider: None, lambda: None),
+    Variant("otel_runnables", _ours_on, _ours_off),
+    Variant("OpenLLMetry", lambda p: OpenLLMetry().instrument(tracer_provider=p), lambda: OpenLLMetry().uninstrument()),
+    Variant(
+        "OpenInference", lambda p: OpenInference().instrument(tracer_provider=p), lambda: OpenInference().uninstrument()
+    ),
+]
+
+
+def what_each_records() -> None:
+    for variant in VARIANTS[1:]:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        variant.on(provider)
+        try:
+            program().invoke({"name": "Ada"})
+        finally:
+            variant.off()
+        print(f"\n== {variant.name}: {len(exporter.get_finished_spans())} spans")
+        for span in sorted(exporter.get_finished_spans(), key=lambda s: s.start_time or 0):
+            keys = sorted(span.attributes or {})
+            print(f"  {span.name}: {', '.join(keys)}")
+            for event in span.events:
+                print(f"    event {event.name}: {', '.join(sorted(event.attributes or {}))}")
+
+
+def _measure_in_this_process(variant_name: str, runs: int) -> float:
+    """Median µs per run of one variant; the only instrumentation ever loaded here."""
+    provider = batch_provider()
+    (variant,) = [v for v in VARIANTS if v.name == variant_name]
+    variant.on(provider)
+    chain = RunnableLambda(progress) | RunnableLambda(lambda x: x)
+    for _ in range(200):
+        chain.invoke({"name": "Ada"})
+    samples = []
+    for _ in range(10):
+        start = time.perf_counter()
+        for _ in range(runs // 10):
+            chain.invoke({"name": "Ada"})
+        samples.append((time.perf_counter() - start) / (runs // 10))
+    provider.shutdown()
+    return statistics.median(samples) * 1e6
+
+
+def cost_per_run(rounds: int = 5, runs: int = 1000) -> None:
+    # one process per measurement: an uninstrument() that leaves work behind
+    # (seen with OpenLLMetry) would otherwise slow every variant after it;
+    # variants are interleaved round by round so machine noise hits them alike
+    samples: dict[str, list[float]] = {v.name: [] for v in VARIANTS}
+    for _ in range(rounds):
+        for variant in VARIANTS:
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.compare_langchain_integrations", "--measure", variant.name],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            samples[variant.name].append(float(out.stdout.strip().splitlines()[-1]))
+    base = statistics.median(samples["no tracing"])
+    print("\ncost per run of a 2-step LangChain sequence with 2 custom events (3 runs, 2 events)")
+    for name, values in samples.items():
+        median = statistics.median(values)
+        print(f"  {name:<16} {median:9.1f} us/run   +{median - base:8.1f} us   {median / base:5.2f}x no tracing")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--measure":
+        print(_measure_in_this_process(sys.argv[2], runs=1000))
+    else:
+        what_each_records()
+        cost_per_run()
