@@ -51,7 +51,11 @@ def progress(x: dict[str, Any]) -> dict[str, Any]:
 def program() -> Any:
     model = GenericFakeChatModel(
         messages=iter(
-            [AIMessage(content="hi", usage_metadata={"input_tokens": 5, "output_tokens": 1, "total_tokens": 6})]
+            [
+                AIMessage(
+                    content="hi", usage_metadata={"input_tokens": 5, "output_tokens": 1, "total_tokens": 6}
+                )
+            ]
         )
     )
     prompt = ChatPromptTemplate.from_messages([("human", "say hi to {name}")])
@@ -76,9 +80,9 @@ def _ours_off() -> None:
 VARIANTS = [
     Variant("no tracing", lambda provider: None, lambda: None),
     Variant("otel_runnables", _ours_on, _ours_off),
-    Variant("OpenLLMetry", lambda p: OpenLLMetry().instrument(tracer_provider=p), lambda: OpenLLMetry().uninstrument()),
+    Variant("OpenLLMetry", lambda p: OpenLLMetry().instrument(tracer_provider=p), OpenLLMetry().uninstrument),
     Variant(
-        "OpenInference", lambda p: OpenInference().instrument(tracer_provider=p), lambda: OpenInference().uninstrument()
+        "OpenInference", lambda p: OpenInference().instrument(tracer_provider=p), OpenInference().uninstrument
     ),
 ]
 
@@ -127,7 +131,7 @@ def cost_per_run(rounds: int = 5, runs: int = 1000) -> None:
     for _ in range(rounds):
         for variant in VARIANTS:
             out = subprocess.run(
-                [sys.executable, "-m", "benchmarks.compare_langchain_integrations", "--measure", variant.name],
+                [sys.executable, "-m", __spec__.name if __spec__ else __name__, "--measure", variant.name],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -137,7 +141,8 @@ def cost_per_run(rounds: int = 5, runs: int = 1000) -> None:
     print("\ncost per run of a 2-step LangChain sequence with 2 custom events (3 runs, 2 events)")
     for name, values in samples.items():
         median = statistics.median(values)
-        print(f"  {name:<16} {median:9.1f} us/run   +{median - base:8.1f} us   {median / base:5.2f}x no tracing")
+        extra = median - base
+        print(f"  {name:<16} {median:9.1f} us/run   +{extra:8.1f} us   {median / base:5.2f}x no tracing")
 
 
 if __name__ == "__main__":
