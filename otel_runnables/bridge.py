@@ -34,6 +34,7 @@ __all__ = [
     "astarted",
     "chunk",
     "custom_event",
+    "discarded",
     "ended",
     "failed",
     "live_run",
@@ -336,6 +337,11 @@ async def aended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
     _unregister(run, outputs, inputs, failed=False)
     if run.handlers:
         await anotify(run.handlers, "on_chain_end", outputs, **_end_kwargs(run, inputs))
+
+
+def discarded(run: Run) -> None:
+    """A run whose start a handler refused: gone, without an error callback."""
+    _unregister(run, None, MISSING, failed=True)
 
 
 def failed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:

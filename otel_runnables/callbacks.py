@@ -156,33 +156,49 @@ def _report(handler: BaseCallbackHandler, method: str, exc: BaseException) -> No
 
 
 def notify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
-    """Call ``method`` on each handler from sync code, in order."""
-    for handler in handlers:
-        if not _wants(handler, method):
-            continue
-        try:
-            result = getattr(handler, method)(*args, **kwargs)
+    """Call ``method`` on each handler from sync code: sync methods in list
+    order, then the async ones (as langchain_core orders them)."""
+    pending: list[tuple[BaseCallbackHandler, Awaitable[Any]]] = []
+    try:
+        for handler in handlers:
+            if not _wants(handler, method):
+                continue
+            try:
+                result = getattr(handler, method)(*args, **kwargs)
+            except NotImplementedError as exc:  # never raised, as in langchain_core
+                _report(handler, method, exc)
+                continue
+            except Exception as exc:
+                if handler.raise_error:
+                    raise
+                _report(handler, method, exc)
+                continue
             if inspect.isawaitable(result):
-                _run_to_completion(result, handler, method)
-        except Exception as exc:
-            if handler.raise_error:
-                raise
-            _report(handler, method, exc)
+                pending.append((handler, result))
+    finally:
+        for handler, awaitable in pending:
+            _run_to_completion(awaitable, handler, method)
 
 
 async def anotify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
     """Call ``method`` on each handler from async code: sync methods inline in
-    order, coroutines awaited together."""
+    order, coroutines awaited together. Every handler is called even when one
+    with ``raise_error`` fails; the first such error is raised afterwards."""
     pending: list[tuple[BaseCallbackHandler, Awaitable[Any]]] = []
+    failure: Exception | None = None
     for handler in handlers:
         if not _wants(handler, method):
             continue
         try:
             result = getattr(handler, method)(*args, **kwargs)
+        except NotImplementedError as exc:
+            _report(handler, method, exc)
+            continue
         except Exception as exc:
             if handler.raise_error:
-                raise
-            _report(handler, method, exc)
+                failure = failure or exc
+            else:
+                _report(handler, method, exc)
             continue
         if inspect.isawaitable(result):
             pending.append((handler, result))
@@ -190,11 +206,15 @@ async def anotify(handlers: Sequence[BaseCallbackHandler], method: str, *args: A
         await _guarded(*pending[0], method)
     elif pending:
         await asyncio.gather(*(_guarded(handler, result, method) for handler, result in pending))
+    if failure is not None:
+        raise failure
 
 
 async def _guarded(handler: BaseCallbackHandler, awaitable: Awaitable[Any], method: str) -> None:
     try:
         await _bounded(awaitable, handler_timeout(handler))
+    except NotImplementedError as exc:
+        _report(handler, method, exc)
     except (TimeoutError, asyncio.TimeoutError):  # distinct classes on 3.10
         logger.warning(
             "%s.%s did not finish within %s s; it was cancelled and the run goes on",

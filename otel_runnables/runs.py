@@ -241,6 +241,12 @@ class Run:
         if self._fail_span(error):
             await bridge.afailed(self, error, inputs)
 
+    def discard(self, error: BaseException) -> None:
+        """A handler refused the start: the span ends as an error, but (as in
+        langchain_core) handlers hear no error for a run they refused."""
+        if self._fail_span(error):
+            bridge.discarded(self)
+
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, id={self.id}, parent_id={self.parent_id})"
 
@@ -294,7 +300,7 @@ def start_run(
     try:
         run.notify_start(handler_extra)
     except BaseException as exc:  # a raise_error handler refused the start
-        run.fail(exc)
+        run.discard(exc)
         raise
     return run
 
@@ -314,6 +320,6 @@ async def astart_run(
     try:
         await run.anotify_start(handler_extra)
     except BaseException as exc:
-        await run.afail(exc)
+        run.discard(exc)
         raise
     return run

@@ -297,8 +297,10 @@ class RunnableBinding(Runnable[Input, Output]):
             yield chunk
 
     def with_config(self, config: RunnableConfig | None = None, **kwargs: Any) -> Runnable[Input, Output]:
-        extra = cast(RunnableConfig, {**(config or {}), **kwargs})
-        return RunnableBinding(self.bound, merge_configs(self.config, extra))
+        # as langchain_core: the new keys replace the bound ones
+        extra = cast(RunnableConfig, {**self.config, **(config or {}), **kwargs})
+        ensure_config(extra)
+        return RunnableBinding(self.bound, extra)
 
     def __repr__(self) -> str:
         return f"RunnableBinding(bound={self.bound!r}, config={self.config!r})"
