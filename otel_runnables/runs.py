@@ -68,6 +68,18 @@ def new_run_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+def _opened_inside(current: Span, run_span: Span) -> bool:
+    """Whether the current span is the run's span or one opened inside it (a
+    span of the same trace that started after it, e.g. a database call)."""
+    if current is run_span:
+        return True
+    if current.get_span_context().trace_id != run_span.get_span_context().trace_id:
+        return False
+    current_start = getattr(current, "start_time", None)
+    run_start = getattr(run_span, "start_time", None)
+    return current_start is not None and run_start is not None and current_start >= run_start
+
+
 def _add_tags(tags: list[str], new: list[str]) -> None:
     """A tag given again moves to the end, as in langchain_core."""
     for tag in new:
@@ -146,8 +158,9 @@ class Run:
     def _start_span(self, extra: Mapping[str, Any] | None) -> Span:
         parent = self.parent
         context = None
-        if parent is not None and trace.get_current_span() is not parent.span:
-            # the config came from elsewhere (another thread): parent explicitly
+        if parent is not None and not _opened_inside(trace.get_current_span(), parent.span):
+            # the config came from elsewhere (another thread, another library's
+            # run): parent on the run's span explicitly
             context = trace.set_span_in_context(parent.span)
         attributes = conventions.run_identity_attributes(
             str(self.id), None if parent is None else str(parent.id), self.run_type
