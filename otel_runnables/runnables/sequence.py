@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from otel_runnables.config import RunnableConfig, ensure_config, patch_config
+from otel_runnables.config import RunnableConfig, ensure_config, get_config_list, patch_config
 from otel_runnables.runnables._execution import (
     atransform_stream_with_config,
     enter_run,
@@ -18,6 +19,18 @@ from otel_runnables.runnables.base import Runnable, coerce_to_runnable
 from otel_runnables.runs import Run, astart_run, start_run
 
 __all__ = ["RunnableSequence"]
+
+
+def _finish_batch(
+    runs: list[Run], values: list[Any], failed: dict[int, Exception], return_exceptions: bool
+) -> list[Any]:
+    results = [failed.get(i, values[i]) for i in range(len(runs))]
+    for i, (run, result) in enumerate(zip(runs, results, strict=True)):
+        if i in failed:
+            run.fail(result)
+        else:
+            run.end(result)
+    return results
 
 
 class RunnableSequence(Runnable[Any, Any]):
@@ -89,6 +102,101 @@ class RunnableSequence(Runnable[Any, Any]):
             raise
         await run.aend(value)
         return value
+
+    # batch runs each step over every item before the next step, as
+    # langchain_core does: one sequence run per item, one step.batch per step
+
+    def batch(
+        self,
+        inputs: Sequence[Any],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+        runs = [
+            start_run(c, name=run_name(self, c), inputs=value, run_type=self.run_type)
+            for value, c in zip(inputs, configs, strict=True)
+        ]
+        values: list[Any] = list(inputs)
+        failed: dict[int, Exception] = {}
+        try:
+            for index, step in enumerate(self.steps):
+                live = [i for i in range(len(runs)) if i not in failed]
+                outputs = step.batch(
+                    [values[i] for i in live],
+                    [self._step_config(configs[i], runs[i], index) for i in live],
+                    return_exceptions=return_exceptions,
+                    **(kwargs if index == 0 else {}),
+                )
+                for i, output in zip(live, outputs, strict=True):
+                    if return_exceptions and isinstance(output, Exception):
+                        failed[i] = output
+                    else:
+                        values[i] = output
+                if len(failed) == len(runs):
+                    break
+        except BaseException as exc:
+            for run in runs:
+                run.fail(exc)
+            if return_exceptions:
+                return [exc for _ in inputs]
+            raise
+        return _finish_batch(runs, values, failed, return_exceptions)
+
+    async def abatch(
+        self,
+        inputs: Sequence[Any],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+        runs = list(
+            await asyncio.gather(
+                *(
+                    astart_run(c, name=run_name(self, c), inputs=value, run_type=self.run_type)
+                    for value, c in zip(inputs, configs, strict=True)
+                )
+            )
+        )
+        values: list[Any] = list(inputs)
+        failed: dict[int, Exception] = {}
+        try:
+            for index, step in enumerate(self.steps):
+                live = [i for i in range(len(runs)) if i not in failed]
+                outputs = await step.abatch(
+                    [values[i] for i in live],
+                    [self._step_config(configs[i], runs[i], index) for i in live],
+                    return_exceptions=return_exceptions,
+                    **(kwargs if index == 0 else {}),
+                )
+                for i, output in zip(live, outputs, strict=True):
+                    if return_exceptions and isinstance(output, Exception):
+                        failed[i] = output
+                    else:
+                        values[i] = output
+                if len(failed) == len(runs):
+                    break
+        except BaseException as exc:
+            await asyncio.gather(*(run.afail(exc) for run in runs))
+            if return_exceptions:
+                return [exc for _ in inputs]
+            raise
+        results = [failed.get(i, values[i]) for i in range(len(runs))]
+        await asyncio.gather(
+            *(
+                run.afail(result) if i in failed else run.aend(result)
+                for i, (run, result) in enumerate(zip(runs, results, strict=True))
+            )
+        )
+        return results
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
         yield from self.transform(iter([input]), config, **kwargs)
