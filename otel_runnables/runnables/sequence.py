@@ -21,16 +21,29 @@ from otel_runnables.runs import Run, astart_run, start_run
 __all__ = ["RunnableSequence"]
 
 
-def _finish_batch(
-    runs: list[Run], values: list[Any], failed: dict[int, Exception], return_exceptions: bool
-) -> list[Any]:
-    results = [failed.get(i, values[i]) for i in range(len(runs))]
-    for i, (run, result) in enumerate(zip(runs, results, strict=True)):
-        if i in failed:
-            run.fail(result)
-        else:
-            run.end(result)
-    return results
+class _SequenceBatch:
+    """The items of a sequence's batch as they go step by step: each one's
+    current value, and (with return_exceptions) the ones that failed."""
+
+    def __init__(self, inputs: Sequence[Any], return_exceptions: bool) -> None:
+        self.values: list[Any] = list(inputs)
+        self.failed: dict[int, Exception] = {}
+        self.return_exceptions = return_exceptions
+
+    def live(self) -> list[int]:
+        return [i for i in range(len(self.values)) if i not in self.failed]
+
+    def record(self, live: list[int], outputs: list[Any]) -> bool:
+        """Take one step's outputs; False once every item has failed."""
+        for i, output in zip(live, outputs, strict=True):
+            if self.return_exceptions and isinstance(output, Exception):
+                self.failed[i] = output
+            else:
+                self.values[i] = output
+        return len(self.failed) < len(self.values)
+
+    def results(self) -> list[Any]:
+        return [self.failed.get(i, value) for i, value in enumerate(self.values)]
 
 
 class RunnableSequence(Runnable[Any, Any]):
@@ -121,23 +134,17 @@ class RunnableSequence(Runnable[Any, Any]):
             start_run(c, name=run_name(self, c), inputs=value, run_type=self.run_type)
             for value, c in zip(inputs, configs, strict=True)
         ]
-        values: list[Any] = list(inputs)
-        failed: dict[int, Exception] = {}
+        items = _SequenceBatch(inputs, return_exceptions)
         try:
             for index, step in enumerate(self.steps):
-                live = [i for i in range(len(runs)) if i not in failed]
+                live = items.live()
                 outputs = step.batch(
-                    [values[i] for i in live],
+                    [items.values[i] for i in live],
                     [self._step_config(configs[i], runs[i], index) for i in live],
                     return_exceptions=return_exceptions,
                     **(kwargs if index == 0 else {}),
                 )
-                for i, output in zip(live, outputs, strict=True):
-                    if return_exceptions and isinstance(output, Exception):
-                        failed[i] = output
-                    else:
-                        values[i] = output
-                if len(failed) == len(runs):
+                if not items.record(live, outputs):
                     break
         except BaseException as exc:
             for run in runs:
@@ -145,7 +152,13 @@ class RunnableSequence(Runnable[Any, Any]):
             if return_exceptions:
                 return [exc for _ in inputs]
             raise
-        return _finish_batch(runs, values, failed, return_exceptions)
+        results = items.results()
+        for i, (run, result) in enumerate(zip(runs, results, strict=True)):
+            if i in items.failed:
+                run.fail(result)
+            else:
+                run.end(result)
+        return results
 
     async def abatch(
         self,
@@ -166,33 +179,27 @@ class RunnableSequence(Runnable[Any, Any]):
                 )
             )
         )
-        values: list[Any] = list(inputs)
-        failed: dict[int, Exception] = {}
+        items = _SequenceBatch(inputs, return_exceptions)
         try:
             for index, step in enumerate(self.steps):
-                live = [i for i in range(len(runs)) if i not in failed]
+                live = items.live()
                 outputs = await step.abatch(
-                    [values[i] for i in live],
+                    [items.values[i] for i in live],
                     [self._step_config(configs[i], runs[i], index) for i in live],
                     return_exceptions=return_exceptions,
                     **(kwargs if index == 0 else {}),
                 )
-                for i, output in zip(live, outputs, strict=True):
-                    if return_exceptions and isinstance(output, Exception):
-                        failed[i] = output
-                    else:
-                        values[i] = output
-                if len(failed) == len(runs):
+                if not items.record(live, outputs):
                     break
         except BaseException as exc:
             await asyncio.gather(*(run.afail(exc) for run in runs))
             if return_exceptions:
                 return [exc for _ in inputs]
             raise
-        results = [failed.get(i, values[i]) for i in range(len(runs))]
+        results = items.results()
         await asyncio.gather(
             *(
-                run.afail(result) if i in failed else run.aend(result)
+                run.afail(result) if i in items.failed else run.aend(result)
                 for i, (run, result) in enumerate(zip(runs, results, strict=True))
             )
         )
