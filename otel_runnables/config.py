@@ -178,16 +178,21 @@ def ensure_config(config: RunnableConfig | None = None) -> RunnableConfig:
             if value is not None:
                 ensured[key] = value.copy() if key in _COPIED_KEYS else value  # type: ignore[attr-defined]
     if config is not None:
+        extra: dict[str, Any] = {}
         for key, value in _validate(config).items():
             if value is None:
                 continue
-            if key in CONFIG_KEYS:
-                ensured[key] = list(value) if key == "callbacks" and isinstance(value, tuple) else value
+            if key not in CONFIG_KEYS:
+                extra[key] = value  # like langchain_core: unknown keys are configurable values
+            elif isinstance(value, (list, tuple)):
+                # copies: a function mutating its config must not change the caller's
+                ensured[key] = list(value)
+            elif key in _COPIED_KEYS:
+                ensured[key] = dict(value)  # type: ignore[call-overload]
             else:
-                # like langchain_core: unknown keys are configurable values
-                ensured["configurable"] = {**ensured["configurable"], key: value}
-        if isinstance(ensured["tags"], tuple):
-            ensured["tags"] = list(ensured["tags"])
+                ensured[key] = value
+        if extra:
+            ensured["configurable"] = {**ensured["configurable"], **extra}
     # like langchain_core: these configurable strings are visible as metadata
     configurable = ensured["configurable"]
     if configurable:
