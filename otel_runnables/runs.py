@@ -20,7 +20,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from otel_runnables import bridge, conventions
 from otel_runnables._sentinel import MISSING
 from otel_runnables.callbacks import BaseCallbackHandler
-from otel_runnables.config import RunnableConfig, RunScope
+from otel_runnables.config import RunnableConfig, RunScope, own_child_config
 from otel_runnables.serialization import capture_content_enabled
 from otel_runnables.telemetry import get_tracer
 
@@ -69,10 +69,15 @@ def new_run_id() -> uuid.UUID:
 
 
 def _opened_inside(current: Span, run_span: Span) -> bool:
-    """Whether the current span is the run's span or one opened inside it (a
-    span of the same trace that started after it, e.g. a database call)."""
+    """Whether the current span is the run's span or a span of another
+    instrumentation opened inside it (e.g. a database call): not one of our
+    runs' spans, of the same trace, started after it."""
     if current is run_span:
         return True
+    own = own_child_config()
+    scope = None if own is None else own.get("callbacks")
+    if isinstance(scope, RunScope) and scope.parent is not None and scope.parent.span is current:
+        return False  # another run of ours is current: the config says who the parent is
     if current.get_span_context().trace_id != run_span.get_span_context().trace_id:
         return False
     current_start = getattr(current, "start_time", None)
