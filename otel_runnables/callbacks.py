@@ -30,7 +30,8 @@ class BaseCallbackHandler:
     raise_error: bool = False
     """Let an exception raised by this handler propagate into the run."""
     run_inline: bool = False
-    """Kept for langchain_core compatibility: every handler runs inline here."""
+    """In async code, run_inline handlers are called before the others (as in
+    langchain_core); every handler runs on the calling thread here."""
     timeout: float | None = None
     """Seconds one async callback may take before it is cancelled (see handler_timeout)."""
 
@@ -181,31 +182,27 @@ def notify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **k
 
 
 async def anotify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
-    """Call ``method`` on each handler from async code: sync methods inline in
-    order, coroutines awaited together. Every handler is called even when one
-    with ``raise_error`` fails; the first such error is raised afterwards."""
-    pending: list[tuple[BaseCallbackHandler, Awaitable[Any]]] = []
-    failure: Exception | None = None
-    for handler in handlers:
+    """Call ``method`` on each handler from async code, as langchain_core
+    orders them: ``run_inline`` handlers first, then the others, each in list
+    order; sync methods run inline (never in a thread), coroutines are awaited
+    one after the other, each within its timeout. Every handler is called even
+    when one with ``raise_error`` fails; the first such error is raised after."""
+    failure: BaseException | None = None
+    inline_first = [h for h in handlers if h.run_inline] + [h for h in handlers if not h.run_inline]
+    for handler in inline_first:
         if not _wants(handler, method):
             continue
         try:
             result = getattr(handler, method)(*args, **kwargs)
+            if inspect.isawaitable(result):
+                await _guarded(handler, result, method)
         except NotImplementedError as exc:
             _report(handler, method, exc)
-            continue
         except Exception as exc:
             if handler.raise_error:
                 failure = failure or exc
             else:
                 _report(handler, method, exc)
-            continue
-        if inspect.isawaitable(result):
-            pending.append((handler, result))
-    if len(pending) == 1:
-        await _guarded(*pending[0], method)
-    elif pending:
-        await asyncio.gather(*(_guarded(handler, result, method) for handler, result in pending))
     if failure is not None:
         raise failure
 

@@ -105,6 +105,7 @@ class Run:
         "inheritable_tags",
         "metadata",
         "handlers",
+        "inheritable_handlers",
         "inputs",
         "streaming",
         "span",
@@ -126,13 +127,15 @@ class Run:
         parent: Run | None
         if isinstance(scope, RunScope):
             parent = scope.parent
-            handlers = scope.handlers
+            handlers = inheritable_handlers = scope.handlers
             tags = list(scope.tags)
             inheritable_tags = list(scope.inheritable_tags)
             metadata = dict(scope.metadata)
         else:
             parent = None
             handlers = list(scope) if scope else []
+            # a handler given twice hears this run twice, its children once (langchain_core)
+            inheritable_handlers = list(dict.fromkeys(handlers)) if len(handlers) > 1 else handlers
             tags, inheritable_tags, metadata = [], [], {}
         config_tags = config.get("tags")
         if config_tags:
@@ -150,6 +153,7 @@ class Run:
         self.inheritable_tags = inheritable_tags
         self.metadata = metadata
         self.handlers: list[BaseCallbackHandler] = handlers
+        self.inheritable_handlers: list[BaseCallbackHandler] = inheritable_handlers
         self.inputs = inputs
         self.streaming = streaming
         self.stream_chunks = 0
@@ -185,7 +189,7 @@ class Run:
     def child_scope(self, local_tag: str | None = None) -> RunScope:
         """What a child of this run inherits; ``local_tag`` reaches only the child."""
         tags = self.inheritable_tags if local_tag is None else [*self.inheritable_tags, local_tag]
-        return RunScope(self, self.handlers, tags, self.inheritable_tags, self.metadata)
+        return RunScope(self, self.inheritable_handlers, tags, self.inheritable_tags, self.metadata)
 
     # -- lifecycle: the span here, every consumer through the bridge ------
 
@@ -291,6 +295,7 @@ class ForeignRun(Run):
         run.id, run.parent, run.name, run.run_type = run_id, parent, name, "chain"
         run.tags, run.inheritable_tags, run.metadata = list(tags), list(tags), dict(metadata)
         run.handlers, run.inputs, run.streaming, run.span = handlers, None, False, span
+        run.inheritable_handlers = handlers
         run.stream_chunks, run.ended = 0, True
         return run
 
