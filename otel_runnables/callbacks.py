@@ -183,28 +183,39 @@ def notify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **k
 
 async def anotify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
     """Call ``method`` on each handler from async code, as langchain_core
-    orders them: ``run_inline`` handlers first, then the others, each in list
-    order; sync methods run inline (never in a thread), coroutines are awaited
-    one after the other, each within its timeout. Every handler is called even
-    when one with ``raise_error`` fails; the first such error is raised after."""
-    failure: BaseException | None = None
-    inline_first = [h for h in handlers if h.run_inline] + [h for h in handlers if not h.run_inline]
-    for handler in inline_first:
-        if not _wants(handler, method):
-            continue
-        try:
-            result = getattr(handler, method)(*args, **kwargs)
-            if inspect.isawaitable(result):
-                await _guarded(handler, result, method)
-        except NotImplementedError as exc:
-            _report(handler, method, exc)
-        except Exception as exc:
-            if handler.raise_error:
-                failure = failure or exc
-            else:
-                _report(handler, method, exc)
+    does: ``run_inline`` handlers one after another first, then the others
+    concurrently, started in list order. Sync methods run on the loop (never
+    in a thread); coroutines within their timeout. Every handler is called
+    even when one with ``raise_error`` fails; the first such error is raised."""
+    wanted = [handler for handler in handlers if _wants(handler, method)]
+    failures: list[BaseException | None] = [
+        await _call(handler, method, args, kwargs) for handler in wanted if handler.run_inline
+    ]
+    others = [handler for handler in wanted if not handler.run_inline]
+    if len(others) == 1:
+        failures.append(await _call(others[0], method, args, kwargs))
+    elif others:
+        failures += await asyncio.gather(*(_call(handler, method, args, kwargs) for handler in others))
+    failure = next((f for f in failures if f is not None), None)
     if failure is not None:
         raise failure
+
+
+async def _call(
+    handler: BaseCallbackHandler, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> BaseException | None:
+    """One handler's callback; returns the error a raise_error handler raised."""
+    try:
+        result = getattr(handler, method)(*args, **kwargs)
+        if inspect.isawaitable(result):
+            await _guarded(handler, result, method)
+    except NotImplementedError as exc:
+        _report(handler, method, exc)
+    except Exception as exc:
+        if handler.raise_error:
+            return exc
+        _report(handler, method, exc)
+    return None
 
 
 async def _guarded(handler: BaseCallbackHandler, awaitable: Awaitable[Any], method: str) -> None:

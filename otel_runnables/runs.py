@@ -68,21 +68,18 @@ def new_run_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-def _opened_inside(current: Span, run_span: Span) -> bool:
-    """Whether the current span is the run's span or a span of another
-    instrumentation opened inside it (e.g. a database call): not one of our
-    runs' spans, of the same trace, started after it."""
-    if current is run_span:
+def _opened_inside(current: Span, parent: Run) -> bool:
+    """Whether the current span is the parent run's span, or a span of another
+    instrumentation (e.g. a database call) opened inside the parent run's own
+    code: the parent run is the one executing here, the span is not one of
+    our runs' and belongs to the same trace."""
+    if current is parent.span:
         return True
     own = own_child_config()
     scope = None if own is None else own.get("callbacks")
-    if isinstance(scope, RunScope) and scope.parent is not None and scope.parent.span is current:
-        return False  # another run of ours is current: the config says who the parent is
-    if current.get_span_context().trace_id != run_span.get_span_context().trace_id:
-        return False
-    current_start = getattr(current, "start_time", None)
-    run_start = getattr(run_span, "start_time", None)
-    return current_start is not None and run_start is not None and current_start >= run_start
+    if not isinstance(scope, RunScope) or scope.parent is not parent:
+        return False  # another run's code is executing: the config says who the parent is
+    return current.get_span_context().trace_id == parent.span.get_span_context().trace_id
 
 
 def _add_tags(tags: list[str], new: list[str]) -> None:
@@ -167,7 +164,7 @@ class Run:
     def _start_span(self, extra: Mapping[str, Any] | None) -> Span:
         parent = self.parent
         context = None
-        if parent is not None and not _opened_inside(trace.get_current_span(), parent.span):
+        if parent is not None and not _opened_inside(trace.get_current_span(), parent):
             # the config came from elsewhere (another thread, another library's
             # run): parent on the run's span explicitly
             context = trace.set_span_in_context(parent.span)
