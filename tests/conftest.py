@@ -1,5 +1,14 @@
 """One in-memory span pipeline for the whole suite, installed only for the
-library (no global TracerProvider is set: the library must work without one)."""
+library with ``otel_runnables.telemetry.set_tracer_provider`` (no global
+TracerProvider is set: the library must work without one).
+
+Fixtures:
+- ``spans``: clears the exporter, returns a function giving this test's finished spans;
+- ``use_provider``: point the library at another provider for one test;
+- ``sampled_out`` / ``sdk_disabled``: a provider that samples nothing, and one built
+  under ``OTEL_SDK_DISABLED=true``; each yields its own (empty) exporter.
+The default pipeline is restored after each of them.
+"""
 
 from __future__ import annotations
 
@@ -31,25 +40,39 @@ def spans() -> Iterator[GetSpans]:
     EXPORTER.clear()
 
 
+def _provider_with_exporter(**kwargs: object) -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(**kwargs)  # type: ignore[arg-type]
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+@pytest.fixture
+def use_provider() -> Iterator[Callable[[TracerProvider | None], None]]:
+    """``use_provider(p)`` sends the library's spans to ``p`` until the test ends."""
+    yield telemetry.set_tracer_provider
+    telemetry.set_tracer_provider(PROVIDER)
+
+
 @pytest.fixture
 def sampled_out() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ALWAYS_OFF)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = _provider_with_exporter(sampler=ALWAYS_OFF)
     telemetry.set_tracer_provider(provider)
-    yield exporter
-    telemetry.set_tracer_provider(PROVIDER)
+    try:
+        yield exporter
+    finally:
+        telemetry.set_tracer_provider(PROVIDER)
 
 
 @pytest.fixture
 def sdk_disabled() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
     with mock.patch.dict(os.environ, {"OTEL_SDK_DISABLED": "true"}):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider, exporter = _provider_with_exporter()
         telemetry.set_tracer_provider(provider)
-        yield exporter
-    telemetry.set_tracer_provider(PROVIDER)
+        try:
+            yield exporter
+        finally:
+            telemetry.set_tracer_provider(PROVIDER)
 
 
 @pytest.fixture(autouse=True)

@@ -47,8 +47,10 @@ def normalise(records: Any) -> Any:
 def make_recorder(base: type, *, is_async: bool = False, fail_in: tuple[str, ...] = (), **flags: Any) -> Any:
     """A handler subclassing ``base`` that records every chain/custom callback."""
     records: list[dict[str, Any]] = []
+    raw: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
 
     def record(method: str, positional: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        raw.append((method, positional, kwargs))
         records.append({"cb": method, **plain(positional), **plain(kwargs), "kw": sorted(kwargs)})
         if method in fail_in:
             raise ValueError(f"handler failed in {method}")
@@ -88,4 +90,36 @@ def make_recorder(base: type, *, is_async: bool = False, fail_in: tuple[str, ...
     # class attributes: langchain_core declares the ignore_* flags as properties
     handler: Any = type(cls.__name__, (cls,), dict(flags))()
     handler.records = records
+    handler.raw = raw  # the very objects passed, for identity checks
     return handler
+
+
+def per_run(records: list[dict[str, Any]]) -> list[Any]:
+    """Records grouped by run, each run named by its path of ``name[tags]`` from
+    its root, so concurrent runs (parallel branches) compare independently of
+    how their callbacks interleaved. Within one run the order is kept."""
+    starts = {r["run_id"]: r for r in records if r["cb"] == "on_chain_start"}
+
+    def label(run_id: str) -> str:
+        start = starts.get(run_id)
+        if start is None:
+            return "<unknown run>"
+        own = f"{start['name']}{start['tags']}"
+        parent = start.get("parent_run_id")
+        return own if parent is None else f"{label(parent)}/{own}"
+
+    labels = {run_id[len("uuid:") :]: label(run_id) for run_id in starts}
+
+    def relabel(value: Any) -> Any:
+        if isinstance(value, str):
+            return _UUID.sub(lambda m: labels.get(m.group(0), m.group(0)), value)
+        if isinstance(value, list):
+            return [relabel(v) for v in value]
+        if isinstance(value, dict):
+            return {k: relabel(v) for k, v in value.items()}
+        return value
+
+    grouped: dict[str, list[Any]] = {}
+    for r in records:
+        grouped.setdefault(label(r["run_id"]), []).append(relabel(r))
+    return [[label, grouped[label]] for label in sorted(grouped)]

@@ -1,111 +1,153 @@
-"""The seed guide's handler examples, with only the imports changed."""
+"""The seed guide's callback-handler examples, with only the imports changed:
+the exact printed lines (run ids aside), the same lines langchain_core prints,
+and the spans behind them."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_runnables import (
-    AsyncCallbackHandler,
-    BaseCallbackHandler,
-    RunnableConfig,
-    RunnableLambda,
-    adispatch_custom_event,
-    dispatch_custom_event,
-)
 from tests.conftest import GetSpans
+from tests.libs import OURS, REFERENCE
 
-LINE = re.compile(
-    r"^Received event (\w+) with data: (.*), with tags: (.*), with metadata: (.*) and run_id: (\S+)$"
-)
-
-
-class CustomHandler(BaseCallbackHandler):
-    def on_custom_event(
-        self,
-        name: str,
-        data: Any,
-        *,
-        run_id: uuid.UUID,
-        tags: Any = None,
-        metadata: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        print(
-            f"Received event {name} with data: {data}, with tags: {tags}, with metadata: {metadata} "
-            f"and run_id: {run_id}"
-        )
+RUN_ID = re.compile(r"and run_id: (\S+)$")
 
 
-class AsyncCustomCallbackHandler(AsyncCallbackHandler):
-    async def on_custom_event(
-        self,
-        name: str,
-        data: Any,
-        *,
-        run_id: uuid.UUID,
-        tags: Any = None,
-        metadata: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        print(
-            f"Received event {name} with data: {data}, with tags: {tags}, with metadata: {metadata} "
-            f"and run_id: {run_id}"
-        )
+def seed_sync(lib: SimpleNamespace) -> tuple[Any, Any]:
+    """Seed example: a sync handler; ``foo`` takes config but does not pass it on."""
+    RunnableConfig = lib.RunnableConfig
+
+    class CustomHandler(lib.BaseCallbackHandler):  # type: ignore[misc,name-defined]
+        def on_custom_event(
+            self, name: Any, data: Any, *, run_id: Any, tags: Any = None, metadata: Any = None, **kwargs: Any
+        ) -> None:
+            print(
+                f"Received event {name} with data: {data}, with tags: {tags}, with metadata: {metadata} "
+                f"and run_id: {run_id}"
+            )
+            assert not kwargs
+
+    @lib.RunnableLambda
+    def foo(x: int, config: RunnableConfig) -> int:  # type: ignore[valid-type]
+        lib.dispatch_custom_event("event1", {"x": x})
+        lib.dispatch_custom_event("event2", {"x": x})
+        return x
+
+    return foo, CustomHandler()
 
 
-def parse(output: str) -> list[tuple[str, ...]]:
-    lines = [LINE.match(line) for line in output.strip().splitlines()]
-    assert all(lines), output
-    return [m.groups() for m in lines if m]
+def seed_async(lib: SimpleNamespace) -> tuple[Any, Any, Any]:
+    """Seed example: an async handler; ``foo`` dispatches without config, ``bar``
+    passes its config explicitly (the guide's Python <= 3.10 advice)."""
+    RunnableConfig = lib.RunnableConfig
+
+    class AsyncCustomCallbackHandler(lib.AsyncCallbackHandler):  # type: ignore[misc,name-defined]
+        async def on_custom_event(
+            self, name: Any, data: Any, *, run_id: Any, tags: Any = None, metadata: Any = None, **kwargs: Any
+        ) -> None:
+            print(
+                f"Received event {name} with data: {data}, with tags: {tags}, with metadata: {metadata} "
+                f"and run_id: {run_id}"
+            )
+            assert not kwargs
+
+    @lib.RunnableLambda
+    async def foo(x: str) -> str:
+        await lib.adispatch_custom_event("event1", {"x": x})
+        await lib.adispatch_custom_event("event2", 5)
+        return x
+
+    @lib.RunnableLambda
+    async def bar(x: str, config: RunnableConfig) -> str:  # type: ignore[valid-type]
+        await lib.adispatch_custom_event("event1", {"x": x}, config=config)
+        await lib.adispatch_custom_event("event2", 5, config=config)
+        return x
+
+    return foo, bar, AsyncCustomCallbackHandler()
+
+
+def split_run_ids(output: str) -> tuple[list[str], list[str]]:
+    """The printed lines with the run id replaced by #, and the run ids."""
+    lines = output.splitlines()
+    ids = []
+    for line in lines:
+        match = RUN_ID.search(line)
+        assert match, line
+        ids.append(match.group(1))
+    return [RUN_ID.sub("and run_id: #", line) for line in lines], ids
+
+
+def run_span(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    (span,) = [s for s in spans if s.name == name]
+    return span
+
+
+SYNC_LINES = [
+    "Received event event1 with data: {'x': 1}, with tags: ['foo', 'bar'], with metadata: {} and run_id: #",
+    "Received event event2 with data: {'x': 1}, with tags: ['foo', 'bar'], with metadata: {} and run_id: #",
+]
+ASYNC_LINES = [
+    "Received event event1 with data: {'x': 1}, with tags: ['foo', 'bar'], with metadata: {} and run_id: #",
+    "Received event event2 with data: 5, with tags: ['foo', 'bar'], with metadata: {} and run_id: #",
+]
 
 
 def test_sync_handler_example(capsys: pytest.CaptureFixture[str], spans: GetSpans) -> None:
-    @RunnableLambda
-    def foo(x: int, config: RunnableConfig) -> int:
-        dispatch_custom_event("event1", {"x": x})
-        dispatch_custom_event("event2", {"x": x})
-        return x
-
-    assert foo.invoke(1, {"callbacks": [CustomHandler()], "tags": ["foo", "bar"]}) == 1
-    lines = parse(capsys.readouterr().out)
-    assert [line[:4] for line in lines] == [
-        ("event1", "{'x': 1}", "['foo', 'bar']", "{}"),
-        ("event2", "{'x': 1}", "['foo', 'bar']", "{}"),
-    ]
-    run_id = lines[0][4]
-    assert uuid.UUID(run_id) and lines[1][4] == run_id
-    (span,) = spans()
-    assert span.name == "foo"
-    assert span.attributes is not None and span.attributes["otel_runnables.run.id"] == run_id
+    foo, handler = seed_sync(OURS)
+    assert foo.invoke(1, {"callbacks": [handler], "tags": ["foo", "bar"]}) == 1
+    lines, ids = split_run_ids(capsys.readouterr().out)
+    assert lines == SYNC_LINES
+    assert str(uuid.UUID(ids[0])) == ids[0] == ids[1]
+    span = run_span(spans(), "foo")
+    assert (span.attributes or {})["otel_runnables.run.id"] == ids[0]
     assert [e.name for e in span.events] == ["event1", "event2"]
+    assert [dict(e.attributes or {})["otel_runnables.event.data.x"] for e in span.events] == [1, 1]
+    assert (span.attributes or {})["tag.tags"] == ("foo", "bar")
 
 
-async def test_async_handler_example_with_and_without_config(
-    capsys: pytest.CaptureFixture[str], spans: GetSpans
-) -> None:
-    @RunnableLambda
-    async def foo(x: str) -> str:
-        await adispatch_custom_event("event1", {"x": x})
-        await adispatch_custom_event("event2", 5)
-        return x
-
-    @RunnableLambda
-    async def bar(x: str, config: RunnableConfig) -> str:
-        await adispatch_custom_event("event1", {"x": x}, config=config)
-        await adispatch_custom_event("event2", 5, config=config)
-        return x
-
-    handler = AsyncCustomCallbackHandler()
-    for runnable in (foo, bar):
-        assert await runnable.ainvoke(1, {"callbacks": [handler], "tags": ["foo", "bar"]}) == 1
-        lines = parse(capsys.readouterr().out)
-        assert [line[:4] for line in lines] == [
-            ("event1", "{'x': 1}", "['foo', 'bar']", "{}"),
-            ("event2", "5", "['foo', 'bar']", "{}"),
+async def test_async_handler_example(capsys: pytest.CaptureFixture[str], spans: GetSpans) -> None:
+    foo, bar, handler = seed_async(OURS)
+    config: Any = {"callbacks": [handler], "tags": ["foo", "bar"]}
+    assert await foo.ainvoke(1, config) == 1
+    foo_lines, foo_ids = split_run_ids(capsys.readouterr().out)
+    assert await bar.ainvoke(1, config) == 1
+    bar_lines, bar_ids = split_run_ids(capsys.readouterr().out)
+    assert foo_lines == bar_lines == ASYNC_LINES
+    assert len(set(foo_ids)) == len(set(bar_ids)) == 1 and foo_ids[0] != bar_ids[0]
+    found = spans()
+    for name, run_id in (("foo", foo_ids[0]), ("bar", bar_ids[0])):
+        uuid.UUID(run_id)
+        span = run_span(found, name)
+        assert (span.attributes or {})["otel_runnables.run.id"] == run_id
+        assert [e.name for e in span.events] == ["event1", "event2"]
+        assert [dict(e.attributes or {})["otel_runnables.event.data"] for e in span.events] == [
+            '{"x":1}',
+            "5",
         ]
-    assert [s.name for s in spans()] == ["foo", "bar"]
-    assert all(len(s.events) == 2 for s in spans())
+
+
+async def test_the_seed_prints_what_langchain_core_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    printed = {}
+    for lib in (REFERENCE, OURS):
+        foo, handler = seed_sync(lib)
+        assert foo.invoke(1, {"callbacks": [handler], "tags": ["foo", "bar"]}) == 1
+        afoo, abar, ahandler = seed_async(lib)
+        assert await afoo.ainvoke(1, {"callbacks": [ahandler], "tags": ["foo", "bar"]}) == 1
+        assert await abar.ainvoke(1, {"callbacks": [ahandler], "tags": ["foo", "bar"]}) == 1
+        printed[lib.name] = split_run_ids(capsys.readouterr().out)[0]
+    assert printed["otel_runnables"] == printed["langchain_core"] == SYNC_LINES + ASYNC_LINES + ASYNC_LINES
+
+
+def test_the_example_works_inside_a_sequence(capsys: pytest.CaptureFixture[str], spans: GetSpans) -> None:
+    foo, handler = seed_sync(OURS)
+    pipeline = foo | OURS.RunnableLambda(lambda x: x + 1)
+    assert pipeline.invoke(1, {"callbacks": [handler], "tags": ["foo", "bar"]}) == 2
+    lines, ids = split_run_ids(capsys.readouterr().out)
+    # the step's local seq:step:1 tag is not passed to on_custom_event
+    assert lines == SYNC_LINES
+    assert (run_span(spans(), "foo").attributes or {})["otel_runnables.run.id"] == ids[0]
