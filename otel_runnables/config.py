@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_RECURSION_LIMIT",
     "CONFIG_KEYS",
     "Callbacks",
+    "add_tags",
     "RunScope",
     "RunnableConfig",
     "current_child_config",
@@ -124,6 +125,14 @@ def current_child_config() -> RunnableConfig | None:
 
 def context_with_child_config(config: RunnableConfig, parent: otel_context.Context | None = None) -> Any:
     return otel_context.set_value(_CHILD_CONFIG, config, parent)
+
+
+def add_tags(tags: list[str], new: list[str]) -> None:
+    """Add ``new`` to ``tags``; a tag given again moves to the end (langchain_core)."""
+    for tag in new:
+        if tag in tags:
+            tags.remove(tag)
+    tags.extend(new)
 
 
 def _validate(config: object) -> RunnableConfig:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from otel_runnables import bridge
-from otel_runnables.config import RunnableConfig, RunScope, current_child_config, ensure_config
+from otel_runnables.config import RunnableConfig, RunScope, add_tags, current_child_config, ensure_config
 from otel_runnables.errors import InvalidEventError
-from otel_runnables.runs import Run, _add_tags
+from otel_runnables.runs import Run
 
 __all__ = ["adispatch_custom_event", "dispatch_custom_event"]
 
@@ -45,7 +45,7 @@ def _scope_tags_and_metadata(config: RunnableConfig, scope: RunScope) -> tuple[l
     tags = list(scope.tags)
     config_tags = config.get("tags")
     if config_tags:
-        _add_tags(tags, config_tags)
+        add_tags(tags, config_tags)
     metadata = dict(scope.metadata)
     config_metadata = config.get("metadata")
     if config_metadata:

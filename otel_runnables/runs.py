@@ -20,7 +20,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from otel_runnables import bridge, conventions
 from otel_runnables._sentinel import MISSING
 from otel_runnables.callbacks import BaseCallbackHandler
-from otel_runnables.config import RunnableConfig, RunScope, own_child_config
+from otel_runnables.config import RunnableConfig, RunScope, add_tags, own_child_config
 from otel_runnables.serialization import capture_content_enabled
 from otel_runnables.telemetry import get_tracer
 
@@ -82,14 +82,6 @@ def _opened_inside(current: Span, parent: Run) -> bool:
     return current.get_span_context().trace_id == parent.span.get_span_context().trace_id
 
 
-def _add_tags(tags: list[str], new: list[str]) -> None:
-    """A tag given again moves to the end, as in langchain_core."""
-    for tag in new:
-        if tag in tags:
-            tags.remove(tag)
-    tags.extend(new)
-
-
 class Run:
     """One live invocation; ``span`` is its OpenTelemetry span."""
 
@@ -136,8 +128,8 @@ class Run:
             tags, inheritable_tags, metadata = [], [], {}
         config_tags = config.get("tags")
         if config_tags:
-            _add_tags(tags, config_tags)
-            _add_tags(inheritable_tags, config_tags)
+            add_tags(tags, config_tags)
+            add_tags(inheritable_tags, config_tags)
         config_metadata = config.get("metadata")
         if config_metadata:
             metadata.update(config_metadata)
