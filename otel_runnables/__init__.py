@@ -16,6 +16,7 @@ from otel_runnables.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from otel_runnables.config import RunnableConfig, ensure_config
 from otel_runnables.errors import InvalidConfigError, InvalidEventError, OtelRunnablesError
 from otel_runnables.events import adispatch_custom_event, dispatch_custom_event
+from otel_runnables.instrumentation import InstrumentationError, instrument, traceable, uninstrument
 from otel_runnables.runnables import (
     Runnable,
     RunnableBinding,
@@ -30,6 +31,7 @@ from otel_runnables.subscriptions import RunNotFoundError, subscribe, subscribe_
 __all__ = [
     "AsyncCallbackHandler",
     "BaseCallbackHandler",
+    "InstrumentationError",
     "InvalidConfigError",
     "InvalidEventError",
     "OtelRunnablesError",
@@ -46,6 +48,9 @@ __all__ = [
     "chain",
     "dispatch_custom_event",
     "ensure_config",
+    "instrument",
     "subscribe",
     "subscribe_sync",
+    "traceable",
+    "uninstrument",
 ]

@@ -1,0 +1,338 @@
+"""One call of a traced callable as one run, for each kind of callable.
+
+``Tracing`` holds everything worked out at decoration time (name, run type,
+tags, metadata, the call shape, the ``code.*`` attributes), so a call does
+only what must be done per call: bind inputs, start the run, make it current
+while the user's code executes, end it with the output or the error.
+
+Generators: the run starts at the first ``next()`` and stays open while the
+generator is consumed; it is current only while the generator's own code
+runs (attached and detached around each step, never across a ``yield``), and
+ends when the generator is exhausted, closed or garbage-collected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from otel_runnables.config import RunnableConfig, ensure_config, patch_config
+from otel_runnables.instrumentation._signature import CallShape
+from otel_runnables.runnables._execution import ChunkAccumulator, enter_run, exit_run
+from otel_runnables.runs import Run, astart_run, start_run
+
+__all__ = ["Processor", "StreamedOutput", "Tracing"]
+
+_logger = logging.getLogger("otel_runnables.instrumentation")
+
+Processor = Callable[[Any], Any]
+"""Turns a call's inputs (a dict) or output into what is recorded (e.g. redacted)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Tracing:
+    """How calls of one decorated callable become runs."""
+
+    name: str
+    run_type: str
+    kind: str
+    """function, coroutine, generator or async_generator"""
+    tags: tuple[str, ...]
+    metadata: Mapping[str, Any]
+    capture_input: bool
+    capture_output: bool
+    process_inputs: Processor | None
+    process_outputs: Processor | None
+    plain_shape: CallShape
+    """The parameters when called as a plain function (or staticmethod)."""
+    bound_shape: CallShape
+    """The parameters when wrapt hands the wrapper an instance (self/cls left out)."""
+    attributes: Mapping[str, Any]
+    handler_extra: Mapping[str, Any]
+
+    # -- what a run records ---------------------------------------------------
+
+    def shape(self, instance: object) -> CallShape:
+        return self.plain_shape if instance is None else self.bound_shape
+
+    def recorded_inputs(self, instance: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        if not self.capture_input:
+            return {}
+        inputs = self.shape(instance).inputs(args, kwargs)
+        if self.process_inputs is None:
+            return inputs
+        return _processed(self.process_inputs, inputs, "process_inputs", self.name)
+
+    def recorded_output(self, output: Any) -> Any:
+        if not self.capture_output:
+            return None
+        if self.process_outputs is None:
+            return output
+        return _processed(self.process_outputs, output, "process_outputs", self.name)
+
+    def run_config(self, config: RunnableConfig | None) -> RunnableConfig:
+        """The call's config: inherited from the current run, then the
+        decorator's tags and metadata, then an explicit ``config``'s."""
+        ensured = ensure_config(config)
+        if self.tags:
+            ensured["tags"] = [*ensured["tags"], *self.tags]
+        if self.metadata:
+            explicit = config.get("metadata") if config else None
+            ensured["metadata"] = {**ensured["metadata"], **self.metadata, **(explicit or {})}
+        return ensured
+
+    def _start(self, config: RunnableConfig, inputs: Any) -> tuple[Run, RunnableConfig]:
+        run = start_run(
+            config,
+            name=config.get("run_name") or self.name,
+            inputs=inputs,
+            run_type=self.run_type,
+            handler_extra=self.handler_extra,
+            attributes=self.attributes,
+        )
+        return run, patch_config(config, callbacks=run.child_scope())
+
+    async def _astart(self, config: RunnableConfig, inputs: Any) -> tuple[Run, RunnableConfig]:
+        run = await astart_run(
+            config,
+            name=config.get("run_name") or self.name,
+            inputs=inputs,
+            run_type=self.run_type,
+            handler_extra=self.handler_extra,
+            attributes=self.attributes,
+        )
+        return run, patch_config(config, callbacks=run.child_scope())
+
+    # -- wrapt wrappers: wrapper(wrapped, instance, args, kwargs) -------------
+
+    def call_function(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        return self.run_function(wrapped, instance, args, kwargs, None)
+
+    def call_coroutine_function(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Awaitable[Any]:
+        # create the coroutine now: bad arguments raise at the call, as before
+        return self.run_coroutine(wrapped(*args, **kwargs), instance, args, kwargs, None)
+
+    def call_generator_function(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Generator[Any, Any, Any]:
+        return self.run_generator(wrapped(*args, **kwargs), instance, args, kwargs, None)
+
+    def call_async_generator_function(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncGenerator[Any, Any]:
+        return self.run_async_generator(wrapped(*args, **kwargs), instance, args, kwargs, None)
+
+    # -- one call as one run ------------------------------------------------------
+
+    def run_function(
+        self,
+        wrapped: Callable[..., Any],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        config: RunnableConfig | None,
+    ) -> Any:
+        ensured = self.run_config(config)
+        run, child = self._start(ensured, self.recorded_inputs(instance, args, kwargs))
+        token = enter_run(run, child)
+        try:
+            output = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            exit_run(token)
+            run.fail(exc)
+            raise
+        exit_run(token)
+        run.end(self.recorded_output(output))
+        return output
+
+    async def run_coroutine(
+        self,
+        coroutine: Awaitable[Any],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        config: RunnableConfig | None,
+    ) -> Any:
+        ensured = self.run_config(config)
+        try:
+            run, child = await self._astart(ensured, self.recorded_inputs(instance, args, kwargs))
+        except BaseException:
+            _close(coroutine)
+            raise
+        token = enter_run(run, child)
+        try:
+            output = await coroutine
+        except BaseException as exc:
+            exit_run(token)
+            await run.afail(exc)
+            raise
+        exit_run(token)
+        await run.aend(self.recorded_output(output))
+        return output
+
+    def run_generator(
+        self,
+        generator: Generator[Any, Any, Any],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        config: RunnableConfig | None,
+    ) -> Generator[Any, Any, Any]:
+        """``generator``'s chunks, sent values, thrown errors and return value
+        passed through (PEP 380), with the run current around each step."""
+        try:
+            run, child = self._start(self.run_config(config), self.recorded_inputs(instance, args, kwargs))
+        except BaseException:
+            generator.close()
+            raise
+        total = StreamedOutput() if self.capture_output else None
+        step: Callable[[Any], Any] = generator.send
+        sent: Any = None
+        try:
+            while True:
+                token = enter_run(run, child)
+                try:
+                    chunk = step(sent)
+                except StopIteration as stop:
+                    returned = stop.value
+                    break
+                finally:
+                    exit_run(token)
+                run.record_chunk(chunk)
+                if total is not None:
+                    total.add(chunk)
+                try:
+                    sent = yield chunk
+                    step = generator.send
+                except GeneratorExit:  # closed by the consumer or garbage-collected
+                    token = enter_run(run, child)
+                    try:
+                        generator.close()
+                    finally:
+                        exit_run(token)
+                    raise
+                except BaseException as exc:  # thrown in: the generator decides
+                    step, sent = generator.throw, exc
+        except GeneratorExit:
+            run.end(self.recorded_output(None if total is None else total.value))
+            raise
+        except BaseException as exc:
+            run.fail(exc)
+            raise
+        run.end(self.recorded_output(None if total is None else total.value))
+        return returned
+
+    async def run_async_generator(
+        self,
+        generator: AsyncGenerator[Any, Any],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        config: RunnableConfig | None,
+    ) -> AsyncGenerator[Any, Any]:
+        """The async twin of ``run_generator`` (async generators return nothing)."""
+        try:
+            run, child = await self._astart(
+                self.run_config(config), self.recorded_inputs(instance, args, kwargs)
+            )
+        except BaseException:
+            await generator.aclose()
+            raise
+        total = StreamedOutput() if self.capture_output else None
+        step: Callable[[Any], Awaitable[Any]] = generator.asend
+        sent: Any = None
+        try:
+            while True:
+                token = enter_run(run, child)
+                try:
+                    chunk = await step(sent)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    exit_run(token)
+                run.record_chunk(chunk)
+                if total is not None:
+                    total.add(chunk)
+                try:
+                    sent = yield chunk
+                    step = generator.asend
+                except GeneratorExit:  # aclose(), or the loop finalising an abandoned one
+                    token = enter_run(run, child)
+                    try:
+                        await generator.aclose()
+                    finally:
+                        exit_run(token)
+                    raise
+                except BaseException as exc:
+                    step, sent = generator.athrow, exc
+        except GeneratorExit:
+            # no awaiting from here: a finaliser may be closing us outside a loop
+            run.end(self.recorded_output(None if total is None else total.value))
+            raise
+        except BaseException as exc:
+            await run.afail(exc)
+            raise
+        await run.aend(self.recorded_output(None if total is None else total.value))
+
+
+class StreamedOutput:
+    """A generator's output: its chunks added up as `RunnableLambda` adds them
+    (``+`` while that works, then the latest chunk), in linear time for runs of
+    str, bytes or list chunks, which ``+`` would copy over and over."""
+
+    __slots__ = ("_parts", "_part_type", "_added")
+
+    def __init__(self) -> None:
+        self._parts: list[Any] = []
+        self._part_type: type | None = None
+        self._added: ChunkAccumulator | None = None
+
+    def add(self, chunk: Any) -> None:
+        if self._added is None:
+            kind = type(chunk)
+            if kind in _JOINABLE and (self._part_type is None or self._part_type is kind):
+                self._part_type = kind
+                self._parts.append(chunk)
+                return
+            self._added = ChunkAccumulator()
+            if self._parts:
+                self._added.add(self._joined())
+                self._parts = []
+        self._added.add(chunk)
+
+    def _joined(self) -> Any:
+        if self._part_type is list:
+            return [item for part in self._parts for item in part]
+        assert self._part_type is not None
+        return self._part_type().join(self._parts)
+
+    @property
+    def value(self) -> Any:
+        if self._added is not None:
+            return self._added.value
+        return self._joined() if self._parts else None
+
+
+_JOINABLE = (str, bytes, list)
+
+
+def _processed(process: Processor, value: Any, what: str, name: str) -> Any:
+    """A failing processor must neither break the user's call nor let the
+    unprocessed (perhaps secret) value through."""
+    try:
+        return process(value)
+    except Exception as exc:
+        _logger.warning("%s of %r raised %s; recorded a placeholder instead", what, name, type(exc).__name__)
+        return f"<{what} failed: {type(exc).__name__}>"
+
+
+def _close(awaitable: Awaitable[Any]) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()

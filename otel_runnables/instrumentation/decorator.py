@@ -1,0 +1,419 @@
+"""`traceable`: one decorator that makes an existing function, method or class
+traced, and a runnable, without changing how it is called.
+
+A decorated callable is a ``wrapt`` function wrapper, so its signature,
+docstring, ``__wrapped__``, ``inspect`` predicates and descriptor binding are
+those of the original; it is also a `Runnable`, so ``invoke``, ``ainvoke``,
+``batch``, ``stream``, ``astream_events`` and ``|`` work on it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar, overload
+
+import wrapt
+
+from otel_runnables import conventions
+from otel_runnables.config import RunnableConfig
+from otel_runnables.instrumentation._calls import Processor, StreamedOutput, Tracing
+from otel_runnables.instrumentation._signature import CallShape
+from otel_runnables.runnables._execution import iterate_in_executor
+from otel_runnables.runnables.base import Runnable
+
+__all__ = ["TracedFunction", "TracedMethod", "TracingOptions", "is_traced", "traceable"]
+
+T = TypeVar("T")
+
+_FUNCTION, _COROUTINE, _GENERATOR, _ASYNC_GENERATOR = "function", "coroutine", "generator", "async_generator"
+
+
+@dataclass(frozen=True, slots=True)
+class TracingOptions:
+    """What `traceable` was given; validated once."""
+
+    name: str | None = None
+    run_type: str = "chain"
+    tags: Sequence[str] = ()
+    metadata: Mapping[str, Any] | None = None
+    capture_input: bool = True
+    capture_output: bool = True
+    process_inputs: Processor | None = None
+    process_outputs: Processor | None = None
+
+    def __post_init__(self) -> None:
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise TypeError(f"traceable name must be a non-empty str, got {self.name!r}")
+        if not isinstance(self.run_type, str) or not self.run_type:
+            raise TypeError(f"traceable run_type must be a non-empty str, got {self.run_type!r}")
+        if isinstance(self.tags, str) or not isinstance(self.tags, Sequence):
+            raise TypeError(f"traceable tags must be a list of str, got {self.tags!r}")
+        if not all(isinstance(t, str) for t in self.tags):
+            raise TypeError(f"traceable tags must be a list of str, got {self.tags!r}")
+        object.__setattr__(self, "tags", tuple(self.tags))
+        if self.metadata is not None and (
+            not isinstance(self.metadata, Mapping) or not all(isinstance(k, str) for k in self.metadata)
+        ):
+            raise TypeError(f"traceable metadata must be a dict with str keys, got {self.metadata!r}")
+        for flag in ("capture_input", "capture_output"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"traceable {flag} must be a bool, got {getattr(self, flag)!r}")
+        for processor in ("process_inputs", "process_outputs"):
+            value = getattr(self, processor)
+            if value is not None and not callable(value):
+                raise TypeError(f"traceable {processor} must be a callable, got {value!r}")
+
+
+# -- the decorator ---------------------------------------------------------------
+
+
+@overload
+def traceable(
+    target: T,
+    /,
+    *,
+    name: str | None = None,
+    run_type: str = "chain",
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+    process_inputs: Processor | None = None,
+    process_outputs: Processor | None = None,
+) -> T: ...
+
+
+@overload
+def traceable(
+    target: None = None,
+    /,
+    *,
+    name: str | None = None,
+    run_type: str = "chain",
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+    process_inputs: Processor | None = None,
+    process_outputs: Processor | None = None,
+) -> Callable[[T], T]: ...
+
+
+def traceable(
+    target: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    run_type: str = "chain",
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+    process_inputs: Processor | None = None,
+    process_outputs: Processor | None = None,
+) -> Any:
+    """Trace every call of a function, method or class as a run (one span).
+
+    Bare (``@traceable``) or with options. Works on functions, coroutine
+    functions, generators, async generators, instance/class/static methods,
+    and classes (every public method; dunders and ``_private`` ones are left
+    alone). How the callable is called does not change: same arguments, same
+    result, same exceptions (which also mark the span as failed).
+
+    - ``name``: the run and span name (default: the function's name, or
+      ``Class.method``; for a class, the prefix of its methods' names).
+    - ``run_type``: ``chain``, ``tool``, ``retriever``, ... (span attributes
+      ``otel_runnables.run.type`` and ``openinference.span.kind``).
+    - ``tags``, ``metadata``: added to each run, inherited by its child runs.
+    - ``capture_input``, ``capture_output``: False records nothing of the
+      inputs (``{}``) or of the output (``None``).
+    - ``process_inputs(inputs_dict)``, ``process_outputs(output)``: return what
+      is recorded instead (e.g. redacted); the call itself is unaffected.
+
+    The inputs recorded are the bound arguments (names to values, defaults
+    applied, ``self``/``cls`` left out). Put ``@traceable`` above
+    ``@classmethod``/``@staticmethod``.
+    """
+    options = TracingOptions(
+        name=name,
+        run_type=run_type,
+        tags=tags or (),
+        metadata=metadata,
+        capture_input=capture_input,
+        capture_output=capture_output,
+        process_inputs=process_inputs,
+        process_outputs=process_outputs,
+    )
+    if target is None:
+        return lambda decorated: trace_callable(decorated, options)
+    return trace_callable(target, options)
+
+
+def trace_callable(target: Any, options: TracingOptions) -> Any:
+    """`traceable` with its options already made: what ``instrument`` applies."""
+    if inspect.isclass(target):
+        return _trace_class(target, options)
+    if not (callable(target) or isinstance(target, (classmethod, staticmethod))):
+        raise TypeError(
+            f"traceable expects a function, method or class, got {type(target).__name__}: {target!r:.80}"
+        )
+    return TracedFunction(target, _tracing_for(target, options))
+
+
+def is_traced(obj: Any) -> bool:
+    """Whether ``obj`` (or the function of a class/static method) is already traced."""
+    if isinstance(obj, (classmethod, staticmethod)):
+        obj = obj.__func__
+    return isinstance(obj, (TracedFunction, TracedMethod))
+
+
+def public_methods(cls: type) -> list[tuple[str, Any]]:
+    """The methods `traceable` traces on a class: its own public functions,
+    classmethods and staticmethods that are not traced yet."""
+    found = []
+    for attribute, member in vars(cls).items():
+        if attribute.startswith("_") or is_traced(member):
+            continue
+        function = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+        if inspect.isfunction(function):
+            found.append((attribute, member))
+    return found
+
+
+def _trace_class(cls: type, options: TracingOptions) -> type:
+    prefix = options.name or cls.__name__
+    for attribute, member in public_methods(cls):
+        setattr(cls, attribute, trace_callable(member, replace(options, name=f"{prefix}.{attribute}")))
+    return cls
+
+
+# -- decoration-time work: everything a call needs, computed once --------------------
+
+
+def _tracing_for(target: Any, options: TracingOptions) -> Tracing:
+    function = target.__func__ if isinstance(target, (classmethod, staticmethod)) else target
+    name = options.name or _default_name(function)
+    plain = CallShape.of(function, name, drop_first=False)
+    # wrapt hands the wrapper an instance, and the arguments without it, only
+    # for functions bound as methods and for classmethods
+    binds_first = inspect.isfunction(target) or isinstance(target, classmethod)
+    bound = CallShape.of(function, name, drop_first=True) if binds_first else plain
+    return Tracing(
+        name=name,
+        run_type=options.run_type,
+        kind=_kind(function),
+        tags=tuple(options.tags),
+        metadata=dict(options.metadata or {}),
+        capture_input=options.capture_input,
+        capture_output=options.capture_output,
+        process_inputs=options.process_inputs,
+        process_outputs=options.process_outputs,
+        plain_shape=plain,
+        bound_shape=bound,
+        attributes=_code_attributes(function),
+        handler_extra={"run_type": options.run_type},
+    )
+
+
+def _default_name(function: Any) -> str:
+    qualname = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
+    if not isinstance(qualname, str):
+        return type(function).__name__
+    # "Service.method" reads well in a trace; "test.<locals>.helper" does not
+    return qualname.rpartition("<locals>.")[2]
+
+
+def _kind(function: Any) -> str:
+    call = function if inspect.isroutine(function) or not callable(function) else type(function).__call__
+    for candidate in (function, call):
+        if inspect.isasyncgenfunction(candidate):
+            return _ASYNC_GENERATOR
+        if inspect.iscoroutinefunction(candidate):
+            return _COROUTINE
+        if inspect.isgeneratorfunction(candidate):
+            return _GENERATOR
+    return _FUNCTION
+
+
+def _code_attributes(function: Any) -> dict[str, Any]:
+    try:
+        unwrapped = inspect.unwrap(function)
+    except ValueError:  # a __wrapped__ cycle
+        unwrapped = function
+    code = getattr(unwrapped, "__code__", None)
+    if code is None:
+        code = getattr(type(unwrapped).__call__, "__code__", None)
+    qualname = getattr(unwrapped, "__qualname__", None) or type(unwrapped).__qualname__
+    module = getattr(unwrapped, "__module__", None)
+    attributes: dict[str, Any] = {
+        conventions.CODE_FUNCTION_NAME: f"{module}.{qualname}" if module else qualname
+    }
+    if code is not None:
+        attributes[conventions.CODE_FILE_PATH] = code.co_filename
+        attributes[conventions.CODE_LINE_NUMBER] = code.co_firstlineno
+    return attributes
+
+
+# -- the wrappers: callables exactly as before, and runnables ----------------------
+
+
+class _TracedRunnable(Runnable[Any, Any]):
+    """The Runnable side of a traced callable: ``invoke(input)`` maps a dict to
+    keyword arguments (any other value to the single parameter)."""
+
+    # no annotations in the bodies of these classes: a class-level
+    # __annotations__ would shadow the wrapped function's
+
+    @property
+    def tracing(self) -> Tracing:
+        """How calls become runs (name, run type, what is recorded)."""
+        raise NotImplementedError
+
+    def _target(self) -> tuple[Callable[..., Any], Any]:
+        """The callable to call and the instance wrapt would hand the wrapper."""
+        raise NotImplementedError
+
+    def _arguments(self, value: Any) -> tuple[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]]:
+        wrapped, instance = self._target()
+        args, kwargs = self.tracing.shape(instance).arguments_for(value)
+        return wrapped, instance, args, kwargs
+
+    def get_name(self) -> str:
+        return self.tracing.name
+
+    @property
+    def run_type(self) -> str:  # type: ignore[override]
+        return self.tracing.run_type
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        tracing = self.tracing
+        if tracing.kind in (_COROUTINE, _ASYNC_GENERATOR):
+            raise TypeError(f"{tracing.name} is async: use `ainvoke` instead of `invoke`.")
+        wrapped, instance, args, call_kwargs = self._arguments(input)
+        if tracing.kind == _GENERATOR:
+            output = StreamedOutput()
+            chunks = tracing.run_generator(wrapped(*args, **call_kwargs), instance, args, call_kwargs, config)
+            for chunk in chunks:
+                output.add(chunk)
+            return output.value
+        return tracing.run_function(wrapped, instance, args, call_kwargs, config)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        tracing = self.tracing
+        if tracing.kind == _COROUTINE:
+            wrapped, instance, args, call_kwargs = self._arguments(input)
+            coroutine = wrapped(*args, **call_kwargs)
+            return await tracing.run_coroutine(coroutine, instance, args, call_kwargs, config)
+        if tracing.kind == _ASYNC_GENERATOR:
+            output = StreamedOutput()
+            async for chunk in self.astream(input, config):
+                output.add(chunk)
+            return output.value
+        return await Runnable.ainvoke(self, input, config, **kwargs)  # sync: in the executor
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        tracing = self.tracing
+        if tracing.kind != _GENERATOR:
+            yield from Runnable.stream(self, input, config, **kwargs)
+            return
+        wrapped, instance, args, call_kwargs = self._arguments(input)
+        yield from tracing.run_generator(wrapped(*args, **call_kwargs), instance, args, call_kwargs, config)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        tracing = self.tracing
+        if tracing.kind == _ASYNC_GENERATOR:
+            wrapped, instance, args, call_kwargs = self._arguments(input)
+            generator = wrapped(*args, **call_kwargs)
+            chunks = tracing.run_async_generator(generator, instance, args, call_kwargs, config)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                await chunks.aclose()
+        elif tracing.kind == _GENERATOR:
+            # chunk by chunk from the executor, never blocking the loop
+            wrapped, instance, args, call_kwargs = self._arguments(input)
+            generator = wrapped(*args, **call_kwargs)
+            sync_chunks = tracing.run_generator(generator, instance, args, call_kwargs, config)
+            try:
+                async for chunk in iterate_in_executor(sync_chunks):
+                    yield chunk
+            finally:
+                sync_chunks.close()
+        else:
+            async for chunk in Runnable.astream(self, input, config, **kwargs):
+                yield chunk
+
+    def __copy__(self) -> Any:
+        return self  # like a function: copies are the same object
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self
+
+    def __repr__(self) -> str:
+        tracing = self.tracing
+        return f"<{type(self).__name__} {tracing.name!r} ({tracing.run_type}) of {self._target()[0]!r}>"
+
+
+_WRAPPER_OF_KIND = {
+    _FUNCTION: Tracing.call_function,
+    _COROUTINE: Tracing.call_coroutine_function,
+    _GENERATOR: Tracing.call_generator_function,
+    _ASYNC_GENERATOR: Tracing.call_async_generator_function,
+}
+
+
+class TracedMethod(wrapt.BoundFunctionWrapper[..., Any], _TracedRunnable):
+    """A traced method bound to its instance (or class), made by wrapt on access."""
+
+    @property
+    def tracing(self) -> Tracing:
+        tracing: Tracing = self._self_wrapper.__self__  # type: ignore[union-attr]
+        return tracing
+
+    def _target(self) -> tuple[Callable[..., Any], Any]:
+        wrapped = self.__wrapped__
+        if self._self_binding in ("function", "callable"):
+            return wrapped, self._self_instance
+        return wrapped, getattr(wrapped, "__self__", None)  # classmethod: the class
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        instance = self._self_instance
+        if instance is None:
+            return self.__qualname__
+        return getattr, (instance, self.__name__)
+
+
+class TracedFunction(wrapt.FunctionWrapper[..., Any], _TracedRunnable):
+    """A traced callable: called exactly as the original, and a Runnable."""
+
+    __bound_function_wrapper__ = TracedMethod
+    def __init__(self, wrapped: Any, tracing: Tracing) -> None:
+        wrapper = _WRAPPER_OF_KIND[tracing.kind].__get__(tracing)
+        wrapt.FunctionWrapper.__init__(self, wrapped, wrapper)
+
+    @property
+    def tracing(self) -> Tracing:
+        tracing: Tracing = self._self_wrapper.__self__  # type: ignore[union-attr]
+        return tracing
+
+    def _target(self) -> tuple[Callable[..., Any], Any]:
+        wrapped = self.__wrapped__
+        if self._self_binding in ("instancemethod", "classmethod", "callable"):
+            return wrapped, getattr(wrapped, "__self__", None)  # a method given already bound
+        return wrapped, None
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # pickled by reference, as functions are: the name finds this wrapper
+        return self.__qualname__
+
+
+# wrapt's proxy (earlier in the method resolution order) forwards these to the
+# wrapped function; a traced callable answers them itself
+for _traced_class in (TracedFunction, TracedMethod):
+    for _name in ("__or__", "__ror__", "__copy__", "__deepcopy__", "__repr__"):
+        setattr(_traced_class, _name, getattr(_TracedRunnable, _name))

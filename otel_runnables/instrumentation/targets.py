@@ -1,0 +1,198 @@
+"""`instrument` / `uninstrument`: trace code you do not edit, by name.
+
+A target is ``"package.module:qualified.name"``: a function, a method
+(``Class.method``) or a class (its public methods). If the module is already
+imported it is patched now; otherwise when it is first imported (a wrapt
+post-import hook), so code that later does ``from package.module import f``
+gets the traced ``f``. Code that took a reference before the patch keeps the
+original: instrument early.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import re
+import sys
+import threading
+from dataclasses import dataclass, field, replace
+from types import ModuleType
+from typing import Any
+
+import wrapt
+
+from otel_runnables.errors import OtelRunnablesError
+from otel_runnables.instrumentation.decorator import TracingOptions, is_traced, public_methods, trace_callable
+
+__all__ = ["InstrumentationError", "instrument", "instrumented_targets", "uninstrument"]
+
+_logger = logging.getLogger("otel_runnables.instrumentation")
+
+_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_TARGET = re.compile(rf"^(?P<module>{_DOTTED}):(?P<path>{_DOTTED})$")
+
+
+class InstrumentationError(OtelRunnablesError, LookupError):
+    """A target of `instrument`/`uninstrument` is malformed, cannot be found,
+    cannot be traced, or is not (or already) instrumented."""
+
+
+@dataclass(slots=True)
+class _Patch:
+    """One attribute replaced: undone only if it still holds our replacement."""
+
+    owner: Any
+    attribute: str
+    original: Any
+    replacement: Any
+    owned: bool
+    """Whether ``owner`` defined the attribute itself (else it was inherited)."""
+
+    def undo(self) -> None:
+        if vars(self.owner).get(self.attribute) is not self.replacement:
+            _logger.warning("%s.%s was replaced by someone else; left as it is", self.owner, self.attribute)
+        elif self.owned:
+            setattr(self.owner, self.attribute, self.original)
+        else:
+            delattr(self.owner, self.attribute)
+
+
+@dataclass(slots=True, eq=False)
+class _Instrumentation:
+    target: str
+    module: str
+    path: str
+    options: TracingOptions
+    patches: list[_Patch] = field(default_factory=list)
+    active: bool = True
+
+
+_registry: dict[str, _Instrumentation] = {}
+_lock = threading.RLock()
+
+
+def instrument(
+    target: str,
+    *,
+    name: str | None = None,
+    run_type: str = "chain",
+    tags: list[str] | tuple[str, ...] | None = None,
+    metadata: dict[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+    process_inputs: Any = None,
+    process_outputs: Any = None,
+) -> None:
+    """Trace ``target`` (``"package.module:Class.method"``) as `traceable`
+    would, with the same options, now or when its module is first imported.
+
+    Raises InstrumentationError when the target is malformed, its module does
+    not exist, its attribute is missing or not callable (when the module is
+    already imported), or it is instrumented already.
+    """
+    module, path = _parse(target)
+    options = TracingOptions(
+        name=name,
+        run_type=run_type,
+        tags=tags or (),
+        metadata=metadata,
+        capture_input=capture_input,
+        capture_output=capture_output,
+        process_inputs=process_inputs,
+        process_outputs=process_outputs,
+    )
+    entry = _Instrumentation(target, module, path, options)
+    with _lock:
+        if target in _registry:
+            raise InstrumentationError(f"{target!r} is already instrumented; uninstrument it first")
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            entry.patches = _apply(entry, loaded)
+            _registry[target] = entry
+            return
+        if not _module_exists(module):
+            raise InstrumentationError(f"cannot instrument {target!r}: no module named {module!r}")
+        _registry[target] = entry
+    wrapt.register_post_import_hook(lambda loaded_module: _apply_on_import(entry, loaded_module), module)
+
+
+def uninstrument(target: str) -> None:
+    """Undo `instrument(target)`: restore the originals, or cancel the patch
+    if the module was not imported yet."""
+    with _lock:
+        entry = _registry.pop(target, None)
+        if entry is None:
+            raise InstrumentationError(f"{target!r} is not instrumented")
+        entry.active = False
+        for patch in reversed(entry.patches):
+            patch.undo()
+        entry.patches.clear()
+
+
+def instrumented_targets() -> list[str]:
+    """The targets instrumented now (applied or waiting for their module)."""
+    with _lock:
+        return list(_registry)
+
+
+# -- machinery ----------------------------------------------------------------------
+
+
+def _parse(target: object) -> tuple[str, str]:
+    if not isinstance(target, str):
+        raise InstrumentationError(f"an instrument target must be a str, got {type(target).__name__}")
+    match = _TARGET.match(target)
+    if match is None:
+        raise InstrumentationError(
+            f"instrument target must look like 'package.module:Class.method', got {target!r}"
+        )
+    return match["module"], match["path"]
+
+
+def _module_exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing
+        return False
+
+
+def _apply_on_import(entry: _Instrumentation, module: ModuleType) -> None:
+    # an import must never fail because of tracing: report and go on
+    with _lock:
+        if not entry.active or entry.patches:
+            return
+        try:
+            entry.patches = _apply(entry, module)
+        except InstrumentationError as exc:
+            _logger.warning("otel_runnables could not instrument on import: %s", exc)
+
+
+def _apply(entry: _Instrumentation, module: ModuleType) -> list[_Patch]:
+    target = entry.target
+    try:
+        owner, attribute, original = wrapt.resolve_path(module, entry.path)
+    except AttributeError as exc:
+        raise InstrumentationError(f"cannot instrument {target!r}: {entry.path!r} not found") from exc
+    if is_traced(original):
+        raise InstrumentationError(f"cannot instrument {target!r}: it is traced already")
+    if inspect.isclass(original):
+        methods = public_methods(original)
+        if not methods:
+            raise InstrumentationError(f"cannot instrument {target!r}: the class has no public methods")
+        prefix = entry.options.name or original.__name__
+        return [
+            _patch(original, name, member, replace(entry.options, name=f"{prefix}.{name}"), target)
+            for name, member in methods
+        ]
+    return [_patch(owner, attribute, original, entry.options, target)]
+
+
+def _patch(owner: Any, attribute: str, original: Any, options: TracingOptions, target: str) -> _Patch:
+    try:
+        replacement = trace_callable(original, options)
+    except TypeError as exc:
+        raise InstrumentationError(f"cannot instrument {target!r}: {exc}") from exc
+    owned = attribute in vars(owner)
+    setattr(owner, attribute, replacement)
+    return _Patch(owner, attribute, original, replacement, owned)

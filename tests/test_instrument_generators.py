@@ -1,0 +1,343 @@
+"""Traced generators: one run open while consumed, ended when exhausted, closed
+or garbage-collected, with its chunk count; no live run is ever left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from otel_runnables import (
+    BaseCallbackHandler,
+    adispatch_custom_event,
+    bridge,
+    dispatch_custom_event,
+    traceable,
+)
+from otel_runnables.instrumentation._calls import StreamedOutput
+from otel_runnables.testing import CapturedRuns, capture_runs
+from tests.recorder import make_recorder
+
+
+@traceable
+def numbers(n: int) -> Iterator[int]:
+    try:
+        yield from range(n)
+    finally:
+        dispatch_custom_event("cleanup", {"n": n})  # runs inside the run, even on close
+
+
+@traceable
+async def anumbers(n: int) -> AsyncIterator[int]:
+    try:
+        for i in range(n):
+            yield i
+    finally:
+        await adispatch_custom_event("cleanup", {"n": n})
+
+
+def no_live_run_left(captured: CapturedRuns) -> None:
+    assert captured.live_runs == []
+    for run in captured.runs:
+        assert bridge.live_run(run.id) is None
+
+
+def test_exhausted_generator_ends_its_run_with_the_chunk_count() -> None:
+    with capture_runs() as captured:
+        assert list(numbers(3)) == [0, 1, 2]
+    run = captured.run("numbers")
+    assert run.stream_chunks == 3 and run.error is None
+    assert [e.name for e in run.events] == ["cleanup"]
+    no_live_run_left(captured)
+
+
+def test_the_run_starts_at_the_first_next_and_stays_open_while_consumed() -> None:
+    with capture_runs() as captured:
+        generator = numbers(3)
+        assert captured.live_runs == []  # created, not started: no run yet
+        assert next(generator) == 0
+        assert captured.live_runs == ["numbers"]
+        assert list(generator) == [1, 2]
+    assert captured.live_runs == []
+
+
+def test_closed_generator_ends_its_run_normally() -> None:
+    with capture_runs() as captured:
+        generator = numbers(10)
+        assert [next(generator), next(generator)] == [0, 1]
+        generator.close()
+    run = captured.run("numbers")
+    assert run.stream_chunks == 2 and run.error is None and run.outputs == 1  # 0 + 1, as RunnableLambda adds
+    assert [e.name for e in run.events] == ["cleanup"]
+    no_live_run_left(captured)
+
+
+def test_abandoned_generator_ends_its_run_when_garbage_collected() -> None:
+    handler = make_recorder(BaseCallbackHandler)
+    with capture_runs() as captured:
+        generator = numbers.stream(5, {"callbacks": [handler]})
+        next(generator)
+        assert captured.live_runs == ["numbers"]
+        del generator
+        gc.collect()
+    run = captured.run("numbers")
+    assert run.stream_chunks == 1
+    assert [r["cb"] for r in handler.records] == ["on_chain_start", "on_custom_event", "on_chain_end"]
+    no_live_run_left(captured)
+
+
+def test_abandoned_generator_in_a_reference_cycle() -> None:
+    # in a cycle the collector may finalise the user's generator before the
+    # wrapper: its finally block then runs outside the run, as it would untraced
+    @traceable
+    def plain(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with capture_runs() as captured:
+        holder: dict[str, Any] = {}
+        holder["self"] = holder
+        holder["generator"] = plain(5)
+        next(holder["generator"])
+        del holder
+        gc.collect()
+    assert captured.run("plain").stream_chunks == 1
+    no_live_run_left(captured)
+
+
+def test_a_generator_that_raises_fails_its_run() -> None:
+    @traceable
+    def broken() -> Iterator[int]:
+        yield 1
+        raise ValueError("bad chunk")
+
+    with capture_runs() as captured, pytest.raises(ValueError, match="bad chunk"):
+        list(broken())
+    run = captured.run("broken")
+    assert run.error == "ValueError: bad chunk" and run.stream_chunks == 1
+    no_live_run_left(captured)
+
+
+def test_send_throw_and_return_value_pass_through() -> None:
+    @traceable
+    def accumulate() -> Generator[int, int, str]:
+        total = 0
+        while True:
+            try:
+                value = yield total
+            except KeyError:
+                total = -1
+                continue
+            if value is None:
+                return f"total={total}"
+            total += value
+
+    def consume() -> Generator[int, int, str]:
+        return (yield from accumulate())
+
+    with capture_runs() as captured:
+        generator = consume()
+        assert next(generator) == 0
+        assert generator.send(5) == 5
+        assert generator.throw(KeyError("reset")) == -1
+        assert generator.send(2) == 1
+        with pytest.raises(StopIteration) as stop:
+            generator.send(None)  # type: ignore[arg-type]
+    assert stop.value.value == "total=1"
+    assert captured.run("accumulate").stream_chunks == 4
+    no_live_run_left(captured)
+
+
+def test_an_unhandled_throw_fails_the_run() -> None:
+    with capture_runs() as captured:
+        generator = numbers(3)
+        next(generator)
+        with pytest.raises(RuntimeError, match="stop"):
+            generator.throw(RuntimeError("stop"))
+    assert captured.run("numbers").error == "RuntimeError: stop"
+    no_live_run_left(captured)
+
+
+def test_the_run_is_current_only_while_the_generator_runs() -> None:
+    @traceable
+    def child() -> int:
+        return 1
+
+    @traceable
+    def producer() -> Iterator[int]:
+        yield child()
+        yield child()
+
+    @traceable
+    def consumer() -> list[int]:
+        chunks = []
+        for chunk in producer():
+            chunks.append(chunk)
+            child()  # the consumer's own work: a child of the consumer, not of the producer
+        return chunks
+
+    with capture_runs() as captured:
+        assert consumer() == [1, 1]
+        generator = producer()
+        next(generator)
+        with pytest.raises(RuntimeError):  # between steps, no run is current
+            dispatch_custom_event("outside", {})
+        generator.close()
+    assert captured.tree().splitlines()[:6] == [
+        "consumer",
+        "  producer",
+        "    child",
+        "    child",
+        "  child",
+        "  child",
+    ]
+
+
+def test_interleaved_generators_keep_their_own_children() -> None:
+    @traceable
+    def leaf(tag: str) -> str:
+        return tag
+
+    @traceable
+    def side(tag: str) -> Iterator[str]:
+        for _ in range(2):
+            yield leaf(tag)
+
+    with capture_runs() as captured:
+        left, right = side("L"), side("R")
+        assert [next(left), next(right), next(left), next(right)] == ["L", "R", "L", "R"]
+        left.close()
+        right.close()
+    for run in captured.runs_named("side"):
+        assert [child.inputs for child in run.children] == [{"tag": run.inputs["tag"]}] * 2
+
+
+def test_a_generator_consumed_in_another_thread() -> None:
+    with capture_runs() as captured:
+        generator = numbers(4)
+        chunks: list[int] = []
+        worker = threading.Thread(target=lambda: chunks.extend(generator))
+        worker.start()
+        worker.join()
+    assert chunks == [0, 1, 2, 3]
+    assert captured.run("numbers").stream_chunks == 4
+    no_live_run_left(captured)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    length=st.integers(0, 6),
+    taken=st.integers(0, 6),
+    ending=st.sampled_from(["exhaust", "close", "abandon"]),
+)
+def test_any_consumption_pattern_leaves_one_ended_run(length: int, taken: int, ending: str) -> None:
+    taken = min(taken, length)
+    with capture_runs() as captured:
+        generator = numbers(length)
+        for _ in range(taken):
+            next(generator)
+        if ending == "exhaust":
+            list(generator)
+            taken = length
+        elif ending == "close":
+            generator.close()
+        else:
+            del generator
+            gc.collect()
+    started = taken > 0 or ending == "exhaust"
+    if not started:
+        assert captured.runs == []
+    else:
+        run = captured.run("numbers")
+        assert run.stream_chunks == taken and run.error is None
+    no_live_run_left(captured)
+
+
+# -- async generators ------------------------------------------------------------------------
+
+
+async def test_async_generator_closed_early_ends_its_run() -> None:
+    with capture_runs() as captured:
+        generator = anumbers(10)
+        assert await generator.__anext__() == 0
+        await generator.aclose()
+    run = captured.run("anumbers")
+    assert run.stream_chunks == 1 and [e.name for e in run.events] == ["cleanup"]
+    no_live_run_left(captured)
+
+
+async def test_abandoned_async_generator_is_finalised_by_the_loop() -> None:
+    with capture_runs() as captured:
+        generator = anumbers(10)
+        await generator.__anext__()
+        assert captured.live_runs == ["anumbers"]
+        del generator
+        gc.collect()
+        for _ in range(5):  # the loop runs aclose() of abandoned async generators as a task
+            await asyncio.sleep(0)
+    assert captured.run("anumbers").stream_chunks == 1
+    no_live_run_left(captured)
+
+
+async def test_async_generator_asend_athrow() -> None:
+    @traceable
+    async def echo() -> AsyncIterator[Any]:
+        received: Any = None
+        while True:
+            try:
+                received = yield received
+            except LookupError:
+                received = "recovered"
+
+    with capture_runs() as captured:
+        generator = echo()
+        assert await generator.asend(None) is None
+        assert await generator.asend("a") == "a"
+        assert await generator.athrow(LookupError()) == "recovered"
+        await generator.aclose()
+    assert captured.run("echo").stream_chunks == 3
+    no_live_run_left(captured)
+
+
+async def test_astream_of_an_async_generator_closed_early() -> None:
+    with capture_runs() as captured:
+        stream = anumbers.astream(10)
+        assert await stream.__anext__() == 0
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert captured.run("anumbers").stream_chunks == 1
+    no_live_run_left(captured)
+
+
+# -- what a generator run records as output ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([], None),
+        (["a", "b"], "ab"),
+        ([b"a", b"b"], b"ab"),
+        ([[1], [2, 3]], [1, 2, 3]),
+        ([1, 2, 3], 6),
+        (["a", 1], 1),  # unaddable: the latest chunk, then every later one
+        (["a", 1, "b"], "b"),
+        ([{"a": 1}, {"b": 2}], {"b": 2}),
+    ],
+)
+def test_streamed_output_adds_chunks_like_runnable_lambda(chunks: list[Any], expected: Any) -> None:
+    output = StreamedOutput()
+    for chunk in chunks:
+        output.add(chunk)
+    assert output.value == expected
+
+
+def test_many_string_chunks_are_added_in_linear_time() -> None:
+    output = StreamedOutput()
+    for _ in range(200_000):
+        output.add("xxxxxxxxxx")
+    assert len(output.value) == 2_000_000
