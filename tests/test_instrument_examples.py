@@ -1,0 +1,94 @@
+"""The service examples: the decorated copy and the no-code launcher give the
+plain service's results, and the same run tree."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from otel_runnables.testing import CapturedRuns, capture_runs
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+EXPECTED_TREE = "\n".join(
+    ["process_order", "  OrderService.quote", "  OrderService.charge", "  OrderService.ship"] * 2
+    + ["process_order", "  OrderService.quote", "  OrderService.charge"]
+)
+
+
+@pytest.fixture
+def examples(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    yield
+    for name in ("service_plain", "service_decorated", "service_nocode"):
+        sys.modules.pop(name, None)
+
+
+def fresh(name: str) -> ModuleType:
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+def check_traces(captured: CapturedRuns) -> None:
+    assert captured.tree() == EXPECTED_TREE
+    rejected = captured.runs_named("OrderService.charge")[-1]
+    assert rejected.error == "ValueError: 108 is over the credit limit"
+    assert rejected.run_type == "tool" and rejected.inputs["amount"] == 108
+    assert captured.live_runs == []
+
+
+def test_the_plain_service_is_untraced(examples: None) -> None:
+    plain = fresh("service_plain")
+    with capture_runs() as captured:
+        plain.run_service(plain.ORDERS)
+    assert captured.runs == []
+
+
+def test_the_decorated_service(examples: None) -> None:
+    plain, decorated = fresh("service_plain"), fresh("service_decorated")
+    with capture_runs() as captured:
+        results = decorated.run_service(decorated.ORDERS)
+    assert results == plain.run_service(plain.ORDERS)
+    check_traces(captured)
+
+
+def test_the_same_service_with_no_code_change(examples: None) -> None:
+    plain = fresh("service_plain")
+    expected = plain.run_service(plain.ORDERS)
+    sys.modules.pop("service_plain")
+    launcher = fresh("service_nocode")
+    launcher.instrument_service()
+    try:
+        service = importlib.import_module("service_plain")  # patched as it is imported
+        with capture_runs() as captured:
+            assert service.run_service(service.ORDERS) == expected
+    finally:
+        launcher.uninstrument_service()
+    check_traces(captured)
+
+
+def test_the_documented_opentelemetry_instrument_command() -> None:
+    launcher = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable))
+    if launcher is None:
+        pytest.skip("opentelemetry-instrumentation is not installed (extra 'instrument')")
+    env = {
+        **os.environ,
+        "OTEL_RUNNABLES_INSTRUMENT_TARGETS": "service_plain:OrderService=tool,service_plain:process_order",
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    command = [launcher, sys.executable, "-c", "import service_plain; service_plain.main()"]
+    done = subprocess.run(command, cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "order 3 rejected" in done.stdout
+    for name in ("process_order", "OrderService.quote", "OrderService.charge", "OrderService.ship"):
+        assert f'"name": "{name}"' in done.stdout
