@@ -222,6 +222,26 @@ def test_a_class_traces_its_public_methods_only() -> None:
     assert captured.run("Service.quote").tags == ["billing"]
 
 
+async def test_callable_objects_and_partials() -> None:
+    class Scaler:
+        def __call__(self, x: int, factor: int = 3) -> int:
+            return x * factor
+
+    class AsyncScaler:
+        async def __call__(self, x: int) -> int:
+            return x * 4
+
+    scaler, async_scaler = traceable(Scaler()), traceable(AsyncScaler())
+    square = traceable(functools.partial(pow, exp=2))
+    with capture_runs() as captured:
+        assert scaler(2) == 6 and await async_scaler(2) == 8 and square(3) == 9
+    assert [(run.name, run.inputs) for run in captured.runs] == [
+        ("Scaler", {"x": 2, "factor": 3}),
+        ("AsyncScaler", {"x": 2}),
+        ("pow", {"base": 3, "exp": 2, "mod": None}),
+    ]
+
+
 def test_exceptions_propagate_unchanged_and_mark_the_span() -> None:
     error = KeyError("missing")
 

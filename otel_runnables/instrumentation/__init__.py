@@ -23,18 +23,20 @@ Without touching the code::
 or with ``opentelemetry-instrument`` and ``OTEL_RUNNABLES_INSTRUMENT_TARGETS``
 (see `otel_runnables.instrumentation.instrumentor`).
 
-Modules: ``decorator`` (the decorator and the traced wrappers), ``_calls``
+Modules: ``decorator`` (the decorator, decoration-time work), ``wrappers``
+(the traced callables, also runnables), ``_calls``
 (one call as one run), ``_signature`` (parameters worked out once),
 ``targets`` (patching by name), ``instrumentor`` (the OpenTelemetry entry point).
 """
 
-from otel_runnables.instrumentation.decorator import TracedFunction, TracedMethod, traceable
+from otel_runnables.instrumentation.decorator import traceable
 from otel_runnables.instrumentation.targets import (
     InstrumentationError,
     instrument,
     instrumented_targets,
     uninstrument,
 )
+from otel_runnables.instrumentation.wrappers import TracedFunction, TracedMethod
 
 __all__ = [
     "InstrumentationError",

@@ -23,9 +23,12 @@ from otel_runnables.instrumentation._signature import CallShape
 from otel_runnables.runnables._execution import ChunkAccumulator, enter_run, exit_run
 from otel_runnables.runs import Run, astart_run, start_run
 
-__all__ = ["Processor", "StreamedOutput", "Tracing"]
+__all__ = ["ASYNC_GENERATOR", "COROUTINE", "FUNCTION", "GENERATOR", "Processor", "StreamedOutput", "Tracing"]
 
 _logger = logging.getLogger("otel_runnables.instrumentation")
+
+FUNCTION, COROUTINE, GENERATOR, ASYNC_GENERATOR = "function", "coroutine", "generator", "async_generator"
+"""The kinds of callable, each run its own way."""
 
 Processor = Callable[[Any], Any]
 """Turns a call's inputs (a dict) or output into what is recorded (e.g. redacted)."""
