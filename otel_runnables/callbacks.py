@@ -264,7 +264,30 @@ async def _bounded(awaitable: Awaitable[Any], timeout: float | None) -> Any:
     if sys.version_info >= (3, 11):
         async with asyncio.timeout(timeout):  # no extra task, unlike wait_for on 3.11
             return await awaitable
-    return await asyncio.wait_for(awaitable, timeout)
+    return await _bounded_in_task(awaitable, timeout)
+
+
+async def _bounded_in_task(awaitable: Awaitable[Any], timeout: float) -> Any:
+    # 3.10: wait_for would start a task, letting later handlers run first
+    task = asyncio.current_task()
+    if task is None:
+        return await asyncio.wait_for(awaitable, timeout)
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    deadline = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if expired:
+            raise asyncio.TimeoutError from None
+        raise
+    finally:
+        deadline.cancel()
 
 
 _private = threading.local()
