@@ -43,6 +43,8 @@ __all__ = [
     "RUN_TAGS",
     "RUN_TYPE",
     "SPAN_TYPE",
+    "SPAN_TYPE_EVENT",
+    "SPAN_TYPE_PENDING",
     "SPAN_TYPE_RUN",
     "TAG_TAGS",
     "TRUNCATED",
