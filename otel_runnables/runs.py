@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from otel_runnables import bridge, conventions
+from otel_runnables import bridge, conventions, liveness
 from otel_runnables._sentinel import MISSING
 from otel_runnables.callbacks import BaseCallbackHandler
 from otel_runnables.config import RunnableConfig, RunScope, add_tags, own_child_config
@@ -100,6 +100,7 @@ class Run:
         "span",
         "stream_chunks",
         "ended",
+        "announced",
     )
 
     def __init__(
@@ -147,7 +148,10 @@ class Run:
         self.streaming = streaming
         self.stream_chunks = 0
         self.ended = False
+        self.announced = False
         self.span = self._start_span(attributes)
+        if self.span.is_recording():
+            liveness.run_started(self)
 
     @property
     def parent_id(self) -> uuid.UUID | None:
@@ -192,11 +196,11 @@ class Run:
         """Write the event on the span (handlers are notified by the dispatcher)."""
         span = self.span
         if span.is_recording():
-            emit_span_event(
-                span,
-                name,
-                conventions.custom_event_attributes(data, capture_content=capture_content_enabled()),
-            )
+            attributes = conventions.custom_event_attributes(data, capture_content=capture_content_enabled())
+            # one timestamp for the span event, its mirror span and the store's row
+            now = time.time_ns()
+            emit_span_event(span, name, attributes, now)
+            liveness.event_recorded(self, name, now, attributes)
 
     def record_chunk(self, chunk: Any) -> None:
         self.stream_chunks += 1
@@ -215,6 +219,7 @@ class Run:
                 span.set_attributes(conventions.io_attributes("output", outputs))
             if self.stream_chunks:
                 span.set_attribute(conventions.RUN_STREAM_CHUNKS, self.stream_chunks)
+            liveness.run_ended(self)
         span.end()
         return True
 
@@ -240,6 +245,7 @@ class Run:
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
             if self.stream_chunks:
                 span.set_attribute(conventions.RUN_STREAM_CHUNKS, self.stream_chunks)
+            liveness.run_ended(self)
         span.end()
         return True
 
@@ -285,16 +291,16 @@ class ForeignRun(Run):
         run.tags, run.inheritable_tags, run.metadata = list(tags), list(tags), dict(metadata)
         run.handlers, run.inputs, run.streaming, run.span = handlers, None, False, span
         run.inheritable_handlers = handlers
-        run.stream_chunks, run.ended = 0, True
+        run.stream_chunks, run.ended, run.announced = 0, True, True
         return run
 
     def record_custom_event(self, name: str, data: Any) -> None:
         """The owning library records it (its handlers are told through ours)."""
 
 
-def emit_span_event(span: Span, name: str, attributes: Mapping[str, Any]) -> None:
+def emit_span_event(span: Span, name: str, attributes: Mapping[str, Any], time_ns: int | None = None) -> None:
     """The one sink for span events: moving to log-based events changes only this."""
-    span.add_event(name, attributes)
+    span.add_event(name, attributes, timestamp=time_ns)
 
 
 def start_run(

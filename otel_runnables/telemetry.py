@@ -1,33 +1,314 @@
-"""Where the library's spans go.
+"""Where the library's spans go, with no settings or with ``configure()``.
 
-The library never replaces an application's TracerProvider: its tracer comes
-from the global provider (a proxy until the application sets one), under the
-instrumentation name ``otel_runnables`` and the package version. Callbacks and
-run ids do not depend on it: with no provider, a disabled SDK or a sampler
-that drops the trace, spans are non-recording and everything else works.
+Rules, in order:
+
+1. ``set_tracer_provider(p)`` (tests, embedding) or ``configure(tracer_provider=p)``: spans go to ``p``.
+2. An application that set its own global TracerProvider keeps it: the library
+   takes its tracer from it and only *adds* its processors (the embedded store,
+   and exporters ``configure()`` was explicitly asked for). It is never replaced.
+3. Otherwise, ``configure()`` builds a provider from its arguments and the
+   standard ``OTEL_*`` variables (service name and resource, sampler, span
+   limits, ``OTEL_TRACES_EXPORTER``, OTLP endpoint/protocol/headers/timeout/
+   compression/certificate, batch settings) and makes it the global one.
+4. With no call at all, the first run sets up the same provider privately
+   (not as the global one, so an application may still set its own later;
+   the library then moves to it): the embedded store, plus OTLP when an
+   endpoint is set.
+
+``OTEL_SDK_DISABLED=true`` turns all of it off: runs still call their handlers.
+Tracers are named ``otel_runnables`` with the package version. ``atexit``
+flushes what we set up, so short scripts lose nothing.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_runnables._version import __version__
+from otel_runnables.exporting import (
+    ConfigurationError,
+    ExportSettings,
+    build_processors,
+    exporter_names,
+    store_path_setting,
+)
 
-__all__ = ["INSTRUMENTATION_NAME", "get_tracer", "set_tracer_provider"]
+__all__ = [
+    "INSTRUMENTATION_NAME",
+    "ConfigurationError",
+    "TelemetrySetup",
+    "configure",
+    "current_setup",
+    "force_flush",
+    "get_tracer",
+    "set_tracer_provider",
+    "shutdown",
+    "swap_tracer",
+]
+
+logger = logging.getLogger(__name__)
 
 INSTRUMENTATION_NAME = "otel_runnables"
 
-_tracer: trace.Tracer = trace.get_tracer(INSTRUMENTATION_NAME, __version__)
+
+@dataclass
+class TelemetrySetup:
+    """What the library set up: the provider its spans go to, the processors it
+    added, and where the embedded store writes (None: no store)."""
+
+    provider: trace.TracerProvider
+    processors: list[SpanProcessor] = field(default_factory=list)
+    store_path: Path | None = None
+    exporters: list[str] = field(default_factory=list)
+    owns_provider: bool = False  # we built it, so we shut it down
+    is_global: bool = False
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        flushed = True
+        for processor in self.processors:
+            try:
+                flushed = processor.force_flush(timeout_millis) and flushed
+            except Exception:
+                logger.exception("flushing %r failed", processor)
+                flushed = False
+        return flushed
+
+    def shutdown(self) -> None:
+        if self.owns_provider and isinstance(self.provider, SdkTracerProvider):
+            self.provider.shutdown()
+            return
+        for processor in self.processors:
+            try:
+                processor.shutdown()
+            except Exception:
+                logger.exception("shutting down %r failed", processor)
+
+
+_lock = threading.RLock()
+_pinned: trace.Tracer | None = None  # the tracer every run uses, once decided
+_private: trace.Tracer | None = None  # the zero-config default's, while no application provider exists
+_setup: TelemetrySetup | None = None
+_adopted: set[int] = set()  # ids of application providers we already added the store to
+
+
+def _tracer_of(provider: trace.TracerProvider) -> trace.Tracer:
+    return provider.get_tracer(INSTRUMENTATION_NAME, __version__)
 
 
 def get_tracer() -> trace.Tracer:
     """The tracer every run span is started with."""
-    return _tracer
+    tracer = _pinned
+    if tracer is not None:
+        return tracer
+    private = _private
+    if private is not None and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return private
+    return _resolve()
+
+
+def _sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _resolve() -> trace.Tracer:
+    """No tracer pinned yet, or only our private default: follow the rules above."""
+    global _pinned, _setup, _private
+    with _lock:
+        if _pinned is not None:
+            return _pinned
+        application = trace.get_tracer_provider()
+        if not isinstance(application, trace.ProxyTracerProvider) or _sdk_disabled():
+            # the application's provider (or, disabled, the API's no-op one): never replaced
+            if _setup is not None and _setup.owns_provider and not _setup.is_global:
+                _setup.shutdown()  # our private default gives way
+                _setup, _private = None, None
+            if not _sdk_disabled():
+                try:
+                    _setup = _adopt(application, ExportSettings(exporters=()), None)
+                except Exception:  # the store must never break the user's run
+                    logger.exception("otel_runnables could not add the embedded store to the provider")
+                    _setup = TelemetrySetup(provider=application)
+            _pinned = _tracer_of(application)
+            return _pinned
+        if _setup is None:
+            try:
+                _setup = _build(ExportSettings(), None, service_name=None, make_global=False)
+            except Exception:
+                # a bad OTEL_* value must not break the user's run: say it once, trace nowhere
+                logger.exception("otel_runnables could not set up export from the environment")
+                _setup = TelemetrySetup(provider=trace.NoOpTracerProvider())
+                _pinned = _tracer_of(_setup.provider)
+                return _pinned
+        # private default: get_tracer keeps checking whether the application set its own provider
+        _private = _tracer_of(_setup.provider)
+        return _private
+
+
+def _adopt(provider: trace.TracerProvider, settings: ExportSettings, store: object) -> TelemetrySetup:
+    """Add our processors to an application's provider (once per provider)."""
+    setup = TelemetrySetup(provider=provider)
+    add = getattr(provider, "add_span_processor", None)
+    if not callable(add) or id(provider) in _adopted:
+        return setup
+    store_path = store_path_setting(store)  # type: ignore[arg-type]
+    processors = build_processors(settings, store_path)
+    for processor in processors:
+        add(processor)
+    _adopted.add(id(provider))
+    setup.processors, setup.store_path, setup.exporters = processors, store_path, exporter_names(settings)
+    return setup
+
+
+def _build(
+    settings: ExportSettings, store: object, *, service_name: str | None, make_global: bool
+) -> TelemetrySetup:
+    attributes = {SERVICE_NAME: service_name} if service_name else {}
+    # shut down by our atexit hook, after the store marked what never ended
+    provider = SdkTracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
+    store_path = store_path_setting(store)  # type: ignore[arg-type]
+    processors = build_processors(settings, store_path)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    if make_global:
+        trace.set_tracer_provider(provider)
+    return TelemetrySetup(
+        provider=provider,
+        processors=processors,
+        store_path=store_path,
+        exporters=exporter_names(settings),
+        owns_provider=True,
+        is_global=make_global,
+    )
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    exporters: Sequence[str] | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    compression: str | None = None,
+    certificate_file: str | None = None,
+    store: bool | str | os.PathLike[str] | None = None,
+    liveness_spans: bool | None = None,
+    liveness_after: float | None = None,
+    span_exporters: Sequence[SpanExporter] = (),
+    tracer_provider: trace.TracerProvider | None = None,
+    set_global: bool = True,
+) -> TelemetrySetup:
+    """Set up where spans go; arguments win over ``OTEL_*`` variables.
+
+    - ``exporters``: any of ``"otlp"``, ``"console"``, ``"none"`` (default: ``OTEL_TRACES_EXPORTER``,
+      else OTLP if an endpoint is set). ``endpoint`` is the base URL, as ``OTEL_EXPORTER_OTLP_ENDPOINT``
+      (``/v1/traces`` is added for http/protobuf); giving one implies ``"otlp"``.
+    - ``protocol``: ``"http/protobuf"`` (default) or ``"grpc"``; ``headers``, ``timeout`` (s),
+      ``compression`` (``"gzip"``/``"none"``), ``certificate_file`` as their ``OTEL_EXPORTER_OTLP_*`` twins.
+    - ``store``: False for no embedded store, a path for another file (default:
+      ``OTEL_RUNNABLES_STORE``, else the per-user data directory).
+    - ``liveness_spans`` / ``liveness_after``: pending and event-mirror spans, and after how many
+      seconds a live run is announced (see ``otel_runnables.liveness``).
+    - ``span_exporters``: more exporters of your own, each behind a batch processor.
+    - ``tracer_provider``: add our processors to this provider instead (it is not made global).
+    - ``set_global``: make the provider we build the global one (for other instrumentations too).
+
+    An application's own global provider is kept: our processors are added to it.
+    Call ``shutdown()`` before configuring again.
+    """
+    global _pinned, _setup, _private
+    from otel_runnables import liveness
+
+    if exporters is None and endpoint is not None:
+        exporters = ["otlp"]
+    settings = ExportSettings(
+        exporters=exporters,
+        endpoint=endpoint,
+        protocol=protocol,
+        headers=headers,
+        timeout=timeout,
+        compression=compression,
+        certificate_file=certificate_file,
+        extra_exporters=tuple(span_exporters),
+    )
+    exporter_names(settings)  # validate before touching anything
+    if liveness_spans is not None or liveness_after is not None:
+        liveness.configure_liveness(liveness_spans is not False, liveness_after)
+    with _lock:
+        if _setup is not None and (_setup.is_global or not _setup.owns_provider) and _setup.processors:
+            raise ConfigurationError("configure() was already called; call otel_runnables.shutdown() first")
+        if _setup is not None:
+            _setup.shutdown()
+            _setup, _private = None, None
+        if _sdk_disabled():
+            _setup = TelemetrySetup(provider=trace.get_tracer_provider())
+        elif tracer_provider is not None:
+            _adopted.discard(id(tracer_provider))
+            _setup = _adopt(tracer_provider, settings, store)
+        else:
+            application = trace.get_tracer_provider()
+            if isinstance(application, trace.ProxyTracerProvider):
+                _setup = _build(settings, store, service_name=service_name, make_global=set_global)
+            else:
+                _adopted.discard(id(application))
+                _setup = _adopt(application, settings, store)
+        _pinned = _tracer_of(_setup.provider)
+        return _setup
+
+
+def current_setup() -> TelemetrySetup | None:
+    """What the library set up so far (None before the first run or configure())."""
+    return _setup
+
+
+def force_flush(timeout_millis: int = 30_000) -> bool:
+    """Export everything queued so far; False if some processor did not finish in time."""
+    setup = _setup
+    return True if setup is None else setup.force_flush(timeout_millis)
+
+
+def shutdown() -> None:
+    """Flush and stop what the library set up; the next run or configure() starts afresh."""
+    global _pinned, _setup, _private
+    with _lock:
+        setup, _setup, _pinned, _private = _setup, None, None, None
+        if setup is not None:
+            if not setup.owns_provider:
+                _adopted.discard(id(setup.provider))
+            setup.shutdown()
 
 
 def set_tracer_provider(provider: trace.TracerProvider | None) -> None:
-    """Send this library's spans to ``provider`` instead of the global one
-    (None: back to the global provider). The global provider is left alone."""
-    global _tracer
-    source = provider if provider is not None else trace.get_tracer_provider()
-    _tracer = source.get_tracer(INSTRUMENTATION_NAME, __version__)
+    """Send this library's spans to ``provider`` as is, with nothing added
+    (None: back to the rules above). The global provider is left alone."""
+    swap_tracer(None if provider is None else _tracer_of(provider))
+
+
+def swap_tracer(tracer: trace.Tracer | None) -> trace.Tracer | None:
+    """Pin ``tracer`` (None: unpin) and return the one pinned before, to put it back later."""
+    global _pinned
+    with _lock:
+        previous, _pinned = _pinned, tracer
+        return previous
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    setup = _setup
+    if setup is not None:
+        try:
+            setup.shutdown()
+        except Exception:  # the interpreter is going away: never a traceback from us
+            logger.debug("shutdown at exit failed", exc_info=True)

@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import StatusCode
 
 from otel_runnables import conventions, telemetry
+from otel_runnables._version import __version__
 
 __all__ = ["CapturedEvent", "CapturedRun", "CapturedRuns", "capture_runs"]
 
@@ -184,13 +185,14 @@ class CapturedRuns:
 def capture_runs() -> Iterator[CapturedRuns]:
     """Capture the library's runs, spans and custom events within the block."""
     captured = CapturedRuns()
-    previous = telemetry.get_tracer()
-    telemetry.set_tracer_provider(captured.provider)
+    previous = telemetry.swap_tracer(
+        captured.provider.get_tracer(telemetry.INSTRUMENTATION_NAME, __version__)
+    )
     try:
         yield captured
     finally:
-        # back to exactly the tracer in use before, whichever provider it came from
-        telemetry._tracer = previous
+        # back to exactly the tracer pinned before (or none: the zero-config rules)
+        telemetry.swap_tracer(previous)
 
 
 # -- reading a run back from its span -------------------------------------------------

@@ -1,0 +1,188 @@
+"""Which span processors a setup gets: the embedded store and the exporters
+named by ``configure()`` arguments or the standard ``OTEL_*`` variables.
+
+Precedence, highest first: ``configure()`` arguments, ``OTEL_EXPORTER_OTLP_TRACES_*``,
+``OTEL_EXPORTER_OTLP_*``, the exporter's own defaults. With ``OTEL_TRACES_EXPORTER``
+unset, OTLP is used only when an OTLP endpoint is set, so a program with no
+settings exports to the embedded store alone and never waits on a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from otel_runnables.errors import OtelRunnablesError
+
+__all__ = [
+    "ConfigurationError",
+    "ExportSettings",
+    "Protocol",
+    "build_processors",
+    "exporter_names",
+    "store_path_setting",
+]
+
+logger = logging.getLogger(__name__)
+
+Protocol = Literal["http/protobuf", "grpc"]
+_PROTOCOLS: tuple[str, ...] = ("http/protobuf", "grpc")
+_EXPORTERS = ("otlp", "console", "none")
+_OFF = frozenset({"none", "off", "false", "0", "no", ""})
+# pending spans are worth little if they wait the SDK's default 5 s in the queue
+_LIVE_SCHEDULE_DELAY_MS = 1000
+
+
+class ConfigurationError(OtelRunnablesError, ValueError):
+    """A telemetry setting (argument or ``OTEL_*`` variable) is invalid, or needs a missing extra."""
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What ``configure()`` was asked for; None means "from the environment"."""
+
+    exporters: Sequence[str] | None = None
+    endpoint: str | None = None
+    protocol: str | None = None
+    headers: Mapping[str, str] | None = None
+    timeout: float | None = None
+    compression: str | None = None
+    certificate_file: str | None = None
+    extra_exporters: Sequence[SpanExporter] = field(default_factory=tuple)
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def exporter_names(settings: ExportSettings) -> list[str]:
+    """The exporters to use: the argument, else ``OTEL_TRACES_EXPORTER``, else
+    ``otlp`` only when an endpoint is configured."""
+    if settings.exporters is not None:
+        names = [str(name).strip().lower() for name in settings.exporters]
+        source = "configure(exporters=...)"
+    else:
+        raw = _env("OTEL_TRACES_EXPORTER")
+        if raw is None:
+            endpoint = settings.endpoint or _env(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+            )
+            return ["otlp"] if endpoint else []
+        names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+        source = "OTEL_TRACES_EXPORTER"
+    unknown = [name for name in names if name not in _EXPORTERS]
+    if unknown:
+        raise ConfigurationError(
+            f"{source} names unknown exporter(s) {unknown}; valid: {', '.join(_EXPORTERS)}"
+        )
+    return [name for name in dict.fromkeys(names) if name != "none"]
+
+
+def _protocol(settings: ExportSettings) -> str:
+    raw = settings.protocol or _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    protocol = (raw or "http/protobuf").strip().lower()
+    if protocol not in _PROTOCOLS:
+        source = "protocol" if settings.protocol else "OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL"
+        raise ConfigurationError(f"{source}={raw!r} is not supported; use one of {', '.join(_PROTOCOLS)}")
+    return protocol
+
+
+def _http_traces_url(endpoint: str) -> str:
+    # the base endpoint gets /v1/traces appended, as OTEL_EXPORTER_OTLP_ENDPOINT does
+    stripped = endpoint.rstrip("/")
+    return stripped if stripped.endswith("/v1/traces") else f"{stripped}/v1/traces"
+
+
+def _otlp_exporter(settings: ExportSettings) -> SpanExporter:
+    protocol = _protocol(settings)
+    kwargs: dict[str, object] = {}
+    if settings.headers is not None:
+        kwargs["headers"] = dict(settings.headers)
+    if settings.timeout is not None:
+        kwargs["timeout"] = settings.timeout
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+            if settings.endpoint is not None:
+                kwargs["endpoint"] = settings.endpoint
+                kwargs["insecure"] = settings.endpoint.startswith("http://")
+            if settings.compression is not None:
+                from grpc import Compression  # type: ignore[import-untyped]
+
+                kwargs["compression"] = {"gzip": Compression.Gzip, "none": Compression.NoCompression}[
+                    settings.compression
+                ]
+            if settings.certificate_file is not None:
+                from grpc import ssl_channel_credentials
+
+                kwargs["credentials"] = ssl_channel_credentials(Path(settings.certificate_file).read_bytes())
+            return GrpcExporter(**kwargs)  # type: ignore[arg-type]
+        from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        if settings.endpoint is not None:
+            kwargs["endpoint"] = _http_traces_url(settings.endpoint)
+        if settings.compression is not None:
+            kwargs["compression"] = HttpCompression(settings.compression)
+        if settings.certificate_file is not None:
+            kwargs["certificate_file"] = settings.certificate_file
+        exporter: SpanExporter = HttpExporter(**kwargs)  # type: ignore[call-overload]
+        return exporter
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"OTLP export over {protocol} needs the otlp extra: pip install 'otel-runnables[otlp]' ({exc})"
+        ) from exc
+    except (KeyError, ValueError) as exc:
+        raise ConfigurationError(
+            f"compression={settings.compression!r} is not supported: use gzip or none"
+        ) from exc
+
+
+def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
+    if _env("OTEL_BSP_SCHEDULE_DELAY") is None:
+        return BatchSpanProcessor(exporter, schedule_delay_millis=_LIVE_SCHEDULE_DELAY_MS)
+    return BatchSpanProcessor(exporter)
+
+
+def store_path_setting(store: bool | str | os.PathLike[str] | None) -> Path | None:
+    """Where the embedded store writes: ``store`` (False: nowhere; a path: there), else
+    ``OTEL_RUNNABLES_STORE`` / the default location."""
+    from otel_runnables.store import default_store_path
+
+    if store is False:
+        return None
+    if store is None or store is True:
+        return default_store_path()
+    return Path(store)
+
+
+def build_processors(settings: ExportSettings, store_path: Path | None) -> list[SpanProcessor]:
+    """The store's processor first (it never blocks), then one batch processor per exporter."""
+    processors: list[SpanProcessor] = []
+    if store_path is not None:
+        from otel_runnables.store import LocalStoreSpanProcessor
+
+        processors.append(LocalStoreSpanProcessor(store_path))
+    for name in exporter_names(settings):
+        if name == "otlp":
+            processors.append(_batch(_otlp_exporter(settings)))
+        elif name == "console":
+            processors.append(_batch(ConsoleSpanExporter()))
+    processors.extend(_batch(exporter) for exporter in settings.extra_exporters)
+    return processors
+
+
+def is_off(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in _OFF

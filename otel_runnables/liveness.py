@@ -1,0 +1,241 @@
+"""Making live runs visible before they end.
+
+OTLP exports a span only when it ends, so a long run is invisible in Jaeger or
+Tempo until it is over. A run still going after a short delay
+(``OTEL_RUNNABLES_LIVENESS_AFTER``, 1 s by default; 0 for every run at once)
+therefore announces itself through the application's tracer:
+
+- a zero-duration *pending* span: parent = the run's span, the run's name and
+  attributes, ``otel_runnables.span_type = "pending"``;
+- a zero-duration *event mirror* span per custom event (those before the
+  announcement too, at their own timestamps): named after the event, parent =
+  the run's span, the event's attributes, ``otel_runnables.span_type = "event"``.
+
+Each has its own span id, so no span id is ever exported twice; the span event
+on the run's span stays the source of truth. Short runs, the vast majority,
+cost nothing here beyond a dict entry. ``OTEL_RUNNABLES_LIVENESS_SPANS=false``
+(or ``configure(liveness_spans=False)``) switches it off.
+
+In-process listeners (the embedded store) hear every custom event at once
+through ``add_event_listener``, whatever the delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
+from opentelemetry.util.types import AttributeValue
+
+from otel_runnables import conventions
+from otel_runnables.telemetry import get_tracer
+
+__all__ = [
+    "EventListener",
+    "LiveRun",
+    "add_event_listener",
+    "announce_now",
+    "configure_liveness",
+    "event_recorded",
+    "liveness_delay",
+    "remove_event_listener",
+    "run_ended",
+    "run_started",
+]
+
+logger = logging.getLogger(__name__)
+
+EventListener = Callable[[Span, str, int, Mapping[str, AttributeValue]], None]
+"""``listener(run_span, event_name, time_ns, attributes)``: called on the run's thread; must be quick."""
+
+
+class LiveRun(Protocol):
+    """What liveness needs of a run: ours (``runs.Run``) or one traced by an integration."""
+
+    span: Span
+    id: uuid.UUID
+    name: str
+    announced: bool
+    ended: bool
+
+
+_OFF = frozenset({"false", "0", "no", "off", "none"})
+_DEFAULT_DELAY = 1.0
+_INTERNAL = SpanKind.INTERNAL
+
+
+def _delay_from_env() -> float | None:
+    """Seconds before a live run is announced; None when liveness spans are off."""
+    if os.environ.get("OTEL_RUNNABLES_LIVENESS_SPANS", "").strip().lower() in _OFF:
+        return None
+    raw = os.environ.get("OTEL_RUNNABLES_LIVENESS_AFTER", "").strip()
+    if not raw:
+        return _DEFAULT_DELAY
+    try:
+        value = float(raw)
+    except ValueError:
+        logger.warning("OTEL_RUNNABLES_LIVENESS_AFTER=%r is not a number of seconds; using %s", raw, 1.0)
+        return _DEFAULT_DELAY
+    return max(0.0, value)
+
+
+_delay: float | None = _delay_from_env()
+_listeners: tuple[EventListener, ...] = ()
+_listeners_lock = threading.Lock()
+
+
+def liveness_delay() -> float | None:
+    """The current delay in seconds, or None when liveness spans are off."""
+    return _delay
+
+
+def configure_liveness(enabled: bool = True, after: float | None = None) -> None:
+    """Switch liveness spans on or off, and set the delay before a run is announced."""
+    global _delay
+    if not enabled:
+        _delay = None
+        return
+    if after is not None and (not isinstance(after, (int, float)) or isinstance(after, bool) or after < 0):
+        raise ValueError(f"liveness delay must be a number of seconds >= 0, got {after!r}")
+    _delay = float(after) if after is not None else (_delay if _delay is not None else _DEFAULT_DELAY)
+
+
+def add_event_listener(listener: EventListener) -> None:
+    global _listeners
+    with _listeners_lock:
+        if listener not in _listeners:
+            _listeners = (*_listeners, listener)
+
+
+def remove_event_listener(listener: EventListener) -> None:
+    global _listeners
+    with _listeners_lock:
+        _listeners = tuple(item for item in _listeners if item != listener)
+
+
+# -- the run side: called by runs.py -------------------------------------------
+
+
+def run_started(run: LiveRun) -> None:
+    """A recording run began: announce it now, or once it outlives the delay."""
+    delay = _delay
+    if delay is None:
+        return
+    if delay == 0:
+        announce_now(run)
+    else:
+        _watch.add(run, delay)
+
+
+def run_ended(run: LiveRun) -> None:
+    if not run.announced:
+        _watch.discard(run)
+
+
+def event_recorded(run: LiveRun, name: str, time_ns: int, attributes: Mapping[str, AttributeValue]) -> None:
+    """A custom event was written on the run's span at ``time_ns``."""
+    for listener in _listeners:
+        try:
+            listener(run.span, name, time_ns, attributes)
+        except Exception:
+            logger.exception("span event listener %r failed; the run goes on", listener)
+    if run.announced:
+        _mirror(run, name, time_ns, attributes)
+
+
+def announce_now(run: LiveRun) -> None:
+    """Emit the pending span, and mirrors of the events so far. Once per run."""
+    if run.announced:
+        return
+    run.announced = True
+    span = run.span
+    try:
+        attributes = dict(getattr(span, "attributes", None) or {})
+        for key in (conventions.OUTPUT_VALUE, conventions.OUTPUT_MIME_TYPE, conventions.RUN_STREAM_CHUNKS):
+            attributes.pop(key, None)
+        attributes[conventions.SPAN_TYPE] = conventions.SPAN_TYPE_PENDING
+        attributes[conventions.RUN_NAME] = run.name
+        started = getattr(span, "start_time", None) or time.time_ns()
+        pending = get_tracer().start_span(
+            run.name,
+            context=trace.set_span_in_context(span),
+            kind=_INTERNAL,
+            attributes=attributes,
+            start_time=started,
+        )
+        pending.end(end_time=started)
+        for event in tuple(getattr(span, "events", ())):
+            event_attributes = event.attributes or {}
+            if event_attributes.get(conventions.EVENT_KIND) == conventions.EVENT_KIND_CUSTOM:
+                _mirror(run, event.name, event.timestamp, event_attributes)
+    except Exception:
+        logger.exception("could not announce live run %s; its span is unaffected", run.id)
+
+
+def _mirror(run: LiveRun, name: str, time_ns: int, attributes: Mapping[str, Any]) -> None:
+    mirror_attributes = dict(attributes)
+    mirror_attributes[conventions.SPAN_TYPE] = conventions.SPAN_TYPE_EVENT
+    mirror_attributes[conventions.RUN_ID] = str(run.id)
+    mirror_attributes[conventions.RUN_NAME] = run.name
+    try:
+        mirror = get_tracer().start_span(
+            name,
+            context=trace.set_span_in_context(run.span),
+            kind=_INTERNAL,
+            attributes=mirror_attributes,
+            start_time=time_ns,
+        )
+        mirror.end(end_time=time_ns)
+    except Exception:
+        logger.exception("could not mirror event %r of run %s; the span event stands", name, run.id)
+
+
+class _Watch:
+    """Runs waiting to outlive the delay; one daemon thread announces them."""
+
+    def __init__(self) -> None:
+        self._due: dict[LiveRun, float] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def add(self, run: LiveRun, delay: float) -> None:
+        deadline = time.monotonic() + delay
+        with self._lock:
+            self._due[run] = deadline
+            if self._thread is None or self._pid != os.getpid():
+                self._start_thread()
+
+    def discard(self, run: LiveRun) -> None:
+        with self._lock:
+            self._due.pop(run, None)
+
+    def _start_thread(self) -> None:
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._loop, name="otel_runnables-liveness", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                ready = [run for run, deadline in self._due.items() if deadline <= now]
+                for run in ready:
+                    del self._due[run]
+                pending = min(self._due.values(), default=now + 0.5)
+            for run in ready:
+                if not run.ended:
+                    announce_now(run)
+            with self._lock:
+                self._wake.wait(timeout=max(0.01, min(0.5, pending - time.monotonic())))
+
+
+_watch = _Watch()
