@@ -13,6 +13,7 @@ The default pipeline is restored after each of them.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from unittest import mock
 
@@ -21,6 +22,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+# never the user's own store: any zero-config setup in this process writes here
+os.environ.setdefault(
+    "OTEL_RUNNABLES_STORE", os.path.join(tempfile.mkdtemp(prefix="otel_runnables-tests-"), "traces.sqlite3")
+)
 
 from otel_runnables import telemetry
 

@@ -1,0 +1,220 @@
+"""Pending and event-mirror spans: live runs seen before they end, nothing exported twice."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import Span
+
+from otel_runnables import RunnableLambda, dispatch_custom_event, liveness
+from otel_runnables.conventions import SPAN_TYPE
+from tests.conftest import GetSpans
+
+
+@pytest.fixture
+def announce_after() -> Iterator[Any]:
+    """``announce_after(seconds | None)`` for one test; the default is restored after."""
+    before = liveness.liveness_delay()
+
+    def set_delay(seconds: float | None) -> None:
+        liveness.configure_liveness(seconds is not None, seconds)
+
+    yield set_delay
+    liveness.configure_liveness(before is not None, before)
+
+
+def kind(span: ReadableSpan) -> str | None:
+    return (span.attributes or {}).get(SPAN_TYPE)  # type: ignore[return-value]
+
+
+def of_kind(spans: list[ReadableSpan], wanted: str) -> list[ReadableSpan]:
+    return [span for span in spans if kind(span) == wanted]
+
+
+def span_id(span: ReadableSpan) -> int:
+    assert span.context is not None
+    return span.context.span_id
+
+
+def assert_no_span_id_twice(spans: list[ReadableSpan]) -> None:
+    ids = [span_id(span) for span in spans]
+    assert len(ids) == len(set(ids))
+
+
+def test_announced_at_once_with_a_zero_delay(spans: GetSpans, announce_after: Any) -> None:
+    announce_after(0)
+
+    def work(x: int) -> int:
+        dispatch_custom_event("progress", {"step": 1, "total": 2, "message": "half"})
+        dispatch_custom_event("progress", {"step": 2, "total": 2})
+        return x
+
+    RunnableLambda(work).with_config(tags=["etl"], metadata={"team": "data"}).invoke(7)
+    got = spans()
+    assert_no_span_id_twice(got)
+    (run,) = of_kind(got, "run")
+    (pending,) = of_kind(got, "pending")
+    mirrors = of_kind(got, "event")
+    run_attributes = dict(run.attributes or {})
+    pending_attributes = dict(pending.attributes or {})
+
+    assert pending.parent is not None and pending.parent.span_id == span_id(run)
+    assert pending.name == run.name == "work"
+    assert pending.start_time == pending.end_time == run.start_time
+    for key in ("otel_runnables.run.id", "otel_runnables.run.type", "otel_runnables.run.tags", "input.value"):
+        assert pending_attributes[key] == run_attributes[key]
+    assert pending_attributes["otel_runnables.run.name"] == "work"
+    assert pending_attributes["otel_runnables.run.metadata.team"] == "data"
+    assert "output.value" not in pending_attributes
+
+    assert [(m.name, m.start_time) for m in mirrors] == [(e.name, e.timestamp) for e in run.events]
+    for mirror, event in zip(mirrors, run.events, strict=True):
+        assert mirror.end_time == mirror.start_time
+        assert mirror.parent is not None and mirror.parent.span_id == span_id(run)
+        mirror_attributes = dict(mirror.attributes or {})
+        assert mirror_attributes["otel_runnables.run.id"] == run_attributes["otel_runnables.run.id"]
+        assert mirror_attributes["otel_runnables.run.name"] == "work"
+        for key, value in (event.attributes or {}).items():
+            assert mirror_attributes[key] == value
+
+
+def test_short_runs_emit_nothing_extra_by_default(spans: GetSpans, announce_after: Any) -> None:
+    announce_after(30)
+
+    def work(x: int) -> int:
+        dispatch_custom_event("progress", {"step": 1})
+        return x
+
+    RunnableLambda(work).invoke(1)
+    assert [kind(span) for span in spans()] == ["run"]
+
+
+def test_a_run_outliving_the_delay_is_announced_with_its_earlier_events(
+    spans: GetSpans, announce_after: Any
+) -> None:
+    announce_after(0.05)
+    release = threading.Event()
+    announced = threading.Event()
+
+    def work(x: int) -> int:
+        dispatch_custom_event("progress", {"step": 1, "total": 2})
+        deadline = time.monotonic() + 10
+        # wait until the watcher has emitted the pending span (it ends at once)
+        while not any(kind(s) == "pending" for s in spans()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        announced.set()
+        release.wait(10)
+        dispatch_custom_event("progress", {"step": 2, "total": 2})
+        return x
+
+    worker = threading.Thread(target=RunnableLambda(work).invoke, args=(1,))
+    worker.start()
+    assert announced.wait(10)
+    live = spans()
+    # visible while running: the pending span and the mirror of the first event, no run span yet
+    assert sorted(kind(s) or "" for s in live) == ["event", "pending"]
+    release.set()
+    worker.join(10)
+
+    got = spans()
+    assert_no_span_id_twice(got)
+    (run,) = of_kind(got, "run")
+    mirrors = of_kind(got, "event")
+    assert sorted((m.start_time, m.name) for m in mirrors) == sorted(
+        (e.timestamp, e.name) for e in run.events
+    )
+
+
+def test_switched_off_nothing_is_emitted(spans: GetSpans, announce_after: Any) -> None:
+    announce_after(None)
+
+    def work(x: int) -> int:
+        dispatch_custom_event("progress", {"step": 1})
+        return x
+
+    RunnableLambda(work).invoke(1)
+    assert [kind(span) for span in spans()] == ["run"]
+    assert liveness.liveness_delay() is None
+
+
+def test_nested_runs_are_each_announced_under_their_own_span(spans: GetSpans, announce_after: Any) -> None:
+    announce_after(0)
+    inner = RunnableLambda(lambda x: x + 1).with_config(run_name="inner")
+    outer = RunnableLambda(lambda x: inner.invoke(x)).with_config(run_name="outer")
+    outer.invoke(1)
+    got = spans()
+    runs = {span.name: span for span in of_kind(got, "run")}
+    pending = {span.name: span for span in of_kind(got, "pending")}
+    assert set(pending) == {"inner", "outer"}
+    for name, span in pending.items():
+        assert span.parent is not None and span.parent.span_id == span_id(runs[name])
+        assert span.context is not None and span.context.trace_id == runs[name].context.trace_id  # type: ignore[union-attr]
+
+
+def test_sampled_out_runs_announce_nothing(sampled_out: Any, announce_after: Any) -> None:
+    announce_after(0)
+    RunnableLambda(lambda x: dispatch_custom_event("e", {}) or x).invoke(1)
+    assert list(sampled_out.get_finished_spans()) == []
+
+
+def test_event_listeners_hear_every_event_at_once_and_cannot_break_the_run(
+    spans: GetSpans, announce_after: Any
+) -> None:
+    announce_after(None)
+    heard: list[tuple[int, str, int, dict[str, Any]]] = []
+
+    def listener(span: Span, name: str, time_ns: int, attributes: Any) -> None:
+        heard.append((span.get_span_context().span_id, name, time_ns, dict(attributes)))
+
+    def broken(span: Span, name: str, time_ns: int, attributes: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    def work(x: int) -> int:
+        dispatch_custom_event("progress", {"step": 1})
+        assert len(heard) == 1  # before the run ends
+        dispatch_custom_event("done", "all")
+        return x
+
+    liveness.add_event_listener(broken)
+    liveness.add_event_listener(listener)
+    try:
+        assert RunnableLambda(work).invoke(5) == 5
+    finally:
+        liveness.remove_event_listener(broken)
+        liveness.remove_event_listener(listener)
+    (run,) = spans()
+    assert [(sid, name, ts) for sid, name, ts, _ in heard] == [
+        (span_id(run), e.name, e.timestamp) for e in run.events
+    ]
+    assert heard[0][3]["otel_runnables.event.data.step"] == 1
+
+
+def test_bad_delays_are_refused() -> None:
+    with pytest.raises(ValueError, match="liveness delay"):
+        liveness.configure_liveness(True, -1)
+    with pytest.raises(ValueError, match="liveness delay"):
+        liveness.configure_liveness(True, "soon")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, 1.0),
+        ({"OTEL_RUNNABLES_LIVENESS_AFTER": "0"}, 0.0),
+        ({"OTEL_RUNNABLES_LIVENESS_AFTER": "2.5"}, 2.5),
+        ({"OTEL_RUNNABLES_LIVENESS_AFTER": "soon"}, 1.0),
+        ({"OTEL_RUNNABLES_LIVENESS_SPANS": "false"}, None),
+        ({"OTEL_RUNNABLES_LIVENESS_SPANS": "off", "OTEL_RUNNABLES_LIVENESS_AFTER": "0"}, None),
+    ],
+)
+def test_environment_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: Any) -> None:
+    monkeypatch.delenv("OTEL_RUNNABLES_LIVENESS_AFTER", raising=False)
+    monkeypatch.delenv("OTEL_RUNNABLES_LIVENESS_SPANS", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert liveness._delay_from_env() == expected
