@@ -27,10 +27,12 @@ from otel_runnables.runnables import (
     chain,
 )
 from otel_runnables.subscriptions import RunNotFoundError, subscribe, subscribe_sync
+from otel_runnables.telemetry import ConfigurationError, configure, force_flush, shutdown
 
 __all__ = [
     "AsyncCallbackHandler",
     "BaseCallbackHandler",
+    "ConfigurationError",
     "InstrumentationError",
     "InvalidConfigError",
     "InvalidEventError",
@@ -46,9 +48,12 @@ __all__ = [
     "__version__",
     "adispatch_custom_event",
     "chain",
+    "configure",
     "dispatch_custom_event",
     "ensure_config",
+    "force_flush",
     "instrument",
+    "shutdown",
     "subscribe",
     "subscribe_sync",
     "traceable",

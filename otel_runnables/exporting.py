@@ -159,11 +159,11 @@ def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
 def store_path_setting(store: bool | str | os.PathLike[str] | None) -> Path | None:
     """Where the embedded store writes: ``store`` (False: nowhere; a path: there), else
     ``OTEL_RUNNABLES_STORE`` / the default location."""
-    from otel_runnables.store import default_store_path
-
     if store is False:
         return None
     if store is None or store is True:
+        from otel_runnables.store import default_store_path
+
         return default_store_path()
     return Path(store)
 

@@ -145,9 +145,13 @@ def _resolve() -> trace.Tracer:
         if _setup is None:
             try:
                 _setup = _build(ExportSettings(), None, service_name=None, make_global=False)
-            except Exception:
+            except Exception as exc:
                 # a bad OTEL_* value must not break the user's run: say it once, trace nowhere
-                logger.exception("otel_runnables could not set up export from the environment")
+                logger.error(
+                    "otel_runnables could not set up export from the environment, so spans go nowhere: %s",
+                    exc,
+                    exc_info=not isinstance(exc, ConfigurationError),
+                )
                 _setup = TelemetrySetup(provider=trace.NoOpTracerProvider())
                 _pinned = _tracer_of(_setup.provider)
                 return _pinned
