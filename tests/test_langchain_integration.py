@@ -222,3 +222,31 @@ def test_ours_inside_langchain_inside_ours_nests_all_the_way(instrumented: None,
     lc_id = attrs(by_name["lc_middle"])["otel_runnables.run.id"]
     assert starts["our_leaf"]["parent_run_id"] == f"uuid:{lc_id}"
     assert [e.name for e in by_name["lc_middle"].events] == ["from_lc_function"]
+
+
+def test_langchain_runs_get_pending_and_event_mirror_spans(instrumented: None, spans: GetSpans) -> None:
+    from otel_runnables import liveness
+
+    before = liveness.liveness_delay()
+    liveness.configure_liveness(True, 0)
+    try:
+
+        def step(x: int) -> int:
+            lc_dispatch("progress", {"step": 1, "total": 2})
+            return x
+
+        LcLambda(step).invoke(1)
+    finally:
+        liveness.configure_liveness(before is not None, before)
+    by_type: dict[str, list[ReadableSpan]] = {}
+    for span in spans():
+        by_type.setdefault(str(attrs(span)["otel_runnables.span_type"]), []).append(span)
+    (run,) = by_type["run"]
+    (pending,) = by_type["pending"]
+    (mirror,) = by_type["event"]
+    for live in (pending, mirror):
+        assert live.parent is not None and live.parent.span_id == run.context.span_id
+        assert attrs(live)["otel_runnables.run.id"] == attrs(run)["otel_runnables.run.id"]
+    assert mirror.name == "progress"
+    assert mirror.start_time == run.events[0].timestamp
+    assert attrs(mirror)["otel_runnables.event.data.step"] == 1

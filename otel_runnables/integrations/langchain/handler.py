@@ -10,6 +10,7 @@ semantic-convention attributes; streamed tokens are counted, not stored.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from otel_runnables import conventions
+from otel_runnables import conventions, liveness
 from otel_runnables.config import RunScope, own_child_config
 from otel_runnables.runs import Run, emit_span_event
 from otel_runnables.serialization import capture_content_enabled
@@ -57,15 +58,24 @@ def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], fallb
 
 
 class LiveLangChainRun:
-    """A LangChain run in progress, as this handler knows it."""
+    """A LangChain run in progress, as this handler knows it (and as liveness spans need it)."""
 
-    __slots__ = ("chunks", "enclosing", "name", "span", "tags", "metadata")
+    __slots__ = ("announced", "chunks", "enclosing", "ended", "id", "metadata", "name", "span", "tags")
 
     def __init__(
-        self, span: Span, name: str, enclosing: Run | None, tags: list[str], metadata: dict[str, Any]
+        self,
+        run_id: uuid.UUID,
+        span: Span,
+        name: str,
+        enclosing: Run | None,
+        tags: list[str],
+        metadata: dict[str, Any],
     ) -> None:
+        self.id = run_id
         self.span = span
         self.name = name
+        self.announced = False
+        self.ended = False
         self.enclosing = enclosing
         """Our run whose code was executing when this LangChain run started."""
         self.tags = tags
@@ -120,9 +130,13 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
             if extra:
                 more.update(extra)
             span.set_attributes(more)
-        live = LiveLangChainRun(span, name, _own_current_run(), list(tags or ()), dict(metadata or {}))
+        live = LiveLangChainRun(
+            run_id, span, name, _own_current_run(), list(tags or ()), dict(metadata or {})
+        )
         with self._lock:
             self._runs[run_id] = live
+        if span.is_recording():
+            liveness.run_started(live)
 
     def _end(self, run_id: uuid.UUID, outputs: Any, extra: Mapping[str, Any] | None = None) -> None:
         with self._lock:
@@ -137,6 +151,8 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
             if live.chunks:
                 more[conventions.RUN_STREAM_CHUNKS] = live.chunks
             span.set_attributes(more)
+            live.ended = True
+            liveness.run_ended(live)
         span.end()
 
     def _fail(self, run_id: uuid.UUID, error: BaseException) -> None:
@@ -150,6 +166,8 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
             if live.chunks:
                 span.set_attribute(conventions.RUN_STREAM_CHUNKS, live.chunks)
+            live.ended = True
+            liveness.run_ended(live)
         span.end()
 
     # -- chains, prompts, parsers ----------------------------------------------
@@ -279,7 +297,9 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
         live = self._runs.get(run_id)
         if live is not None and live.span.is_recording():
             attributes = conventions.custom_event_attributes(data, capture_content=capture_content_enabled())
-            emit_span_event(live.span, name, attributes)
+            now = time.time_ns()
+            emit_span_event(live.span, name, attributes, now)
+            liveness.event_recorded(live, name, now, attributes)
 
 
 def _message(message: Any) -> Any:
