@@ -1,0 +1,315 @@
+"""The embedded store: live rows, exact counts, several writers, bounded growth."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_runnables import RunnableLambda, dispatch_custom_event, liveness
+from otel_runnables.progress.backend import TraceNotFoundError
+from otel_runnables.progress.local import LocalBackend
+from otel_runnables.store import (
+    LocalStore,
+    LocalStoreSpanProcessor,
+    RetentionPolicy,
+    StoreVersionError,
+    default_store_path,
+)
+from otel_runnables.store.retention import apply_retention, parse_bytes, parse_seconds
+from otel_runnables.store.schema import connect_writer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def store_file(tmp_path: Path) -> Path:
+    return tmp_path / "traces.sqlite3"
+
+
+@pytest.fixture
+def stored(store_file: Path, use_provider: Callable[[Any], None]) -> Iterator[LocalStoreSpanProcessor]:
+    """The library's spans go to a provider whose only processor is a store."""
+    provider = TracerProvider()
+    processor = LocalStoreSpanProcessor(store_file)
+    provider.add_span_processor(processor)
+    use_provider(provider)
+    yield processor
+    processor.shutdown()
+
+
+def test_a_live_run_and_its_events_are_visible_before_it_ends(
+    stored: LocalStoreSpanProcessor, store_file: Path
+) -> None:
+    reader = LocalStore(store_file)
+    seen: list[Any] = []
+
+    def work(x: int) -> int:
+        dispatch_custom_event("progress", {"step": 1, "total": 2, "message": "half"})
+        eventually(lambda: bool(reader.recent_root_runs(1)) and bool(reader.recent_root_runs(1)[0].events))
+        seen.extend(reader.recent_root_runs(1))
+        dispatch_custom_event("progress", {"step": 2, "total": 2})
+        return x
+
+    RunnableLambda(work).with_config(tags=["etl"]).invoke(1)
+    (live,) = seen
+    assert live.name == "work" and live.end_ns is None and live.status == "unset"
+    assert [e.attributes["otel_runnables.event.data.step"] for e in live.events] == [1]
+
+    assert stored.force_flush()
+    (done,) = reader.recent_root_runs(5)
+    assert done.end_ns is not None and done.status == "unset"
+    assert done.attributes["otel_runnables.run.tags"] == ["etl"]
+    assert "output.value" in done.attributes
+    # the live copy and the ended span's copy of the first event are one row
+    assert [e.attributes["otel_runnables.event.data.step"] for e in done.events] == [1, 2]
+    assert reader.counts() == (1, 2)
+
+
+def test_mirror_spans_and_span_events_are_stored_once(
+    stored: LocalStoreSpanProcessor, store_file: Path
+) -> None:
+    before = liveness.liveness_delay()
+    liveness.configure_liveness(True, 0)
+    try:
+        RunnableLambda(lambda x: dispatch_custom_event("e", {"n": 1}) or x).invoke(1)
+    finally:
+        liveness.configure_liveness(before is not None, before)
+    assert stored.force_flush()
+    # pending and mirror spans are not rows of their own
+    assert LocalStore(store_file).counts() == (1, 1)
+
+
+def test_errors_children_and_foreign_parents(stored: LocalStoreSpanProcessor, store_file: Path) -> None:
+    def broken(x: int) -> int:
+        raise ValueError("no good")
+
+    child = RunnableLambda(broken)
+
+    def parent(x: int) -> int:
+        with contextlib.suppress(ValueError):
+            child.invoke(x)
+        return x
+
+    tracer = trace.get_tracer("web")
+    provider = TracerProvider()
+    provider.add_span_processor(stored)
+    with provider.get_tracer("web").start_as_current_span("GET /jobs"):
+        RunnableLambda(parent).invoke(1)
+    del tracer
+    assert stored.force_flush()
+    reader = LocalStore(store_file)
+    (root,) = reader.recent_root_runs(5)
+    records = {record.name: record for record in reader.trace(root.trace_id)}
+    assert set(records) == {"GET /jobs", "parent", "broken"}
+    assert records["parent"].parent_span_id == records["GET /jobs"].span_id
+    assert records["broken"].parent_span_id == records["parent"].span_id
+    assert records["broken"].status == "error"
+    assert "ValueError" in records["broken"].status_message
+    assert reader.trace_id_of_run(records["broken"].attributes["otel_runnables.run.id"]) == root.trace_id
+
+
+def test_threads_all_counted(stored: LocalStoreSpanProcessor, store_file: Path) -> None:
+    def work(x: int) -> int:
+        for step in range(3):
+            dispatch_custom_event("progress", {"step": step})
+        return x
+
+    runnable = RunnableLambda(work)
+    threads = [threading.Thread(target=lambda: [runnable.invoke(i) for i in range(100)]) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stored.force_flush()
+    assert stored.dropped == 0
+    assert LocalStore(store_file).counts() == (800, 2400)
+
+
+WRITER = """
+    import sys
+    from opentelemetry.sdk.trace import TracerProvider
+    from otel_runnables import RunnableLambda, dispatch_custom_event, telemetry
+    from otel_runnables.store import LocalStoreSpanProcessor
+    provider = TracerProvider()
+    processor = LocalStoreSpanProcessor(sys.argv[1])
+    provider.add_span_processor(processor)
+    telemetry.set_tracer_provider(provider)
+    def work(x):
+        dispatch_custom_event("progress", {"step": x})
+        return x
+    for i in range(int(sys.argv[2])):
+        RunnableLambda(work).invoke(i)
+    processor.shutdown()
+    print("dropped", processor.dropped, "lost", processor.lost)
+"""
+
+
+def test_several_processes_write_one_file(store_file: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WRITER), str(store_file), "300"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    for writer in writers:
+        out, err = writer.communicate(timeout=60)
+        assert writer.returncode == 0, err
+        assert "dropped 0 lost 0" in out
+    assert LocalStore(store_file).counts() == (600, 600)
+
+
+def test_a_blocked_writer_never_blocks_the_caller_and_drops_are_exact(
+    store_file: Path, use_provider: Callable[[Any], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    connect_writer(store_file).close()
+    blocker = sqlite3.connect(store_file, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the store's writer waits on its busy timeout
+    provider = TracerProvider()
+    processor = LocalStoreSpanProcessor(store_file, max_queue_size=100)
+    provider.add_span_processor(processor)
+    use_provider(provider)
+    runnable = RunnableLambda(lambda x: x)
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_runnables"):
+            started = time.perf_counter()
+            for i in range(1_000):
+                runnable.invoke(i)
+            elapsed = time.perf_counter() - started
+        assert elapsed < 2.0  # a behavioural bound: nowhere near the 5 s busy timeout
+        # 2,000 items (a start and an end per run): each either taken or counted as dropped
+        assert processor.accepted + processor.dropped == 2_000
+        assert processor.accepted <= 300  # the queue bound, plus what the writer took before blocking
+        assert len([r for r in caplog.records if "queue is full" in r.getMessage()]) == 1
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    processor.shutdown()
+    assert processor.lost == 0
+    assert processor.written == processor.accepted
+
+
+def test_shutdown_marks_runs_that_never_ended(store_file: Path) -> None:
+    provider = TracerProvider()
+    processor = LocalStoreSpanProcessor(store_file)
+    provider.add_span_processor(processor)
+    span = provider.get_tracer("t").start_span("forever")
+    processor.shutdown()
+    (record,) = LocalStore(store_file).trace(f"{span.get_span_context().trace_id:032x}")
+    assert record.end_ns is not None
+    assert record.status == "error"
+    assert record.status_message == "process exited before the run ended"
+    span.end()  # after shutdown: ignored, never an error
+
+
+def test_retention_deletes_old_and_oversized_traces(store_file: Path) -> None:
+    connection = connect_writer(store_file)
+    now = time.time_ns()
+    rows = [
+        (
+            f"{i:032x}",
+            f"{i:016x}",
+            None,
+            "r",
+            "run",
+            str(i),
+            None,
+            "chain",
+            now - i * 3_600 * 10**9,
+            now,
+            "ok",
+            "",
+            "{}",
+            None,
+            1,
+        )
+        for i in range(48)
+    ]
+    connection.executemany("INSERT INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    deleted = apply_retention(connection, RetentionPolicy(max_age=24 * 3600, max_bytes=10**9), now_ns=now)
+    assert deleted == 48 - 25  # hours 0..24 stay
+    big = "x" * 50_000
+    connection.executemany(
+        "INSERT INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (f"{i:032x}", "aa", None, "r", "run", None, None, None, now + i, now, "ok", "", big, None, 1)
+            for i in range(100, 140)
+        ],
+    )
+    apply_retention(connection, RetentionPolicy(max_age=10**9, max_bytes=500_000), now_ns=now)
+    (kept,) = connection.execute("SELECT COUNT(*) FROM spans").fetchone()
+    assert 0 < kept < 10
+    # the newest stay
+    (oldest_kept,) = connection.execute("SELECT MIN(start_ns) FROM spans").fetchone()
+    assert oldest_kept > now + 100
+    connection.close()
+
+
+def test_retention_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_seconds("90") == 90 and parse_seconds("2h") == 7200 and parse_seconds("7d") == 7 * 86400
+    assert parse_bytes("200MB") == 200_000_000 and parse_bytes("1 GiB") == 1024**3
+    with pytest.raises(ValueError, match="OTEL_RUNNABLES_STORE_MAX_AGE"):
+        parse_seconds("a week")
+    monkeypatch.setenv("OTEL_RUNNABLES_STORE_MAX_AGE", "1h")
+    monkeypatch.setenv("OTEL_RUNNABLES_STORE_MAX_BYTES", "5MB")
+    assert RetentionPolicy.from_env() == RetentionPolicy(max_age=3600, max_bytes=5_000_000)
+    monkeypatch.setenv("OTEL_RUNNABLES_STORE_MAX_AGE", "soon")
+    assert RetentionPolicy.from_env() == RetentionPolicy()
+
+
+def test_a_newer_schema_is_refused_clearly(store_file: Path) -> None:
+    connect_writer(store_file).close()
+    with sqlite3.connect(store_file) as connection:
+        connection.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreVersionError, match="schema 99"):
+        connect_writer(store_file)
+    with pytest.raises(StoreVersionError, match="schema 99"):
+        LocalStore(store_file).trace("0" * 32)
+
+
+def test_reading_a_missing_store_finds_nothing_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "traces.sqlite3"
+    reader = LocalStore(path)
+    assert reader.trace("0" * 32) == [] and reader.recent_root_runs(10) == []
+    assert reader.trace_id_of_run("x") is None
+    with pytest.raises(TraceNotFoundError, match="no trace"):
+        LocalBackend(path).trace("0" * 32)
+    assert not path.parent.exists()
+
+
+def test_default_store_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("OTEL_RUNNABLES_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_store_path() == tmp_path / "otel_runnables" / "traces.sqlite3"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert default_store_path() == Path.home() / ".local" / "share" / "otel_runnables" / "traces.sqlite3"
+    for off in ("none", "off", "FALSE", "0"):
+        monkeypatch.setenv("OTEL_RUNNABLES_STORE", off)
+        assert default_store_path() is None
+    monkeypatch.setenv("OTEL_RUNNABLES_STORE", str(tmp_path / "x.db"))
+    assert default_store_path() == tmp_path / "x.db"
