@@ -1,17 +1,54 @@
-"""The typed run tree a progress query returns.
+"""The typed run tree a progress query returns, and the rules that build it
+from the span records of any backend (``build_tree``, ``summarise``).
 
-TYPES ONLY for now: the rules that build these from ``SpanRecord`` lists
-(status, progress, de-duplication of span events and mirror spans) land in
-this module next to them.
+- A run is finished iff its real span has an end; a run seen only through its
+  pending span (OTLP backends) or as a real span without an end (the local
+  store) is ``running``. Status ok/error comes from the real span.
+- Custom events come from the run span's events and its event-mirror spans;
+  one event seen both ways (same name and timestamp) counts once; time order,
+  whatever order the backend returned.
+- Progress comes from the latest progress-like event (see ``progress_of``).
+- Runs nest by run id; a run whose parent run is missing becomes a root.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Progress", "RunEvent", "RunNode", "RunStatus", "RunSummary", "RunTree"]
+from otel_runnables.conventions import (
+    EVENT_DATA,
+    EVENT_KIND,
+    EVENT_KIND_CUSTOM,
+    METADATA,
+    RUN_ID,
+    RUN_METADATA_PREFIX,
+    RUN_NAME,
+    RUN_PARENT_ID,
+    RUN_TAGS,
+    RUN_TYPE,
+    SPAN_TYPE,
+    SPAN_TYPE_EVENT,
+    SPAN_TYPE_PENDING,
+    SPAN_TYPE_RUN,
+)
+from otel_runnables.progress.records import SpanRecord
+
+__all__ = [
+    "Progress",
+    "RunEvent",
+    "RunNode",
+    "RunStatus",
+    "RunSummary",
+    "RunTree",
+    "build_tree",
+    "find_run",
+    "progress_of",
+    "summarise",
+]
 
 RunStatus = Literal["running", "ok", "error"]
 
@@ -88,3 +125,229 @@ class RunSummary:
     @property
     def duration_ns(self) -> int | None:
         return None if self.end_ns is None else self.end_ns - self.start_ns
+
+
+# -- building the tree from span records ------------------------------------------
+
+_PAIRS = (("step", "total"), ("current", "total"), ("completed", "total"))
+_MESSAGE_KEYS = ("message", "msg", "status", "description")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def progress_of(event: RunEvent) -> Progress | None:
+    """``step``/``total``, ``current``/``total``, ``completed``/``total`` or ``percent``
+    (0-100) in the event's data, with an optional ``message``; None otherwise."""
+    data = event.data
+    if not isinstance(data, Mapping):
+        return None
+    message = next((str(data[key]) for key in _MESSAGE_KEYS if isinstance(data.get(key), str)), None)
+    for done_key, total_key in _PAIRS:
+        done = _number(data.get(done_key))
+        if done is None:
+            continue
+        total = _number(data.get(total_key))
+        percent = None
+        if total is not None and total > 0:
+            percent = max(0.0, min(100.0, 100.0 * done / total))
+        elif _number(data.get("percent")) is not None:
+            percent = _number(data.get("percent"))
+        return Progress(done, total, percent, message, event.name, event.time_ns)
+    percent = _number(data.get("percent"))
+    if percent is not None:
+        return Progress(None, None, max(0.0, min(100.0, percent)), message, event.name, event.time_ns)
+    return None
+
+
+def _event_data(attributes: Mapping[str, Any]) -> Any:
+    text = attributes.get(EVENT_DATA)
+    if isinstance(text, str):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    prefix = EVENT_DATA + "."
+    flat = {key[len(prefix) :]: value for key, value in attributes.items() if key.startswith(prefix)}
+    return flat or None
+
+
+def _metadata(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    text = attributes.get(METADATA)
+    if isinstance(text, str):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    prefix = RUN_METADATA_PREFIX + "."
+    return {key[len(prefix) :]: value for key, value in attributes.items() if key.startswith(prefix)}
+
+
+def _tags(attributes: Mapping[str, Any]) -> list[str]:
+    tags = attributes.get(RUN_TAGS)
+    if isinstance(tags, str):
+        return [tags]
+    if isinstance(tags, Sequence):
+        return [str(tag) for tag in tags]
+    return []
+
+
+@dataclass
+class _Run:
+    """What the records say about one run, merged."""
+
+    run_id: str
+    real: SpanRecord | None = None
+    pending: SpanRecord | None = None
+    events: dict[tuple[str, int], RunEvent] = field(default_factory=dict)
+
+    def about(self) -> SpanRecord:
+        record = self.real or self.pending
+        assert record is not None
+        return record
+
+
+def _add_event(run: _Run, name: str, time_ns: int, attributes: Mapping[str, Any]) -> None:
+    key = (name, time_ns)
+    if key not in run.events:
+        plain = {k: v for k, v in attributes.items() if k not in (SPAN_TYPE, RUN_ID, RUN_NAME)}
+        run.events[key] = RunEvent(name, time_ns, _event_data(plain), plain)
+
+
+def _merge(records: Sequence[SpanRecord]) -> tuple[dict[str, _Run], dict[str, str]]:
+    """Runs by run id, and run span id -> run id."""
+    runs: dict[str, _Run] = {}
+    run_of_span: dict[str, str] = {}
+    mirrors: list[SpanRecord] = []
+    seen: dict[str, SpanRecord] = {}
+    for record in records:
+        earlier = seen.get(record.span_id)
+        # a backend may return a span twice: keep the most complete copy
+        if earlier is not None and (earlier.end_ns is not None or record.end_ns is None):
+            continue
+        seen[record.span_id] = record
+    for record in seen.values():
+        attributes = record.attributes
+        kind = attributes.get(SPAN_TYPE)
+        run_id = attributes.get(RUN_ID)
+        if kind == SPAN_TYPE_EVENT:
+            mirrors.append(record)
+            continue
+        if not isinstance(run_id, str) or kind not in (SPAN_TYPE_RUN, SPAN_TYPE_PENDING):
+            continue  # a foreign span: not a run
+        run = runs.setdefault(run_id, _Run(run_id))
+        if kind == SPAN_TYPE_RUN:
+            run.real = record
+            run_of_span[record.span_id] = run_id
+            for event in record.events:
+                if event.attributes.get(EVENT_KIND) == EVENT_KIND_CUSTOM:
+                    _add_event(run, event.name, event.time_ns, event.attributes)
+        elif run.pending is None:
+            run.pending = record
+            if record.parent_span_id is not None:
+                # a pending span's parent is its run's span, even before that span arrives
+                run_of_span.setdefault(record.parent_span_id, run_id)
+    for mirror in mirrors:
+        run_id = mirror.attributes.get(RUN_ID)
+        if not isinstance(run_id, str):
+            run_id = run_of_span.get(mirror.parent_span_id or "")
+        if isinstance(run_id, str) and run_id in runs:
+            _add_event(runs[run_id], mirror.name, mirror.start_ns, mirror.attributes)
+    return runs, run_of_span
+
+
+def _node(run: _Run, children: Sequence[RunNode]) -> RunNode:
+    record = run.about()
+    attributes = record.attributes
+    real = run.real
+    status: RunStatus = "running"
+    end_ns = None
+    message = ""
+    if real is not None and real.end_ns is not None:
+        status = "error" if real.status == "error" else "ok"
+        end_ns = real.end_ns
+        message = real.status_message
+    events = sorted(run.events.values(), key=lambda event: (event.time_ns, event.name))
+    progress = next((p for p in map(progress_of, reversed(events)) if p is not None), None)
+    name = attributes.get(RUN_NAME)
+    return RunNode(
+        run_id=run.run_id,
+        parent_run_id=_str_or_none(attributes.get(RUN_PARENT_ID)),
+        trace_id=record.trace_id,
+        span_id=real.span_id if real is not None else (record.parent_span_id or record.span_id),
+        name=record.name if real is not None or not isinstance(name, str) else name,
+        run_type=str(attributes.get(RUN_TYPE) or "chain"),
+        status=status,
+        status_message=message,
+        start_ns=record.start_ns,
+        end_ns=end_ns,
+        tags=_tags(attributes),
+        metadata=_metadata(attributes),
+        events=events,
+        progress=progress,
+        children=tuple(children),
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def build_tree(records: Sequence[SpanRecord], trace_id: str | None = None) -> RunTree:
+    """The runs of one trace, from its span records in any order."""
+    runs, _ = _merge(records)
+    kids: dict[str | None, list[_Run]] = {}
+    for run in runs.values():
+        parent = _str_or_none(run.about().attributes.get(RUN_PARENT_ID))
+        kids.setdefault(parent if parent in runs else None, []).append(run)
+
+    def build(run: _Run, depth: int) -> RunNode:
+        below = [] if depth > 200 else sorted(kids.get(run.run_id, []), key=_start_key)
+        return _node(run, [build(child, depth + 1) for child in below])
+
+    roots = [build(run, 0) for run in sorted(kids.get(None, []), key=_start_key)]
+    if trace_id is None:
+        trace_id = records[0].trace_id if records else ""
+    return RunTree(trace_id=trace_id, roots=tuple(roots))
+
+
+def _start_key(run: _Run) -> tuple[int, str]:
+    return (run.about().start_ns, run.run_id)
+
+
+def find_run(tree: RunTree, run_id: str) -> RunNode | None:
+    """The node of ``run_id`` anywhere in the tree."""
+    stack = list(tree.roots)
+    while stack:
+        node = stack.pop()
+        if node.run_id == run_id:
+            return node
+        stack.extend(node.children)
+    return None
+
+
+def summarise(records: Sequence[SpanRecord]) -> list[RunSummary]:
+    """Root runs (newest first) from the records of recent root runs."""
+    runs, _ = _merge(records)
+    summaries = []
+    for run in runs.values():
+        node = _node(run, ())
+        summaries.append(
+            RunSummary(
+                run_id=node.run_id,
+                trace_id=node.trace_id,
+                name=node.name,
+                run_type=node.run_type,
+                status=node.status,
+                start_ns=node.start_ns,
+                end_ns=node.end_ns,
+                service_name=run.about().service_name,
+            )
+        )
+    return sorted(summaries, key=lambda summary: summary.start_ns, reverse=True)
