@@ -1,0 +1,197 @@
+"""Run trees, run lists and events as rich renderables and as JSON.
+
+The JSON shape is the same for every backend (see ``node_json``); times are
+given both as ISO-8601 UTC and as nanoseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from otel_runnables.progress.model import Progress, RunEvent, RunNode, RunSummary, RunTree
+
+__all__ = ["event_json", "events_table", "node_json", "runs_table", "summary_json", "tree_json", "tree_view"]
+
+_ICONS = {"running": ("…", "yellow"), "ok": ("✓", "green"), "error": ("✗", "red")}
+
+
+def iso(time_ns: int | None) -> str | None:
+    if time_ns is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(time_ns / 1e9, tz=datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _duration(start_ns: int, end_ns: int | None) -> str:
+    seconds = ((end_ns if end_ns is not None else time.time_ns()) - start_ns) / 1e9
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
+def _progress_text(progress: Progress) -> str:
+    parts = []
+    if progress.done is not None:
+        done = f"{progress.done:g}"
+        parts.append(f"{done}/{progress.total:g}" if progress.total is not None else done)
+    if progress.percent is not None:
+        parts.append(f"{progress.percent:.0f}%")
+    if progress.message:
+        parts.append(progress.message)
+    return "  ".join(parts)
+
+
+def _label(node: RunNode) -> RenderableType:
+    icon, colour = _ICONS[node.status]
+    head = Text.assemble(
+        (f"{icon} ", colour),
+        (node.name, "bold"),
+        (f"  {node.run_type}", "dim"),
+        (f"  {_duration(node.start_ns, node.end_ns)}", "cyan"),
+    )
+    if node.status == "error" and node.status_message:
+        head.append(f"  {node.status_message}", style="red")
+    if node.progress is None:
+        if node.events:
+            head.append(f"  last event: {node.events[-1].name}", style="dim")
+        return head
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(
+        head,
+        ProgressBar(total=100.0, completed=node.progress.percent or 0.0, width=24)
+        if node.progress.percent is not None
+        else Text(""),
+        Text(_progress_text(node.progress)),
+    )
+    return grid
+
+
+def tree_view(tree: RunTree) -> RenderableType:
+    """The runs of a tree, each with its status, duration and progress bar."""
+    views = []
+    for root in tree.roots:
+        view = Tree(_label(root))
+        stack: list[tuple[Tree, RunNode]] = [(view, root)]
+        while stack:
+            branch, node = stack.pop()
+            for child in node.children:
+                stack_entry = (branch.add(_label(child)), child)
+                stack.append(stack_entry)
+        views.append(view)
+    footer = Text(f"trace {tree.trace_id}", style="dim")
+    return Group(*views, footer)
+
+
+def runs_table(summaries: Sequence[RunSummary]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "status", "duration", "started"):
+        table.add_column(column)
+    for column in ("trace id", "run id"):
+        table.add_column(column, no_wrap=True, min_width=32 if column == "trace id" else 36)
+    for summary in summaries:
+        icon, colour = _ICONS[summary.status]
+        table.add_row(
+            summary.name,
+            Text(f"{icon} {summary.status}", style=colour),
+            _duration(summary.start_ns, summary.end_ns),
+            iso(summary.start_ns) or "",
+            summary.trace_id,
+            summary.run_id,
+        )
+    return table
+
+
+def events_table(events: Sequence[RunEvent]) -> Table:
+    table = Table(box=None, header_style="bold")
+    table.add_column("time", no_wrap=True)
+    table.add_column("name")
+    table.add_column("data", overflow="fold")
+    for event in events:
+        table.add_row(iso(event.time_ns) or "", event.name, _compact(event.data))
+    return table
+
+
+def _compact(data: Any) -> str:
+    import json
+
+    try:
+        return json.dumps(data, ensure_ascii=False, default=str)
+    except ValueError:
+        return repr(data)
+
+
+# -- JSON -----------------------------------------------------------------------------
+
+
+def _progress_json(progress: Progress | None) -> dict[str, Any] | None:
+    if progress is None:
+        return None
+    return {
+        "done": progress.done,
+        "total": progress.total,
+        "percent": progress.percent,
+        "message": progress.message,
+        "event": progress.event_name,
+        "time": iso(progress.time_ns),
+        "time_ns": progress.time_ns,
+    }
+
+
+def event_json(event: RunEvent) -> dict[str, Any]:
+    return {"name": event.name, "time": iso(event.time_ns), "time_ns": event.time_ns, "data": event.data}
+
+
+def node_json(node: RunNode) -> dict[str, Any]:
+    duration = node.duration_ns
+    return {
+        "run_id": node.run_id,
+        "parent_run_id": node.parent_run_id,
+        "trace_id": node.trace_id,
+        "span_id": node.span_id,
+        "name": node.name,
+        "run_type": node.run_type,
+        "status": node.status,
+        "status_message": node.status_message,
+        "start": iso(node.start_ns),
+        "start_ns": node.start_ns,
+        "end": iso(node.end_ns),
+        "end_ns": node.end_ns,
+        "duration_ms": None if duration is None else duration / 1e6,
+        "tags": list(node.tags),
+        "metadata": dict(node.metadata),
+        "progress": _progress_json(node.progress),
+        "events": [event_json(event) for event in node.events],
+        "children": [node_json(child) for child in node.children],
+    }
+
+
+def tree_json(tree: RunTree) -> dict[str, Any]:
+    return {"trace_id": tree.trace_id, "runs": [node_json(root) for root in tree.roots]}
+
+
+def summary_json(summary: RunSummary) -> dict[str, Any]:
+    duration = summary.duration_ns
+    return {
+        "run_id": summary.run_id,
+        "trace_id": summary.trace_id,
+        "name": summary.name,
+        "run_type": summary.run_type,
+        "status": summary.status,
+        "start": iso(summary.start_ns),
+        "start_ns": summary.start_ns,
+        "end": iso(summary.end_ns),
+        "end_ns": summary.end_ns,
+        "duration_ms": None if duration is None else duration / 1e6,
+        "service_name": summary.service_name,
+    }
