@@ -250,3 +250,30 @@ def test_langchain_runs_get_pending_and_event_mirror_spans(instrumented: None, s
     assert mirror.name == "progress"
     assert mirror.start_time == run.events[0].timestamp
     assert attrs(mirror)["otel_runnables.event.data.step"] == 1
+
+
+def test_progress_queries_read_langchain_traces(instrumented: None, use_provider: Any, tmp_path: Any) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_runnables import progress
+    from otel_runnables.store import LocalStoreSpanProcessor
+
+    path = tmp_path / "traces.sqlite3"
+    provider = TracerProvider()
+    store = LocalStoreSpanProcessor(path)
+    provider.add_span_processor(store)
+    use_provider(provider)
+
+    def step(x: int) -> int:
+        for i in (1, 2):
+            lc_dispatch("progress", {"step": i, "total": 2, "message": f"part {i}"})
+        return x
+
+    (LcLambda(step) | LcLambda(lambda x: x + 1)).invoke(1)
+    store.shutdown()
+    (summary,) = progress.runs(path=str(path))
+    assert summary.name == "RunnableSequence" and summary.status == "ok"
+    (root,) = progress.get(summary.run_id, path=str(path)).roots
+    first = root.children[0]
+    assert first.name == "step" and first.progress is not None
+    assert (first.progress.percent, first.progress.message) == (100, "part 2")
