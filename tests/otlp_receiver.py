@@ -1,0 +1,162 @@
+"""Real OTLP receivers for the tests: HTTP (protobuf, optionally gzip) and gRPC,
+decoding every export request with opentelemetry-proto."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+
+def plain(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [plain(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return {item.key: plain(item.value) for item in value.kvlist_value.values}
+    return None if kind is None else getattr(value, kind)
+
+
+@dataclass
+class ReceivedEvent:
+    name: str
+    time_ns: int
+    attributes: dict[str, Any]
+
+
+@dataclass
+class ReceivedSpan:
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    start_ns: int
+    end_ns: int
+    status_code: int
+    status_message: str
+    attributes: dict[str, Any]
+    events: list[ReceivedEvent]
+    service_name: str | None
+
+    @property
+    def span_type(self) -> Any:
+        return self.attributes.get("otel_runnables.span_type")
+
+
+@dataclass
+class Received:
+    """Everything the receiver decoded, thread-safe."""
+
+    spans: list[ReceivedSpan] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    requests: int = 0
+    lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def add(self, request: trace_service_pb2.ExportTraceServiceRequest, headers: dict[str, str]) -> None:
+        decoded = []
+        for resource_spans in request.resource_spans:
+            resource = {a.key: plain(a.value) for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    decoded.append(
+                        ReceivedSpan(
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex() or None,
+                            name=span.name,
+                            start_ns=span.start_time_unix_nano,
+                            end_ns=span.end_time_unix_nano,
+                            status_code=span.status.code,
+                            status_message=span.status.message,
+                            attributes={a.key: plain(a.value) for a in span.attributes},
+                            events=[
+                                ReceivedEvent(
+                                    e.name, e.time_unix_nano, {a.key: plain(a.value) for a in e.attributes}
+                                )
+                                for e in span.events
+                            ],
+                            service_name=resource.get("service.name"),
+                        )
+                    )
+        with self.lock:
+            self.spans.extend(decoded)
+            self.headers.append(headers)
+            self.requests += 1
+            self.lock.notify_all()
+
+    def wait_for(
+        self, check: Callable[[list[ReceivedSpan]], bool], timeout: float = 15.0
+    ) -> list[ReceivedSpan]:
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not check(self.spans):
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"not received in time; got {len(self.spans)} spans"
+                self.lock.wait(remaining)
+            return list(self.spans)
+
+
+@contextmanager
+def http_receiver() -> Iterator[tuple[str, Received]]:
+    """An OTLP/HTTP receiver on loopback: yields (base endpoint, received)."""
+    received = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            request = trace_service_pb2.ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            received.add(request, {k.lower(): v for k, v in self.headers.items()})
+            answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    def Export(self, request: Any, context: Any) -> Any:
+        self.received.add(request, {key: value for key, value in context.invocation_metadata()})
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@contextmanager
+def grpc_receiver() -> Iterator[tuple[str, Received]]:
+    """An OTLP/gRPC receiver on loopback: yields (endpoint, received)."""
+    received = Received()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(received), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}", received
+    finally:
+        server.stop(grace=None)

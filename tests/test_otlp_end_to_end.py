@@ -1,0 +1,149 @@
+"""Spans over the real wire: the OTLP/HTTP and gRPC exporters, configured by
+``configure()`` or by the OTEL_* variables, to receivers that decode them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from otel_runnables import RunnableLambda, dispatch_custom_event, liveness, telemetry
+from tests.conftest import PROVIDER
+from tests.otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
+
+RECEIVERS = {"http/protobuf": http_receiver, "grpc": grpc_receiver}
+
+
+@pytest.fixture
+def exporting(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Export quickly; afterwards the suite's provider and the liveness defaults are back."""
+    for key in list(os.environ):
+        if key.startswith("OTEL_EXPORTER_OTLP") or key == "OTEL_TRACES_EXPORTER":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    before = liveness.liveness_delay()
+    yield
+    telemetry.shutdown()
+    telemetry.set_tracer_provider(PROVIDER)
+    liveness.configure_liveness(before is not None, before)
+
+
+def job() -> Any:
+    def fetch(x: int) -> int:
+        return x
+
+    def flaky(x: int) -> int:
+        raise RuntimeError("flaky source")
+
+    def transform(x: int) -> int:
+        for step in (1, 2):
+            dispatch_custom_event("progress", {"step": step, "total": 2, "api_key": "sk-live-123"})
+        with contextlib.suppress(RuntimeError):
+            RunnableLambda(flaky).invoke(x)
+        return x * 10
+
+    return (RunnableLambda(fetch) | RunnableLambda(transform)).with_config(
+        run_name="nightly", tags=["etl"], metadata={"team": "data"}
+    )
+
+
+def by_type(spans: list[ReceivedSpan], span_type: str) -> dict[str, ReceivedSpan]:
+    return {span.name: span for span in spans if span.span_type == span_type}
+
+
+def all_runs_ended(count: int) -> Callable[[list[ReceivedSpan]], bool]:
+    return lambda spans: len([s for s in spans if s.span_type == "run"]) >= count
+
+
+@pytest.mark.parametrize("protocol", sorted(RECEIVERS))
+def test_a_job_arrives_whole(exporting: None, protocol: str) -> None:
+    with RECEIVERS[protocol]() as (endpoint, received):
+        telemetry.configure(
+            endpoint=endpoint,
+            protocol=protocol,
+            headers={"x-tenant": "acme"},
+            compression="gzip",
+            store=False,
+            set_global=False,
+            service_name="billing",
+            liveness_after=0,
+        )
+        assert job().invoke(4) == 40
+        assert telemetry.force_flush()
+        spans = received.wait_for(all_runs_ended(4))
+
+    ids = [span.span_id for span in spans]
+    assert len(ids) == len(set(ids)), "a span id was exported twice"
+    assert {span.trace_id for span in spans} == {spans[0].trace_id}
+    runs = by_type(spans, "run")
+    assert set(runs) == {"nightly", "fetch", "transform", "flaky"}
+    assert runs["nightly"].parent_span_id is None
+    assert runs["transform"].parent_span_id == runs["nightly"].span_id
+    assert runs["flaky"].parent_span_id == runs["transform"].span_id
+    assert runs["flaky"].status_code == 2 and "flaky source" in runs["flaky"].status_message
+    assert runs["nightly"].attributes["otel_runnables.run.tags"] == ["etl"]
+    assert runs["nightly"].attributes["otel_runnables.run.metadata.team"] == "data"
+    assert runs["nightly"].attributes["output.value"] == "40"
+    assert all(span.service_name == "billing" for span in spans)
+    events = runs["transform"].events
+    assert [e.attributes["otel_runnables.event.data.step"] for e in events] == [1, 2]
+    assert all(e.attributes["otel_runnables.event.data.api_key"] == "[REDACTED]" for e in events)
+
+    pending = by_type(spans, "pending")
+    assert set(pending) == set(runs)
+    for name, span in pending.items():
+        assert span.parent_span_id == runs[name].span_id and span.start_ns == span.end_ns
+    mirrors = [span for span in spans if span.span_type == "event"]
+    assert sorted(m.start_ns for m in mirrors) == sorted(e.time_ns for e in events)
+    assert all(m.parent_span_id == runs["transform"].span_id for m in mirrors)
+    assert all(headers.get("x-tenant") == "acme" for headers in received.headers)
+
+
+@pytest.mark.parametrize("protocol", sorted(RECEIVERS))
+def test_a_running_run_is_visible_before_it_ends(exporting: None, protocol: str) -> None:
+    release = threading.Event()
+
+    def long_job(x: int) -> int:
+        dispatch_custom_event("progress", {"step": 1, "total": 2})
+        release.wait(20)
+        dispatch_custom_event("progress", {"step": 2, "total": 2})
+        return x
+
+    with RECEIVERS[protocol]() as (endpoint, received):
+        telemetry.configure(
+            endpoint=endpoint, protocol=protocol, store=False, set_global=False, liveness_after=0
+        )
+        worker = threading.Thread(target=RunnableLambda(long_job).invoke, args=(1,))
+        worker.start()
+        try:
+            live = received.wait_for(lambda spans: {"pending", "event"} <= {s.span_type for s in spans})
+            assert [s for s in live if s.span_type == "run"] == []  # still running
+            (mirror,) = [s for s in live if s.span_type == "event"]
+            assert mirror.attributes["otel_runnables.event.data.step"] == 1
+        finally:
+            release.set()
+            worker.join(20)
+        assert telemetry.force_flush()
+        done = received.wait_for(all_runs_ended(1))
+    (run,) = [s for s in done if s.span_type == "run"]
+    assert len(run.events) == 2
+    assert len([s for s in done if s.span_type == "event"]) == 2
+
+
+def test_the_environment_alone_configures_export(exporting: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    with http_receiver() as (endpoint, received):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20abc")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+        setup = telemetry.configure(store=False, set_global=False)
+        assert setup.exporters == ["otlp"]
+        RunnableLambda(lambda x: x).invoke(1)
+        assert telemetry.force_flush()
+        (span,) = received.wait_for(all_runs_ended(1))
+    assert span.service_name == "from-env"
+    assert received.headers[0]["authorization"] == "Bearer abc"
