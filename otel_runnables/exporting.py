@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from otel_runnables.errors import OtelRunnablesError
+from otel_runnables.export_health import CountingExporter, DropCountingBatchSpanProcessor
 
 __all__ = [
     "ConfigurationError",
@@ -151,9 +152,10 @@ def _otlp_exporter(settings: ExportSettings) -> SpanExporter:
 
 
 def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
+    counted = CountingExporter(exporter)
     if _env("OTEL_BSP_SCHEDULE_DELAY") is None:
-        return BatchSpanProcessor(exporter, schedule_delay_millis=_LIVE_SCHEDULE_DELAY_MS)
-    return BatchSpanProcessor(exporter)
+        return DropCountingBatchSpanProcessor(counted, schedule_delay_millis=_LIVE_SCHEDULE_DELAY_MS)
+    return DropCountingBatchSpanProcessor(counted)
 
 
 def store_path_setting(store: bool | str | os.PathLike[str] | None) -> Path | None:
