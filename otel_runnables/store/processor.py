@@ -162,7 +162,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
                         _hex_span(parent.span_id),
                         span.name,
                         span.start_time or 0,
-                        _json(event_attributes),
+                        event_attributes,
                     )
                 )
             return
@@ -173,7 +173,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
                 _hex_span(context.span_id),
                 event.name,
                 event.timestamp,
-                _json(event.attributes),
+                event.attributes,
             )
             for event in span.events
         ]
@@ -190,7 +190,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
                     _hex_span(context.span_id),
                     name,
                     time_ns,
-                    _json(attributes),
+                    attributes,
                 )
             )
 
@@ -219,7 +219,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
             None if ended is None else (ended.end_time or time.time_ns()),
             status,
             message,
-            _json(attributes),
+            attributes if ended is not None else dict(attributes),  # a live span's may still change
             resource.get("service.name"),
             os.getpid(),
         )
@@ -276,10 +276,22 @@ class LocalStoreSpanProcessor(SpanProcessor):
         return batch
 
     def _write(self, connection: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
-        starts = [item[1] for item in batch if item[0] == "start"]
-        ends = [item[1] for item in batch if item[0] == "end"]
-        events = [item[1:] for item in batch if item[0] == "event"]
-        events += [event for item in batch if item[0] == "end" for event in item[2]]
+        # a span that ended within this batch is written once, with all its events:
+        # its start row and the events heard live would only be overwritten
+        ended = {(item[1][0], item[1][1]) for item in batch if item[0] == "end"}
+        # JSON is encoded here, off the caller's thread
+        starts = [
+            (*item[1][:12], _json(item[1][12]), *item[1][13:])
+            for item in batch
+            if item[0] == "start" and (item[1][0], item[1][1]) not in ended
+        ]
+        ends = [(*item[1][:12], _json(item[1][12]), *item[1][13:]) for item in batch if item[0] == "end"]
+        events = [
+            (*item[1:5], _json(item[5]))
+            for item in batch
+            if item[0] == "event" and (item[1], item[2]) not in ended
+        ]
+        events += [(*event[:4], _json(event[4])) for item in batch if item[0] == "end" for event in item[2]]
         abandoned = [(item[3], _ABANDONED, item[1], item[2]) for item in batch if item[0] == "abandon"]
         try:
             connection.execute("BEGIN IMMEDIATE")

@@ -41,7 +41,6 @@ CREATE TABLE IF NOT EXISTS spans (
 CREATE INDEX IF NOT EXISTS spans_by_run ON spans (run_id) WHERE run_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS root_runs_by_start ON spans (start_ns)
     WHERE span_type = 'run' AND parent_run_id IS NULL;
-CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
 CREATE TABLE IF NOT EXISTS events (
     trace_id TEXT NOT NULL,
     span_id TEXT NOT NULL,
