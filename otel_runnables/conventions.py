@@ -8,6 +8,7 @@ the UI's *Tags* field ``otel_runnables.run.id=<uuid>``), Tempo TraceQL
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -27,13 +28,19 @@ __all__ = [
     "CODE_FUNCTION_NAME",
     "CODE_LINE_NUMBER",
     "EVENT_DATA",
+    "EVENT_DATA_SIZE",
+    "EVENT_DATA_TYPE",
     "EVENT_KIND",
     "EVENT_KIND_CUSTOM",
     "INPUT_MIME_TYPE",
+    "INPUT_SIZE",
+    "INPUT_TYPE",
     "INPUT_VALUE",
     "METADATA",
     "OPENINFERENCE_SPAN_KIND",
     "OUTPUT_MIME_TYPE",
+    "OUTPUT_SIZE",
+    "OUTPUT_TYPE",
     "OUTPUT_VALUE",
     "RUN_ID",
     "RUN_METADATA_PREFIX",
@@ -53,6 +60,7 @@ __all__ = [
     "openinference_kind",
     "run_attributes",
     "run_identity_attributes",
+    "shape_attributes",
 ]
 
 SPAN_TYPE = "otel_runnables.span_type"
@@ -81,6 +89,14 @@ OUTPUT_MIME_TYPE = "output.mime_type"
 CODE_FUNCTION_NAME = "code.function.name"
 CODE_FILE_PATH = "code.file.path"
 CODE_LINE_NUMBER = "code.line.number"
+
+# with content capture off: what was there, not what it was
+INPUT_TYPE = "otel_runnables.input.type"
+INPUT_SIZE = "otel_runnables.input.size"
+OUTPUT_TYPE = "otel_runnables.output.type"
+OUTPUT_SIZE = "otel_runnables.output.size"
+EVENT_DATA_TYPE = "otel_runnables.event.data_type"
+EVENT_DATA_SIZE = "otel_runnables.event.data_size"
 
 EVENT_KIND = "otel_runnables.event.kind"
 EVENT_KIND_CUSTOM = "custom"
@@ -120,10 +136,21 @@ def run_identity_attributes(run_id: str, parent_id: str | None, run_type: str) -
     return attributes
 
 
+def shape_attributes(type_key: str, size_key: str, value: object) -> dict[str, AttributeValue]:
+    """A value's type name and, when it has one, its length: all that is kept without content capture."""
+    attributes: dict[str, AttributeValue] = {type_key: type(value).__name__}
+    with contextlib.suppress(Exception):  # not sized, or a broken __len__
+        attributes[size_key] = len(value)  # type: ignore[arg-type]
+    return attributes
+
+
 def io_attributes(
-    direction: str, value: object, limits: EncodingLimits = DEFAULT_LIMITS
+    direction: str, value: object, limits: EncodingLimits = DEFAULT_LIMITS, *, capture: bool = True
 ) -> dict[str, AttributeValue]:
-    """``input.value``/``input.mime_type`` (direction "input") or the output pair."""
+    """``input.value``/``input.mime_type`` (direction "input") or the output pair; with
+    ``capture`` off, only ``otel_runnables.<direction>.type`` and ``.size``."""
+    if not capture:
+        return shape_attributes(f"otel_runnables.{direction}.type", f"otel_runnables.{direction}.size", value)
     encoded = encode_value(value, limits)
     attributes: dict[str, AttributeValue] = {
         f"{direction}.value": encoded.text,
@@ -157,6 +184,7 @@ def custom_event_attributes(
     """A custom event: its kind, its data as JSON and its scalar fields flat."""
     attributes: dict[str, AttributeValue] = {EVENT_KIND: EVENT_KIND_CUSTOM}
     if not capture_content:
+        attributes.update(shape_attributes(EVENT_DATA_TYPE, EVENT_DATA_SIZE, data))
         return attributes
     if isinstance(data, str):
         # keep event data JSON even for strings, so readers parse one format

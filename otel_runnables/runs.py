@@ -173,8 +173,9 @@ class Run:
             more = conventions.run_attributes(self.tags, self.metadata)
             if extra:
                 more.update(extra)
-            if not self.streaming and capture_content_enabled():
-                more.update(conventions.io_attributes("input", self.inputs))
+            if not self.streaming:
+                capture = capture_content_enabled()
+                more.update(conventions.io_attributes("input", self.inputs, capture=capture))
             if more:
                 span.set_attributes(more)
         return span
@@ -213,10 +214,10 @@ class Run:
         self.ended = True
         span = self.span
         if span.is_recording():
-            if capture_content_enabled():
-                if self.streaming and inputs is not MISSING:
-                    span.set_attributes(conventions.io_attributes("input", inputs))
-                span.set_attributes(conventions.io_attributes("output", outputs))
+            capture = capture_content_enabled()
+            if self.streaming and inputs is not MISSING:
+                span.set_attributes(conventions.io_attributes("input", inputs, capture=capture))
+            span.set_attributes(conventions.io_attributes("output", outputs, capture=capture))
             if self.stream_chunks:
                 span.set_attribute(conventions.RUN_STREAM_CHUNKS, self.stream_chunks)
             liveness.run_ended(self)

@@ -43,6 +43,23 @@ _CYCLE = "<cycle>"
 _TRUNCATED_KEY = "<truncated>"
 
 
+# secret-looking keys, matched as substrings of the normalised key (over-redacting beats leaking)
+_DEFAULT_REDACT_KEYS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "auth",
+    "cookie",
+    "credential",
+    "private_key",
+    "session",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class EncodingLimits:
     max_value_length: int = 8192
@@ -51,23 +68,23 @@ class EncodingLimits:
     """Nesting levels kept; deeper values become "<max depth>"."""
     max_items: int = 200
     """Items kept per container; the rest are summarised."""
-    redact_keys: tuple[str, ...] = (
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "authorization",
-        "auth",
-        "cookie",
-        "credential",
-        "private_key",
-    )
+    redact_keys: tuple[str, ...] = _DEFAULT_REDACT_KEYS
     """Dict keys containing one of these (case-insensitive, "-" as "_") are redacted."""
 
 
-DEFAULT_LIMITS = EncodingLimits()
+def _redact_keys_from_env() -> tuple[str, ...]:
+    """``OTEL_RUNNABLES_REDACT_KEYS``: a comma-separated list replacing the defaults, or,
+    starting with ``+``, added to them."""
+    raw = os.environ.get("OTEL_RUNNABLES_REDACT_KEYS", "").strip()
+    defaults = _DEFAULT_REDACT_KEYS
+    if not raw:
+        return defaults
+    extend = raw.startswith("+")
+    given = tuple(part.strip().lower() for part in raw.lstrip("+").split(",") if part.strip())
+    return (*defaults, *given) if extend else given
+
+
+DEFAULT_LIMITS = EncodingLimits(redact_keys=_redact_keys_from_env())
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,7 +201,14 @@ def test_capture_content_off_keeps_no_payloads(spans: GetSpans, monkeypatch: pyt
     (span,) = spans()
     keys = set(attrs(span))
     assert not {"input.value", "output.value"} & keys
-    assert dict(span.events[0].attributes or {}) == {"otel_runnables.event.kind": "custom"}
+    # what was there, not what it was
+    assert (attrs(span)["otel_runnables.input.type"], attrs(span)["otel_runnables.input.size"]) == ("str", 7)
+    assert attrs(span)["otel_runnables.output.type"] == "str"
+    assert dict(span.events[0].attributes or {}) == {
+        "otel_runnables.event.kind": "custom",
+        "otel_runnables.event.data_type": "dict",
+        "otel_runnables.event.data_size": 1,
+    }
 
 
 def test_secret_looking_metadata_is_redacted(spans: GetSpans) -> None:
@@ -677,7 +684,12 @@ def test_capture_content_off_keeps_no_payload_anywhere(
         assert not keys & {"input.value", "input.mime_type", "output.value", "output.mime_type"}
         assert "secret" not in json.dumps(attrs(span), default=str)
         for event in span.events:
-            assert dict(event.attributes or {}) == {"otel_runnables.event.kind": "custom"}
+            assert "123-45" not in json.dumps(dict(event.attributes or {}))
+            assert set(event.attributes or {}) == {
+                "otel_runnables.event.kind",
+                "otel_runnables.event.data_type",
+                "otel_runnables.event.data_size",
+            }
 
 
 # -- streaming ------------------------------------------------------------------------------------------

@@ -125,8 +125,7 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
         span = get_tracer().start_span(name, context=context, kind=SpanKind.INTERNAL, attributes=attributes)
         if span.is_recording():
             more = conventions.run_attributes(list(tags or ()), dict(metadata or {}))
-            if capture_content_enabled():
-                more.update(conventions.io_attributes("input", inputs))
+            more.update(conventions.io_attributes("input", inputs, capture=capture_content_enabled()))
             if extra:
                 more.update(extra)
             span.set_attributes(more)
@@ -146,8 +145,7 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
         span = live.span
         if span.is_recording():
             more: dict[str, Any] = dict(extra or {})
-            if capture_content_enabled():
-                more.update(conventions.io_attributes("output", outputs))
+            more.update(conventions.io_attributes("output", outputs, capture=capture_content_enabled()))
             if live.chunks:
                 more[conventions.RUN_STREAM_CHUNKS] = live.chunks
             span.set_attributes(more)
