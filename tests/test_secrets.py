@@ -1,0 +1,133 @@
+"""Secrets never leave the process: planted in every place a payload can be,
+then searched for in every byte that would leave it — the OTLP protobuf of
+every span and the embedded store's files — while in-process consumers still
+get the real objects."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_runnables import BaseCallbackHandler, RunnableLambda, dispatch_custom_event, liveness
+from otel_runnables.store import LocalStoreSpanProcessor
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRETS = [f"SECRET-{n}-x9q" for n in range(12)]
+
+
+class Heard(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.inputs: list[Any] = []
+
+    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+        self.inputs.append(inputs)
+
+    def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        self.events.append(data)
+
+
+def plant(heard: Heard) -> None:
+    s = SECRETS
+
+    def inner(payload: dict[str, Any]) -> dict[str, Any]:
+        dispatch_custom_event("progress", {"step": 1, "api_key": s[0], "nested": {"password": s[1]}})
+        dispatch_custom_event("login", {"Authorization": f"Bearer {s[2]}", "X-Api-Key": s[3]})
+        return {"access_token": s[4], "rows": [{"client_secret": s[5]}], "ok": True}
+
+    def outer(payload: dict[str, Any]) -> Any:
+        return RunnableLambda(inner).invoke({"user": "ann", "credentials": {"passwd": s[6]}})
+
+    job = RunnableLambda(outer).with_config(
+        metadata={"session": s[7], "db_password": s[8], "team": "data", "cookie": s[9]}
+    )
+    job.invoke({"private_key": s[10], "auth": {"token": s[11]}, "query": "visible"}, {"callbacks": [heard]})
+
+
+@pytest.fixture
+def all_liveness() -> Any:
+    before = liveness.liveness_delay()
+    liveness.configure_liveness(True, 0)  # pending and mirror spans carry payloads too
+    yield
+    liveness.configure_liveness(before is not None, before)
+
+
+def test_no_secret_in_any_exported_byte(
+    all_liveness: None, tmp_path: Path, use_provider: Callable[[Any], None]
+) -> None:
+    exporter = InMemorySpanExporter()
+    store = LocalStoreSpanProcessor(tmp_path / "traces.sqlite3")
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(store)
+    use_provider(provider)
+    heard = Heard()
+    plant(heard)
+    store.shutdown()
+
+    spans = exporter.get_finished_spans()
+    assert {span.attributes.get("otel_runnables.span_type") for span in spans} == {"run", "pending", "event"}  # type: ignore[union-attr]
+    wire = encode_spans(spans).SerializeToString()
+    files = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())
+    assert b"visible" in wire and b"visible" in files  # payloads are there...
+    assert b"[REDACTED]" in wire and b"[REDACTED]" in files
+    for secret in SECRETS:  # ...secrets are not
+        assert secret.encode() not in wire, secret
+        assert secret.encode() not in files, secret
+
+    # in-process consumers get the real objects
+    assert heard.events[0]["api_key"] == SECRETS[0]
+    assert heard.events[1]["X-Api-Key"] == SECRETS[3]
+    assert heard.inputs[0]["private_key"] == SECRETS[10]
+
+
+def test_capture_off_leaves_no_payload_at_all(
+    all_liveness: None, tmp_path: Path, use_provider: Callable[[Any], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    use_provider(provider)
+    plant(Heard())
+    wire = encode_spans(exporter.get_finished_spans()).SerializeToString()
+    assert b"visible" not in wire and b"ann" not in wire
+    assert b"otel_runnables.input.type" in wire
+
+
+def test_the_key_list_is_configurable() -> None:
+    code = """
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from otel_runnables import RunnableLambda, telemetry
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        telemetry.set_tracer_provider(provider)
+        RunnableLambda(lambda x: x).invoke({"ssn": "123-45-6789", "password": "hunter2"})
+        (span,) = exporter.get_finished_spans()
+        print(span.attributes["input.value"])
+    """
+
+    def run(keys: str) -> str:
+        env = {"PYTHONPATH": str(ROOT), "OTEL_RUNNABLES_REDACT_KEYS": keys, "OTEL_RUNNABLES_STORE": "none"}
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, check=True
+        )
+        return done.stdout
+
+    extended = run("+ssn")
+    assert "123-45-6789" not in extended and "hunter2" not in extended
+    replaced = run("ssn")
+    assert "123-45-6789" not in replaced and "hunter2" in replaced
