@@ -22,7 +22,7 @@ from otel_runnables.instrumentation._calls import (
     StreamedOutput,
     Tracing,
 )
-from otel_runnables.runnables._execution import iterate_in_executor
+from otel_runnables.runnables._execution import closing, iterate_in_executor
 from otel_runnables.runnables.base import Runnable
 
 __all__ = ["TracedFunction", "TracedMethod"]
@@ -77,8 +77,9 @@ class _TracedRunnable(Runnable[Any, Any]):
             return await tracing.run_coroutine(coroutine, instance, args, call_kwargs, config)
         if tracing.kind == ASYNC_GENERATOR:
             output = StreamedOutput()
-            async for chunk in self.astream(input, config):
-                output.add(chunk)
+            async with closing(self.astream(input, config)) as stream:
+                async for chunk in stream:
+                    output.add(chunk)
             return output.value
         return await Runnable.ainvoke(self, input, config, **kwargs)  # sync: in the executor
 
@@ -114,8 +115,9 @@ class _TracedRunnable(Runnable[Any, Any]):
             finally:
                 sync_chunks.close()
         else:
-            async for chunk in Runnable.astream(self, input, config, **kwargs):
-                yield chunk
+            async with closing(Runnable.astream(self, input, config, **kwargs)) as stream:
+                async for chunk in stream:
+                    yield chunk
 
     def __copy__(self) -> Any:
         return self  # like a function: copies are the same object
@@ -161,6 +163,7 @@ class TracedFunction(wrapt.FunctionWrapper[..., Any], _TracedRunnable):
     """A traced callable: called exactly as the original, and a Runnable."""
 
     __bound_function_wrapper__ = TracedMethod
+
     def __init__(self, wrapped: Any, tracing: Tracing) -> None:
         wrapper = _WRAPPER_OF_KIND[tracing.kind].__get__(tracing)
         wrapt.FunctionWrapper.__init__(self, wrapped, wrapper)

@@ -8,6 +8,7 @@ is in the context, attached and detached in one frame (never across a yield).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -296,6 +297,18 @@ async def atransform_stream_with_config(
         await run.aend(total_out.value, inputs=total_in.value)
     finally:
         aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+@contextlib.asynccontextmanager
+async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close ``stream`` when the block ends: a consumer that stops early (``aclose()``, a
+    break, an error) ends the runs inside at once, not whenever the loop finalises it."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from otel_runnables.config import RunnableConfig, ensure_config, get_config_list, merge_configs
+from otel_runnables.runnables._execution import closing
 from otel_runnables.runnables._threads import executor_for
 from otel_runnables.runs import MISSING
 
@@ -163,8 +164,9 @@ class Runnable(Generic[Input, Output]):
         async for chunk in input:
             final = chunk if final is MISSING else _add_or_replace(final, chunk)
         if final is not MISSING:
-            async for output in self.astream(final, config, **kwargs):
-                yield output
+            async with closing(self.astream(final, config, **kwargs)) as stream:
+                async for output in stream:
+                    yield output
 
     def astream_events(
         self,
@@ -282,8 +284,9 @@ class RunnableBinding(Runnable[Input, Output]):
     async def astream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Output]:
-        async for chunk in self.bound.astream(input, self._merged(config), **kwargs):
-            yield chunk
+        async with closing(self.bound.astream(input, self._merged(config), **kwargs)) as stream:
+            async for chunk in stream:
+                yield chunk
 
     def transform(
         self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
@@ -293,8 +296,9 @@ class RunnableBinding(Runnable[Input, Output]):
     async def atransform(
         self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Output]:
-        async for chunk in self.bound.atransform(input, self._merged(config), **kwargs):
-            yield chunk
+        async with closing(self.bound.atransform(input, self._merged(config), **kwargs)) as stream:
+            async for chunk in stream:
+                yield chunk
 
     def with_config(self, config: RunnableConfig | None = None, **kwargs: Any) -> Runnable[Input, Output]:
         # as langchain_core: the new keys replace the bound ones

@@ -13,6 +13,7 @@ from otel_runnables.runnables._execution import (
     add_chunk,
     atransform_stream_with_config,
     call_with_config,
+    closing,
     is_async_callable,
     iterate_in_executor,
     run_in_executor,
@@ -111,8 +112,9 @@ class RunnableLambda(Runnable[Any, Any]):
         output: Any = None
         if self.afunc is not None:
             if inspect.isasyncgenfunction(self.afunc):
-                async for chunk in self._call_async(value, config):
-                    output = add_chunk(output, chunk)
+                async with closing(self._call_async(value, config)) as stream:
+                    async for chunk in stream:
+                        output = add_chunk(output, chunk)
             else:
                 output = await self._call_async(value, config)
         elif inspect.isgeneratorfunction(self.func):
@@ -153,14 +155,16 @@ class RunnableLambda(Runnable[Any, Any]):
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        async for chunk in self.atransform(_once(input), config, **kwargs):
-            yield chunk
+        async with closing(self.atransform(_once(input), config, **kwargs)) as stream:
+            async for chunk in stream:
+                yield chunk
 
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        async for chunk in atransform_stream_with_config(self, input, self._atransform, config):
-            yield chunk
+        async with closing(atransform_stream_with_config(self, input, self._atransform, config)) as stream:
+            async for chunk in stream:
+                yield chunk
 
     async def _atransform(
         self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run
@@ -168,9 +172,10 @@ class RunnableLambda(Runnable[Any, Any]):
         value = await _aaggregate(chunks)
         output: Any = None
         if self.afunc is not None and inspect.isasyncgenfunction(self.afunc):
-            async for chunk in self._call_async(value, config):
-                yield chunk
-                output = add_chunk(output, chunk)
+            async with closing(self._call_async(value, config)) as stream:
+                async for chunk in stream:
+                    yield chunk
+                    output = add_chunk(output, chunk)
         elif self.afunc is not None:
             output = await self._call_async(value, config)
             if not isinstance(output, Runnable):
@@ -185,8 +190,11 @@ class RunnableLambda(Runnable[Any, Any]):
             if not isinstance(output, Runnable):
                 yield output
         if isinstance(output, Runnable):
-            async for chunk in output.astream(value, self._child_config_for_returned(config, run, value)):
-                yield chunk
+            async with closing(
+                output.astream(value, self._child_config_for_returned(config, run, value))
+            ) as stream:
+                async for chunk in stream:
+                    yield chunk
 
 
 def _aggregate(chunks: Iterator[Any]) -> Any:

@@ -13,6 +13,7 @@ from otel_runnables.runnables._execution import (
     accepts_config,
     atransform_stream_with_config,
     call_with_config,
+    closing,
     run_in_executor,
     transform_stream_with_config,
 )
@@ -109,17 +110,19 @@ class RunnablePassthrough(Runnable[Any, Any]):
         async def once() -> AsyncIterator[Any]:
             yield input
 
-        async for chunk in self.atransform(once(), config, **kwargs):
-            yield chunk
+        async with closing(self.atransform(once(), config, **kwargs)) as stream:
+            async for chunk in stream:
+                yield chunk
 
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         total = ChunkAccumulator()
         seen = False
-        async for chunk in atransform_stream_with_config(self, input, _aidentity_stream, config):
-            yield chunk
-            seen = True
-            total.add(chunk)
+        async with closing(atransform_stream_with_config(self, input, _aidentity_stream, config)) as stream:
+            async for chunk in stream:
+                yield chunk
+                seen = True
+                total.add(chunk)
         if seen:
             await self._aside_effect(total.value, config or {})

@@ -10,6 +10,7 @@ from typing import Any
 from otel_runnables.config import RunnableConfig, ensure_config, get_config_list, patch_config
 from otel_runnables.runnables._execution import (
     atransform_stream_with_config,
+    closing,
     enter_run,
     exit_run,
     run_name,
@@ -225,14 +226,16 @@ class RunnableSequence(Runnable[Any, Any]):
         async def once() -> AsyncIterator[Any]:
             yield input
 
-        async for chunk in self.atransform(once(), config, **kwargs):
-            yield chunk
+        async with closing(self.atransform(once(), config, **kwargs)) as stream:
+            async for chunk in stream:
+                yield chunk
 
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        async for chunk in atransform_stream_with_config(self, input, self._atransform, config):
-            yield chunk
+        async with closing(atransform_stream_with_config(self, input, self._atransform, config)) as stream:
+            async for chunk in stream:
+                yield chunk
 
     async def _atransform(
         self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run
@@ -240,5 +243,6 @@ class RunnableSequence(Runnable[Any, Any]):
         pipeline: AsyncIterator[Any] = chunks
         for index, step in enumerate(self.steps):
             pipeline = step.atransform(pipeline, self._step_config(config, run, index))
-        async for chunk in pipeline:
-            yield chunk
+        async with closing(pipeline) as stream:
+            async for chunk in stream:
+                yield chunk
