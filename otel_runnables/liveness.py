@@ -203,39 +203,43 @@ class _Watch:
     def __init__(self) -> None:
         self._due: dict[LiveRun, float] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
 
     def add(self, run: LiveRun, delay: float) -> None:
-        deadline = time.monotonic() + delay
-        with self._lock:
-            self._due[run] = deadline
-            if self._thread is None or self._pid != os.getpid():
-                self._start_thread()
+        # one dict store, atomic under the GIL: no lock on the run's path
+        self._due[run] = time.monotonic() + delay
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._loop, name="otel_runnables-liveness", daemon=True
+                    )
+                    self._thread.start()
 
     def discard(self, run: LiveRun) -> None:
-        with self._lock:
-            self._due.pop(run, None)
+        self._due.pop(run, None)
 
-    def _start_thread(self) -> None:
-        self._pid = os.getpid()
-        self._thread = threading.Thread(target=self._loop, name="otel_runnables-liveness", daemon=True)
-        self._thread.start()
+    def reset_in_child(self) -> None:
+        """After fork: the parent's thread and lock state did not come along, and
+        its live runs are the parent's to announce."""
+        self._due = {}
+        self._lock = threading.Lock()
+        self._thread = None
 
     def _loop(self) -> None:
         while True:
-            with self._lock:
-                now = time.monotonic()
-                ready = [run for run, deadline in self._due.items() if deadline <= now]
-                for run in ready:
-                    del self._due[run]
-                pending = min(self._due.values(), default=now + 0.5)
+            now = time.monotonic()
+            due = list(self._due.items())  # a C-level copy: safe while runs add and remove
+            ready = [run for run, deadline in due if deadline <= now]
+            for run in ready:
+                self._due.pop(run, None)
+            pending = min((deadline for _, deadline in due if deadline > now), default=now + 0.5)
             for run in ready:
                 if not run.ended:
                     announce_now(run)
-            with self._lock:
-                self._wake.wait(timeout=max(0.01, min(0.5, pending - time.monotonic())))
+            time.sleep(max(0.01, min(0.5, pending - time.monotonic())))
 
 
 _watch = _Watch()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_watch.reset_in_child)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from otel_runnables import bridge, conventions, liveness
@@ -68,6 +69,15 @@ def new_run_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+def _likely_recorded(tracer: trace.Tracer, context: Context | None) -> bool:
+    """Whether the new span will record, as the default ParentBased sampler decides:
+    so payloads are encoded only for spans an exporter may see."""
+    if isinstance(tracer, trace.NoOpTracer):
+        return False
+    parent = trace.get_current_span(context).get_span_context()
+    return not parent.is_valid or parent.trace_flags.sampled
+
+
 def _opened_inside(current: Span, parent: Run) -> bool:
     """Whether the current span is the parent run's span, or a span of another
     instrumentation (e.g. a database call) opened inside the parent run's own
@@ -101,6 +111,7 @@ class Run:
         "stream_chunks",
         "ended",
         "announced",
+        "capture",
     )
 
     def __init__(
@@ -149,6 +160,7 @@ class Run:
         self.stream_chunks = 0
         self.ended = False
         self.announced = False
+        self.capture = capture_content_enabled()  # read once per run
         self.span = self._start_span(attributes)
         if self.span.is_recording():
             liveness.run_started(self)
@@ -167,18 +179,23 @@ class Run:
         attributes = conventions.run_identity_attributes(
             str(self.id), None if parent is None else str(parent.id), self.run_type
         )
-        span = get_tracer().start_span(self.name, context=context, kind=_INTERNAL, attributes=attributes)
-        if span.is_recording():
-            # one set_attributes call: the SDK validates per call and per value
-            more = conventions.run_attributes(self.tags, self.metadata)
-            if extra:
-                more.update(extra)
-            if not self.streaming:
-                capture = capture_content_enabled()
-                more.update(conventions.io_attributes("input", self.inputs, capture=capture))
-            if more:
-                span.set_attributes(more)
+        tracer = get_tracer()
+        if _likely_recorded(tracer, context):
+            # everything in one go: the SDK validates attributes per call and per value
+            attributes.update(self._content_attributes(extra))
+            return tracer.start_span(self.name, context=context, kind=_INTERNAL, attributes=attributes)
+        span = tracer.start_span(self.name, context=context, kind=_INTERNAL, attributes=attributes)
+        if span.is_recording():  # a sampler that records what its parent did not
+            span.set_attributes(self._content_attributes(extra))
         return span
+
+    def _content_attributes(self, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        more = conventions.run_attributes(self.tags, self.metadata)
+        if extra:
+            more.update(extra)
+        if not self.streaming:
+            more.update(conventions.io_attributes("input", self.inputs, capture=self.capture))
+        return more
 
     def child_scope(self, local_tag: str | None = None) -> RunScope:
         """What a child of this run inherits; ``local_tag`` reaches only the child."""
@@ -197,7 +214,7 @@ class Run:
         """Write the event on the span (handlers are notified by the dispatcher)."""
         span = self.span
         if span.is_recording():
-            attributes = conventions.custom_event_attributes(data, capture_content=capture_content_enabled())
+            attributes = conventions.custom_event_attributes(data, capture_content=self.capture)
             # one timestamp for the span event, its mirror span and the store's row
             now = time.time_ns()
             emit_span_event(span, name, attributes, now)
@@ -214,7 +231,7 @@ class Run:
         self.ended = True
         span = self.span
         if span.is_recording():
-            capture = capture_content_enabled()
+            capture = self.capture
             if self.streaming and inputs is not MISSING:
                 span.set_attributes(conventions.io_attributes("input", inputs, capture=capture))
             span.set_attributes(conventions.io_attributes("output", outputs, capture=capture))
@@ -293,6 +310,7 @@ class ForeignRun(Run):
         run.handlers, run.inputs, run.streaming, run.span = handlers, None, False, span
         run.inheritable_handlers = handlers
         run.stream_chunks, run.ended, run.announced = 0, True, True
+        run.capture = capture_content_enabled()
         return run
 
     def record_custom_event(self, name: str, data: Any) -> None:

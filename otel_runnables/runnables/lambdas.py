@@ -63,6 +63,7 @@ class RunnableLambda(Runnable[Any, Any]):
         self.name = name if name is not None else _function_name(func)
         self._func_config = self.func is not None and accepts_config(self.func)
         self._afunc_config = self.afunc is not None and accepts_config(self.afunc)
+        self._func_streams = self.func is not None and inspect.isgeneratorfunction(self.func)
 
     # -- calling the function ---------------------------------------------
 
@@ -95,7 +96,7 @@ class RunnableLambda(Runnable[Any, Any]):
         return call_with_config(self, self._invoke, input, config)
 
     def _invoke(self, value: Any, config: RunnableConfig, run: Run) -> Any:
-        if inspect.isgeneratorfunction(self.func):
+        if self._func_streams:
             output: Any = None
             for chunk in self._call_sync(value, config):
                 output = add_chunk(output, chunk)
