@@ -15,8 +15,9 @@ import logging
 import os
 import sys
 import threading
+import types
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from typing import Any
 
 __all__ = ["AsyncCallbackHandler", "BaseCallbackHandler", "anotify", "notify"]
@@ -145,11 +146,26 @@ def _wants(handler: BaseCallbackHandler, method: str) -> bool:
     """False when the handler ignores this callback or left it a no-op."""
     if getattr(handler, _IGNORE_FLAG[method], False):
         return False
-    impl = getattr(type(handler), method, None)
-    return (
-        impl is not _NO_OPS[(BaseCallbackHandler, method)]
-        and impl is not _NO_OPS[(AsyncCallbackHandler, method)]
-    )
+    return _overrides(type(handler), method)
+
+
+_overriding: dict[tuple[type, str], bool] = {}
+
+
+def _overrides(handler_type: type, method: str) -> bool:
+    # decided once per handler class, not on every callback
+    key = (handler_type, method)
+    known = _overriding.get(key)
+    if known is None:
+        impl = getattr(handler_type, method, None)
+        known = (
+            impl is not _NO_OPS[(BaseCallbackHandler, method)]
+            and impl is not _NO_OPS[(AsyncCallbackHandler, method)]
+        )
+        if len(_overriding) > 4096:  # classes made on the fly: keep it bounded
+            _overriding.clear()
+        _overriding[key] = known
+    return known
 
 
 def _report(handler: BaseCallbackHandler, method: str, exc: BaseException) -> None:
@@ -187,6 +203,12 @@ async def anotify(handlers: Sequence[BaseCallbackHandler], method: str, *args: A
     concurrently, started in list order. Sync methods run on the loop (never
     in a thread); coroutines within their timeout. Every handler is called
     even when one with ``raise_error`` fails; the first such error is raised."""
+    if len(handlers) == 1:  # the usual case: no order to keep
+        handler = handlers[0]
+        failure = await _call(handler, method, args, kwargs) if _wants(handler, method) else None
+        if failure is not None:
+            raise failure
+        return
     wanted = [handler for handler in handlers if _wants(handler, method)]
     failures: list[BaseException | None] = [
         await _call(handler, method, args, kwargs) for handler in wanted if handler.run_inline
@@ -220,7 +242,7 @@ async def _call(
 
 async def _guarded(handler: BaseCallbackHandler, awaitable: Awaitable[Any], method: str) -> None:
     try:
-        await _bounded(awaitable, handler_timeout(handler))
+        await _bounded(awaitable, handler)
     except NotImplementedError as exc:
         _report(handler, method, exc)
     except (TimeoutError, asyncio.TimeoutError):  # distinct classes on 3.10
@@ -258,13 +280,43 @@ def handler_timeout(handler: BaseCallbackHandler) -> float | None:
     return value if value > 0 else None
 
 
-async def _bounded(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+async def _bounded(awaitable: Awaitable[Any], handler: BaseCallbackHandler) -> Any:
+    """Await a handler's coroutine within its timeout. Its first step runs as
+    a plain await would run it; most handlers finish there, and only one that
+    suspends pays for a timer."""
+    steps = awaitable.__await__()
+    try:
+        first = steps.send(None)
+    except StopIteration as done:
+        return done.value
+    timeout = handler_timeout(handler)
     if timeout is None:
-        return await awaitable
+        return await _resume(steps, first)
     if sys.version_info >= (3, 11):
         async with asyncio.timeout(timeout):  # no extra task, unlike wait_for on 3.11
-            return await awaitable
-    return await _bounded_in_task(awaitable, timeout)
+            return await _resume(steps, first)
+    return await _bounded_in_task(_resume(steps, first), timeout)
+
+
+@types.coroutine
+def _resume(steps: Generator[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
+    """``yield from steps`` for an iterator that has already yielded ``pending``."""
+    while True:
+        try:
+            sent = yield pending
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:  # a cancellation or timeout thrown in by the task
+            try:
+                pending = steps.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                pending = steps.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 async def _bounded_in_task(awaitable: Awaitable[Any], timeout: float) -> Any:

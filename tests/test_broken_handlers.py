@@ -131,3 +131,53 @@ def test_a_stream_abandoned_half_way_ends_its_run() -> None:
     del stream
     gc.collect()
     assert not bridge._live
+
+
+class SuspendsThenRaises(AsyncCallbackHandler):
+    """Suspends several times inside its timeout, sees values sent back in, then fails."""
+
+    raise_error = True
+    timeout = 5
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    async def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.seen.append(await asyncio.get_running_loop().run_in_executor(None, lambda: data * 2))
+        raise LookupError(f"handler saw {data}")
+
+
+async def test_an_async_handler_that_suspends_is_driven_to_its_end() -> None:
+    async def work(x: int) -> int:
+        await adispatch_custom_event("e", x)
+        return x
+
+    handler = SuspendsThenRaises()
+    with pytest.raises(LookupError, match="handler saw 21"):
+        await RunnableLambda(work).ainvoke(21, {"callbacks": [handler]})
+    assert handler.seen == [42]
+
+
+async def test_cancelling_the_run_reaches_a_suspended_async_handler() -> None:
+    cancelled = asyncio.Event()
+
+    class Waits(AsyncCallbackHandler):
+        async def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    async def work(x: int) -> int:
+        await adispatch_custom_event("e", x)
+        return x
+
+    task = asyncio.ensure_future(RunnableLambda(work).ainvoke(1, {"callbacks": [Waits()]}))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cancelled.is_set()
