@@ -1,0 +1,403 @@
+"""Every performance target, measured side by side in one process, with a
+PASS/MISS verdict for each.
+
+    .venv/bin/python -m benchmarks.run_all            # about 3 minutes
+    .venv/bin/python -m benchmarks.run_all --quick    # under a minute
+
+Each scenario runs its variants interleaved round by round (plain code, a bare
+OpenTelemetry span with 3 attributes ``otel_raw``, langchain_core with and
+without a handler, otel_runnables), all exporting through one
+BatchSpanProcessor; figures are medians of per-round means. Ratios are to
+``otel_raw`` doing the same number of runs (or, for astream_events, to one span
+plus an asyncio queue carrying the same events). A benchmark, not a test: it
+prints, it never fails a build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import platform
+import sys
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+os.environ.pop("LANGCHAIN_TRACING_V2", None)
+
+import langchain_core.callbacks as lc_callbacks
+import langchain_core.callbacks.manager as lc_manager
+import langchain_core.runnables as lc_runnables
+
+import otel_runnables as ours
+from benchmarks._harness import acompare, batch_provider, compare
+
+provider = batch_provider()
+ours.telemetry.set_tracer_provider(provider)
+tracer = provider.get_tracer("bench")
+ATTRS = {"run.id": "x", "run.type": "chain", "input.value": "1"}
+EVENTS_PER_STREAM = 6  # start, 3 custom events, 1 stream chunk, end
+
+
+@dataclass
+class Verdict:
+    target: str
+    measured: float
+    limit: float
+    unit: str
+
+    @property
+    def met(self) -> bool:
+        return self.measured <= self.limit
+
+
+@dataclass
+class Settings:
+    rounds: int
+    scale: float  # multiplies the calls per round
+    memory_runs: int
+
+    def per_round(self, calls: int) -> int:
+        return max(1, int(calls * self.scale))
+
+
+# -- the programs, written once for both libraries -------------------------------
+
+
+def raw(x: int) -> int:
+    with tracer.start_as_current_span("raw", attributes=ATTRS):
+        return x
+
+
+def raw_events(x: int) -> int:
+    with tracer.start_as_current_span("raw", attributes=ATTRS) as span:
+        for step in range(3):
+            span.add_event("progress", {"step": step})
+        return x
+
+
+async def araw_events(x: int) -> int:
+    return raw_events(x)
+
+
+class CountingHandler(ours.BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+    def on_chain_end(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+    def on_custom_event(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+
+class AsyncCountingHandler(ours.AsyncCallbackHandler):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+    async def on_chain_end(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+    async def on_custom_event(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+
+class LcCountingHandler(lc_callbacks.BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_custom_event(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+
+def build(lib: Any, dispatch: Any, adispatch: Any) -> dict[str, Any]:
+    def three_events(x: int) -> int:
+        for step in range(3):
+            dispatch("progress", {"step": step})
+        return x
+
+    async def athree_events(x: int) -> int:
+        for step in range(3):
+            await adispatch("progress", {"step": step})
+        return x
+
+    leaf = lib.RunnableLambda(lambda x: x)
+    mid = lib.RunnableLambda(lambda x: leaf.invoke(x))
+    sequence = lib.RunnableLambda(lambda x: x)
+    for _ in range(9):
+        sequence = sequence | lib.RunnableLambda(lambda x: x)
+    return {
+        "trivial": lib.RunnableLambda(lambda x: x),
+        "events": lib.RunnableLambda(three_events),
+        "aevents": lib.RunnableLambda(athree_events),
+        "nested": lib.RunnableLambda(lambda x: mid.invoke(x)),
+        "sequence": sequence,
+    }
+
+
+MINE = build(ours, ours.dispatch_custom_event, ours.adispatch_custom_event)
+REF = build(lc_runnables, lc_manager.dispatch_custom_event, lc_manager.adispatch_custom_event)
+
+
+async def drain(stream: Any) -> int:
+    count = 0
+    async for _ in stream:
+        count += 1
+    return count
+
+
+async def stream_floor() -> int:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    with tracer.start_as_current_span("floor", attributes=ATTRS) as span:
+        for index in range(EVENTS_PER_STREAM):
+            if 0 < index < 4:
+                span.add_event("progress", {"step": index})
+            queue.put_nowait({"event": index})
+    count = 0
+    while not queue.empty():
+        queue.get_nowait()
+        count += 1
+    return count
+
+
+def work(x: int, scale: int = 2) -> int:
+    return x * scale
+
+
+# -- reporting --------------------------------------------------------------------
+
+
+def machine_line() -> str:
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "absent"
+
+    return (
+        f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"opentelemetry-sdk {version('opentelemetry-sdk')}, langchain-core {version('langchain-core')}, "
+        f"otel_runnables {ours.__version__}"
+    )
+
+
+def table(title: str, results: dict[str, float], baseline: str, *, per: str = "run") -> None:
+    base = results[baseline]
+    print(f"\n{title}")
+    for name, seconds in results.items():
+        print(f"  {name:<32} {seconds * 1e6:10.1f} µs/{per}  {seconds / base:6.2f}x")
+
+
+# -- the scenarios ------------------------------------------------------------------
+
+
+def runs_per_call(settings: Settings) -> list[Verdict]:
+    verdicts: list[Verdict] = []
+    handler, lc_handler = CountingHandler(), LcCountingHandler()
+    sync_scenarios: list[tuple[str, int, dict[str, Callable[[], Any]]]] = [
+        (
+            "invoke of a trivial lambda",
+            1,
+            {
+                "plain": lambda: work(1),
+                "otel_raw": lambda: raw(1),
+                "langchain_core": lambda: REF["trivial"].invoke(1),
+                "otel_runnables": lambda: MINE["trivial"].invoke(1),
+            },
+        ),
+        (
+            "invoke + 3 custom events",
+            1,
+            {
+                "otel_raw": lambda: raw_events(1),
+                "langchain_core": lambda: REF["events"].invoke(1),
+                "langchain_core + handler": lambda: REF["events"].invoke(1, {"callbacks": [lc_handler]}),
+                "otel_runnables": lambda: MINE["events"].invoke(1),
+                "otel_runnables + handler": lambda: MINE["events"].invoke(1, {"callbacks": [handler]}),
+            },
+        ),
+        (
+            "3-level nesting",
+            3,
+            {
+                "otel_raw": lambda: raw(raw(raw(1))),
+                "langchain_core": lambda: REF["nested"].invoke(1),
+                "otel_runnables": lambda: MINE["nested"].invoke(1),
+            },
+        ),
+        (
+            "10-step sequence",
+            11,
+            {
+                "otel_raw": lambda: [raw(1) for _ in range(11)],
+                "langchain_core": lambda: REF["sequence"].invoke(1),
+                "otel_runnables": lambda: MINE["sequence"].invoke(1),
+            },
+        ),
+    ]
+    for title, runs, variants in sync_scenarios:
+        results = compare(variants, per_round=settings.per_round(200 // runs), rounds=settings.rounds)
+        table(f"{title} ({runs} run{'s' if runs > 1 else ''} per call)", results, "otel_raw", per="call")
+        verdicts.append(Verdict(title, results["otel_runnables"] / results["otel_raw"], 1.5, "x otel_raw"))
+        if "otel_runnables + handler" in results:
+            verdicts.append(
+                Verdict(
+                    "sync callback (5 per run)",
+                    (results["otel_runnables + handler"] - results["otel_runnables"]) / 5 * 1e6,
+                    1.0,
+                    "µs each",
+                )
+            )
+
+    ahandler = AsyncCountingHandler()
+    asynchronous: dict[str, Callable[[], Awaitable[Any]]] = {
+        "otel_raw": lambda: araw_events(1),
+        "langchain_core + handler": lambda: REF["aevents"].ainvoke(1, {"callbacks": [lc_handler]}),
+        "otel_runnables": lambda: MINE["aevents"].ainvoke(1),
+        "otel_runnables + handler": lambda: MINE["aevents"].ainvoke(1, {"callbacks": [handler]}),
+        "otel_runnables + async handler": lambda: MINE["aevents"].ainvoke(1, {"callbacks": [ahandler]}),
+    }
+    results = acompare(asynchronous, per_round=settings.per_round(100), rounds=settings.rounds)
+    table("ainvoke + 3 async custom events (1 run per call)", results, "otel_raw", per="call")
+    verdicts.append(
+        Verdict(
+            "ainvoke + 3 events, sync handler",
+            results["otel_runnables + handler"] / results["otel_raw"],
+            1.5,
+            "x otel_raw",
+        )
+    )
+    verdicts.append(
+        Verdict(
+            "async callback (5 per run)",
+            (results["otel_runnables + async handler"] - results["otel_runnables"]) / 5 * 1e6,
+            3.0,
+            "µs each",
+        )
+    )
+
+    inputs = list(range(100))
+    results = compare(
+        {
+            "otel_raw": lambda: [raw(i) for i in inputs],
+            "langchain_core": lambda: REF["trivial"].batch(inputs),
+            "otel_runnables": lambda: MINE["trivial"].batch(inputs),
+        },
+        per_round=settings.per_round(5),
+        rounds=settings.rounds,
+    )
+    table("batch of 100 (100 runs per call)", results, "otel_raw", per="call")
+    verdicts.append(
+        Verdict("batch of 100, per item", results["otel_runnables"] / results["otel_raw"], 2.5, "x otel_raw")
+    )
+    return verdicts
+
+
+def streaming(settings: Settings) -> list[Verdict]:
+    @ours.RunnableLambda
+    async def mine(x: int) -> int:
+        for step in range(3):
+            await ours.adispatch_custom_event("progress", {"step": step})
+        return x
+
+    @lc_runnables.RunnableLambda
+    async def reference(x: int) -> int:
+        for step in range(3):
+            await lc_manager.adispatch_custom_event("progress", {"step": step})
+        return x
+
+    results = acompare(
+        {
+            "floor (span + asyncio queue)": stream_floor,
+            "langchain_core": lambda: drain(reference.astream_events(1, version="v2")),
+            "otel_runnables": lambda: drain(mine.astream_events(1, version="v2")),
+        },
+        per_round=settings.per_round(50),
+        rounds=settings.rounds,
+    )
+    table(f"astream_events v2 ({EVENTS_PER_STREAM} events per run)", results, "floor (span + asyncio queue)")
+    ratio = results["otel_runnables"] / results["floor (span + asyncio queue)"]
+    per_event = (results["otel_runnables"] - results["floor (span + asyncio queue)"]) / EVENTS_PER_STREAM
+    return [
+        Verdict("astream_events v2, per run", ratio, 2.0, "x floor"),
+        Verdict("astream_events v2, per event above floor", per_event * 1e6, 15.0, "µs"),
+    ]
+
+
+def decorator(settings: Settings) -> list[Verdict]:
+    bare = tracer.start_as_current_span("work")(work)
+    traced = ours.traceable(work)
+    results = compare(
+        {
+            "plain": lambda: work(1),
+            "otel span decorator": lambda: bare(1),
+            "@traceable": lambda: traced(1),
+        },
+        per_round=settings.per_round(300),
+        rounds=settings.rounds,
+    )
+    table("one decorator on a sync function", results, "otel span decorator", per="call")
+    return [
+        Verdict("@traceable", results["@traceable"] / results["otel span decorator"], 1.3, "x span decorator")
+    ]
+
+
+def memory(settings: Settings) -> list[Verdict]:
+    def work_with_event(x: int) -> int:
+        ours.dispatch_custom_event("progress", {"step": x})
+        return x
+
+    runnable = ours.RunnableLambda(work_with_event)
+    for i in range(20_000):
+        runnable.invoke(i)
+    provider.force_flush()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for i in range(settings.memory_runs):
+        runnable.invoke(i)
+    provider.force_flush()
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    retained = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    per_run = retained / settings.memory_runs
+    print(f"\nmemory: {retained:,} bytes retained after {settings.memory_runs:,} runs with an event each")
+    return [Verdict(f"memory retained over {settings.memory_runs:,} runs", per_run, 1.0, "bytes/run")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer rounds: under a minute")
+    args = parser.parse_args(argv)
+    quick, full = Settings(rounds=15, scale=0.5, memory_runs=50_000), Settings(30, 1.0, 200_000)
+    settings = quick if args.quick else full
+    print(machine_line())
+    print(f"mode: {'quick' if args.quick else 'full'}, {settings.rounds} rounds per scenario")
+    verdicts = runs_per_call(settings) + streaming(settings) + decorator(settings) + memory(settings)
+    print("\ntargets")
+    for verdict in verdicts:
+        mark = "PASS" if verdict.met else "MISS"
+        figure = f"{verdict.measured:8.2f} {verdict.unit:<18}"
+        print(f"  {mark}  {verdict.target:<44} {figure} (target ≤ {verdict.limit:g})")
+    met = sum(verdict.met for verdict in verdicts)
+    print(f"\n{met} of {len(verdicts)} targets met")
+    provider.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
