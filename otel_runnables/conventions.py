@@ -18,6 +18,7 @@ from opentelemetry.util.types import AttributeValue
 from otel_runnables.serialization import (
     DEFAULT_LIMITS,
     EncodingLimits,
+    encode_flat_mapping,
     encode_value,
     flatten_scalars,
     to_jsonable,
@@ -185,6 +186,11 @@ def custom_event_attributes(
     attributes: dict[str, AttributeValue] = {EVENT_KIND: EVENT_KIND_CUSTOM}
     if not capture_content:
         attributes.update(shape_attributes(EVENT_DATA_TYPE, EVENT_DATA_SIZE, data))
+        return attributes
+    flat = encode_flat_mapping(EVENT_DATA, data, limits)
+    if flat is not None:  # the usual {"step": 1, "total": 3}: one pass
+        attributes[EVENT_DATA] = flat[0]
+        attributes.update(flat[1])
         return attributes
     if isinstance(data, str):
         # keep event data JSON even for strings, so readers parse one format

@@ -434,6 +434,36 @@ def _encode(value: object, limits: EncodingLimits) -> EncodedValue:
 FlatValue = str | bool | int | float | Sequence[str]
 
 
+_flat_keys: dict[tuple[str, str], str] = {}
+
+
+def encode_flat_mapping(
+    prefix: str, value: object, limits: EncodingLimits = DEFAULT_LIMITS
+) -> tuple[str, dict[str, FlatValue]] | None:
+    """The common event payload, a small dict of plain scalars, in one pass:
+    its JSON text and its ``prefix.key`` fields, exactly as ``encode_value`` and
+    ``flatten_scalars`` would give them. None for anything else."""
+    if type(value) is not dict or limits.max_value_length < _PLAIN_STRING:
+        return None  # short limits cut keys and strings: the general path does that
+    if not _is_flat_and_plain(value, limits):
+        return None
+    text = _dumps(value)
+    if len(text) > limits.max_value_length:
+        return None
+    fields: dict[str, FlatValue] = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        name = _flat_keys.get((prefix, key))
+        if name is None:
+            name = _utf8_safe(f"{prefix}.{key}")
+            if len(_flat_keys) > 4096:  # keys made on the fly: keep it bounded
+                _flat_keys.clear()
+            _flat_keys[(prefix, key)] = name
+        fields[name] = _utf8_safe(item) if type(item) is str else item
+    return _utf8_safe(text), fields
+
+
 def flatten_scalars(
     prefix: str, mapping: Mapping[str, object] | object, limits: EncodingLimits = DEFAULT_LIMITS
 ) -> dict[str, str | bool | int | float | Sequence[str]]:

@@ -28,6 +28,7 @@ from otel_runnables.serialization import (
     EncodedValue,
     EncodingLimits,
     capture_content_enabled,
+    encode_flat_mapping,
     encode_value,
     flatten_scalars,
     to_jsonable,
@@ -634,3 +635,26 @@ def test_any_value_encodes_within_bounds(value: Any) -> None:
 @given(awkward, st.integers(0, 300), st.integers(0, 8), st.integers(0, 20))
 def test_awkward_values_encode_within_any_limits(value: Any, length: int, depth: int, items: int) -> None:
     check_encoding(value, EncodingLimits(max_value_length=length, max_depth=depth, max_items=items))
+
+
+FLAT_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=300),
+)
+
+
+@given(st.dictionaries(st.text(max_size=300), FLAT_SCALARS, max_size=40))
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+def test_the_one_pass_for_flat_event_data_gives_what_the_general_path_gives(data: dict[str, Any]) -> None:
+    fast = encode_flat_mapping("otel_runnables.event.data", data)
+    if fast is not None:
+        assert fast == (encode_value(data).text, flatten_scalars("otel_runnables.event.data", data))
+
+
+def test_secret_keys_and_short_limits_take_the_general_path() -> None:
+    assert encode_flat_mapping("p", {"api_key": "x"}) is None
+    assert encode_flat_mapping("p", {"step": 1}, EncodingLimits(max_value_length=100)) is None
+    assert encode_flat_mapping("p", {"step": 1}) == ('{"step":1}', {"p.step": 1})
