@@ -190,7 +190,7 @@ def notify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **k
                     raise
                 _report(handler, method, exc)
                 continue
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):  # a sync method returns None
                 pending.append((handler, result))
     finally:
         for handler, awaitable in pending:
@@ -229,7 +229,7 @@ async def _call(
     """One handler's callback; returns the error a raise_error handler raised."""
     try:
         result = getattr(handler, method)(*args, **kwargs)
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             await _guarded(handler, result, method)
     except NotImplementedError as exc:
         _report(handler, method, exc)
