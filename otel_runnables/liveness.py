@@ -229,11 +229,13 @@ class _Watch:
     def _loop(self) -> None:
         while True:
             now = time.monotonic()
-            due = list(self._due.items())  # a C-level copy: safe while runs add and remove
-            ready = [run for run, deadline in due if deadline <= now]
+            # dict.copy() allocates nothing per entry, so no collection (and no
+            # other thread) can run mid-copy while runs add and remove
+            due = self._due.copy()
+            ready = [run for run, deadline in due.items() if deadline <= now]
             for run in ready:
                 self._due.pop(run, None)
-            pending = min((deadline for _, deadline in due if deadline > now), default=now + 0.5)
+            pending = min((deadline for deadline in due.values() if deadline > now), default=now + 0.5)
             for run in ready:
                 if not run.ended:
                     announce_now(run)
