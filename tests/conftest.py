@@ -89,3 +89,11 @@ def no_run_left_live() -> Iterator[None]:
     yield
     live = dict(bridge._live)
     assert not live, f"runs still live after the test: {list(live.values())}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        help="load tests with bursts of 1,000,000 spans instead of 100,000 (several minutes)",
+    )

@@ -5,8 +5,8 @@ bounds the drop count is exact.
 Settings that carry 100,000 spans without loss here: ``OTEL_BSP_MAX_QUEUE_SIZE``
 = the burst size, ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048``,
 ``OTEL_BSP_SCHEDULE_DELAY=50``; the store's queue (``max_queue_size``) sized
-the same way. Bigger bursts: ``OTEL_RUNNABLES_LOAD_SPANS=1000000 pytest
-tests/test_load.py`` (the queues grow with it).
+the same way. Bigger bursts: ``pytest --long tests/test_load.py`` (1,000,000
+spans) or ``OTEL_RUNNABLES_LOAD_SPANS=<n>``; the queues and waits grow with it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,15 @@ from tests.otlp_receiver import http_receiver
 
 pytestmark = pytest.mark.load
 
-SPANS = int(os.environ.get("OTEL_RUNNABLES_LOAD_SPANS", "100000"))
+
+@pytest.fixture
+def spans(request: pytest.FixtureRequest) -> int:
+    """The burst size: 100,000, 1,000,000 with --long, or OTEL_RUNNABLES_LOAD_SPANS."""
+    if request.config.getoption("--long"):
+        return 1_000_000
+    return int(os.environ.get("OTEL_RUNNABLES_LOAD_SPANS", "100000"))
+
+
 EVENTS_PER_SPAN = 2
 
 
@@ -59,38 +67,38 @@ def burst(count: int, threads: int = 4) -> None:
 
 
 def test_a_burst_reaches_an_otlp_receiver_complete(
-    no_liveness: None, monkeypatch: pytest.MonkeyPatch
+    no_liveness: None, monkeypatch: pytest.MonkeyPatch, spans: int
 ) -> None:
-    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", str(SPANS))
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", str(spans))
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2048")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     try:
         with http_receiver() as (endpoint, received):
             setup = telemetry.configure(endpoint=endpoint, store=False, set_global=False, timeout=30)
-            burst(SPANS)
+            burst(spans)
             assert telemetry.force_flush(timeout_millis=120_000)
-            spans = received.wait_for(lambda got: len(got) >= SPANS, timeout=120)
+            got = received.wait_for(lambda got: len(got) >= spans, timeout=120 * max(1, spans // 100_000))
         (processor,) = setup.processors
         assert getattr(processor, "dropped", None) == 0
-        assert len({span.span_id for span in spans}) == SPANS == len(spans)
-        assert sum(len(span.events) for span in spans) == SPANS * EVENTS_PER_SPAN
+        assert len({span.span_id for span in got}) == spans == len(got)
+        assert sum(len(span.events) for span in got) == spans * EVENTS_PER_SPAN
     finally:
         telemetry.shutdown()
         telemetry.set_tracer_provider(PROVIDER)
 
 
 def test_a_burst_reaches_the_store_complete(
-    no_liveness: None, tmp_path: Path, use_provider: Callable[[Any], None]
+    no_liveness: None, tmp_path: Path, use_provider: Callable[[Any], None], spans: int
 ) -> None:
     path = tmp_path / "traces.sqlite3"
     provider = TracerProvider()
-    store = LocalStoreSpanProcessor(path, max_queue_size=SPANS * (2 + EVENTS_PER_SPAN))
+    store = LocalStoreSpanProcessor(path, max_queue_size=spans * (2 + EVENTS_PER_SPAN))
     provider.add_span_processor(store)
     use_provider(provider)
-    burst(SPANS)
+    burst(spans)
     store.shutdown()
     assert (store.dropped, store.lost) == (0, 0)
-    assert LocalStore(path).counts() == (SPANS, SPANS * EVENTS_PER_SPAN)
+    assert LocalStore(path).counts() == (spans, spans * EVENTS_PER_SPAN)
 
 
 def test_past_the_store_bound_the_drop_count_is_exact(
