@@ -8,7 +8,7 @@ the bridge, which feeds callback handlers and event subscribers alike.
 from __future__ import annotations
 
 import os
-import threading
+import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -31,42 +31,32 @@ __all__ = ["MISSING", "ForeignRun", "Run", "astart_run", "new_run_id", "start_ru
 _INTERNAL = SpanKind.INTERNAL
 
 
-class _RandomPool:
-    """OS randomness drawn 4 KiB at a time (one syscall per ~400 run ids),
-    dropped in a forked child so parent and child never share ids."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._offset = 0
-        self._lock = threading.Lock()
-
-    def take(self, size: int) -> bytes:
-        with self._lock:
-            if self._offset + size > len(self._buffer):
-                self._buffer, self._offset = os.urandom(4096), 0
-            chunk = self._buffer[self._offset : self._offset + size]
-            self._offset += size
-            return chunk
-
-    def reset(self) -> None:
-        self._buffer, self._offset = b"", 0
-
-
-_random = _RandomPool()
+# run ids need uniqueness, not secrecy: a generator seeded from the OS at
+# import and again in a forked child (so parent and child never share ids)
+_id_bits = random.Random()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_random.reset)
+    os.register_at_fork(after_in_child=_id_bits.seed)
+
+_RAND_A = 0xFFF << 62
+_RAND_B = (1 << 62) - 1
+_VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
+_MILLIS = (1 << 48) - 1
 
 
 def new_run_id() -> uuid.UUID:
     """A UUIDv7: unique and ordered by creation time, like langchain_core's."""
+    rand = _id_bits.getrandbits(74)
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(_random.take(10), "big")
-    value = (millis & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76  # version
-    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a
-    value |= 0b10 << 62  # variant
-    value |= rand & ((1 << 62) - 1)  # rand_b
-    return uuid.UUID(int=value)
+    return _uuid_of((millis & _MILLIS) << 80 | _VERSION_AND_VARIANT | (rand & _RAND_A) << 2 | rand & _RAND_B)
+
+
+def _uuid_of(value: int) -> uuid.UUID:
+    # UUID(int=...) validates and converts at length on every run; a value built
+    # above is valid by construction (Python 3.14's UUID._from_int does the same)
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
 
 
 def _likely_recorded(tracer: trace.Tracer, context: Context | None) -> bool:

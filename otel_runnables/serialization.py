@@ -515,6 +515,20 @@ def _flat_value(name: str, value: object, limits: EncodingLimits) -> FlatValue |
 _OFF = frozenset({"false", "0", "no", "off"})
 
 
+_CAPTURE_CONTENT = "OTEL_RUNNABLES_CAPTURE_CONTENT"
+# read on every run: os.environ.get pays for a KeyError when the variable is
+# unset (the usual case); its backing dict answers the same question directly
+_environ_data: Mapping[Any, Any] | None = getattr(os.environ, "_data", None)
+_capture_key: object = None
+if _environ_data is not None:
+    try:
+        _capture_key = os.environ.encodekey(_CAPTURE_CONTENT)
+    except Exception:
+        _environ_data = None
+
+
 def capture_content_enabled() -> bool:
     """False when OTEL_RUNNABLES_CAPTURE_CONTENT is false/0/no/off."""
-    return os.environ.get("OTEL_RUNNABLES_CAPTURE_CONTENT", "").strip().lower() not in _OFF
+    if _environ_data is not None and _environ_data.get(_capture_key) is None:
+        return True
+    return os.environ.get(_CAPTURE_CONTENT, "").strip().lower() not in _OFF

@@ -208,3 +208,18 @@ async def test_subscribers_of_concurrent_runs_see_only_their_own_subtree() -> No
         custom = [e for e in seen if e["event"] == "on_custom_event"]
         assert len(custom) == 4 and all(e["data"] == {"job": n} for e in custom)
         assert seen[-1]["event"] == "on_chain_end" and seen[-1]["data"]["output"] == n
+
+
+def test_run_ids_are_uuid7_unique_and_ordered_by_time() -> None:
+    import time
+    import uuid
+
+    from otel_runnables.runs import new_run_id
+
+    ids = [new_run_id() for _ in range(50_000)]
+    assert len(set(ids)) == len(ids)
+    for run_id in ids[::1_000]:
+        assert (run_id.version, run_id.variant) == (7, uuid.RFC_4122)
+        assert uuid.UUID(str(run_id)) == run_id and hash(uuid.UUID(int=run_id.int)) == hash(run_id)
+    time.sleep(0.002)  # the next millisecond
+    assert new_run_id() > ids[-1]
