@@ -313,3 +313,57 @@ def test_default_store_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         assert default_store_path() is None
     monkeypatch.setenv("OTEL_RUNNABLES_STORE", str(tmp_path / "x.db"))
     assert default_store_path() == tmp_path / "x.db"
+
+
+def test_a_store_another_process_is_creating_is_waited_for(
+    store_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two processes creating one file: SQLite may answer "database is locked" at
+    # once, without the busy timeout (test_several_processes_write_one_file met it)
+    from otel_runnables.store import schema
+
+    real_open = schema._open_writer
+    attempts: list[float] = []
+
+    def locked_twice(path: Path) -> sqlite3.Connection:
+        attempts.append(time.monotonic())
+        if len(attempts) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return real_open(path)
+
+    monkeypatch.setattr(schema, "_open_writer", locked_twice)
+    connection = connect_writer(store_file)
+    assert len(attempts) == 3 and attempts[-1] > attempts[0]
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    connection.close()
+
+    def broken(path: Path) -> sqlite3.Connection:
+        attempts.append(time.monotonic())
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(schema, "_open_writer", broken)
+    attempts.clear()
+    with pytest.raises(sqlite3.OperationalError, match="unable to open"):
+        connect_writer(store_file)
+    assert len(attempts) == 1  # not a lock: no retry
+
+
+def test_a_store_that_cannot_be_opened_counts_what_it_lost(
+    tmp_path: Path, use_provider: Callable[[Any], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    unopenable = tmp_path / "a-directory"
+    unopenable.mkdir()
+    provider = TracerProvider()
+    store = LocalStoreSpanProcessor(unopenable)
+    provider.add_span_processor(store)
+    use_provider(provider)
+
+    def work(x: int) -> int:
+        dispatch_custom_event("progress", {"step": x})
+        return x
+
+    with caplog.at_level(logging.ERROR):
+        assert RunnableLambda(work).invoke(7) == 7
+        store.shutdown()
+    assert store.accepted == 3 and store.lost == 3 and store.dropped == 0
+    assert sum("cannot be opened" in record.getMessage() for record in caplog.records) == 1

@@ -242,9 +242,12 @@ class LocalStoreSpanProcessor(SpanProcessor):
             self._wake.clear()
             batch = self._take()
             if connection is None and (batch or self._closed):
-                connection = self._connect()
-            if connection is not None and batch:
-                self._write(connection, batch)
+                connection = self._connect()  # tried again with the next batch
+            if batch:
+                if connection is not None:
+                    self._write(connection, batch)
+                else:
+                    self.lost += len(batch)  # counted, never silently gone
             if connection is not None and time.monotonic() >= next_retention:
                 next_retention = time.monotonic() + self.retention.interval
                 try:

@@ -10,6 +10,7 @@ a newer one is refused with ``StoreVersionError``.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from otel_runnables.errors import OtelRunnablesError
@@ -62,15 +63,44 @@ def _tune(connection: sqlite3.Connection) -> None:
 
 
 def connect_writer(path: Path) -> sqlite3.Connection:
-    """A connection for the writer thread: creates the file and schema when needed."""
+    """A connection for the writer thread: creates the file and schema when needed.
+
+    Switching to WAL does not wait on the busy timeout: when another process is
+    creating the same file at that moment, SQLite answers "database is locked"
+    at once. That is retried, with backoff, for as long as the busy timeout."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.01
+    while True:
+        try:
+            return _open_writer(path)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+def _open_writer(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        return _prepare_writer(connection, path)
+    except BaseException:
+        connection.close()
+        raise
+
+
+def _prepare_writer(connection: sqlite3.Connection, path: Path) -> sqlite3.Connection:
     _tune(connection)
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; fast commits
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        connection.close()
         raise StoreVersionError(
             f"{path} has store schema {version}; this otel_runnables reads up to {SCHEMA_VERSION}: "
             "upgrade otel_runnables or point OTEL_RUNNABLES_STORE at another file"
@@ -102,7 +132,6 @@ def connect_reader(path: Path) -> sqlite3.Connection | None:
     _tune(connection)
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        connection.close()
         raise StoreVersionError(
             f"{path} has store schema {version}; this otel_runnables reads up to {SCHEMA_VERSION}"
         )
