@@ -14,12 +14,17 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 
-__all__ = ["executor_for"]
+__all__ = ["default_workers", "executor_for"]
 
 _DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 _worker = threading.local()
 _lock = threading.Lock()
 _shared: ThreadPoolExecutor | None = None
+
+
+def default_workers() -> int:
+    """How many items run at once when ``max_concurrency`` is not set."""
+    return _DEFAULT_WORKERS
 
 
 def _mark_worker() -> None:

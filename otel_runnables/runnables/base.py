@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from otel_runnables.config import RunnableConfig, ensure_config, get_config_list, merge_configs
 from otel_runnables.runnables._execution import closing
-from otel_runnables.runnables._threads import executor_for
+from otel_runnables.runnables._threads import default_workers, executor_for
 from otel_runnables.runs import MISSING
 
 if TYPE_CHECKING:
@@ -94,12 +94,19 @@ class Runnable(Generic[Input, Output]):
                 contextvars.copy_context().run(invoke_one, v, c) for v, c in zip(inputs, configs, strict=True)
             ]
         else:
+            results = [(False, None)] * len(inputs)
+            pending = iter(list(enumerate(zip(inputs, configs, strict=True))))
+
+            def drain() -> None:
+                # workers pull items from one iterator (next() on it is atomic):
+                # one task per worker, not a future per item
+                for index, (value, item_config) in pending:
+                    results[index] = contextvars.copy_context().run(invoke_one, value, item_config)
+
+            workers = min(len(inputs), max_concurrency or default_workers())
             with executor_for(max_concurrency) as pool:
-                futures = [
-                    pool.submit(contextvars.copy_context().run, invoke_one, v, c)
-                    for v, c in zip(inputs, configs, strict=True)
-                ]
-                results = [f.result() for f in futures]
+                for future in [pool.submit(drain) for _ in range(workers)]:
+                    future.result()
         if not return_exceptions:
             # like langchain_core: every input ran; the first error (in input order) is raised
             for ok, value in results:
