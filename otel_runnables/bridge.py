@@ -109,6 +109,7 @@ class Subscription:
         self.queue: asyncio.Queue[Any] | queue.SimpleQueue[Any]
         self.queue = asyncio.Queue() if loop is not None else queue.SimpleQueue()
         self._loop_thread = threading.get_ident() if loop is not None else None
+        self._accepts_all = event_filter == ALL_EVENTS
 
     def parent_ids(self, run: Run) -> list[str]:
         """Ancestors seen by this subscription, root first."""
@@ -117,7 +118,7 @@ class Subscription:
             return ids
         ancestor = run.parent
         while ancestor is not None:
-            ids.append(str(ancestor.id))
+            ids.append(ancestor.id_text)
             if ancestor.id == self.root_id:
                 break
             ancestor = ancestor.parent
@@ -142,7 +143,7 @@ class Subscription:
                 self.loop.call_soon_threadsafe(self._enqueue, item)
 
     def offer(self, event: dict[str, Any], event_type: str) -> None:
-        if self.filter.accepts(event["name"], event_type, event["tags"]):
+        if self._accepts_all or self.filter.accepts(event["name"], event_type, event["tags"]):
             self.put(event)
 
     def close(self) -> None:
@@ -214,7 +215,7 @@ def _run_event(kind: str, run: Run, sub: Subscription, data: dict[str, Any]) -> 
         "data": data,
         "name": run.name,
         "tags": list(run.tags),
-        "run_id": str(run.id),
+        "run_id": run.id_text,
         "metadata": dict(run.metadata),
         "parent_ids": sub.parent_ids(run),
     }
@@ -361,7 +362,7 @@ def _offer_custom(run: Run, name: str, data: Any, tags: list[str], metadata: dic
     for sub in _listeners(run):
         event = {
             "event": "on_custom_event",
-            "run_id": str(run.id),
+            "run_id": run.id_text,
             "name": name,
             "tags": list(tags),
             "metadata": dict(metadata),

@@ -186,7 +186,7 @@ def ensure_config(config: RunnableConfig | None = None) -> RunnableConfig:
         for key, value in inherited.items():
             if value is not None:
                 ensured[key] = value.copy() if key in _COPIED_KEYS else value  # type: ignore[attr-defined]
-    if config is not None:
+    if config is not None and config is not inherited:  # a step is handed the config it already runs in
         extra: dict[str, Any] = {}
         for key, value in _validate(config).items():
             if value is None:

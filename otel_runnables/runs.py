@@ -102,6 +102,7 @@ class Run:
         "ended",
         "announced",
         "capture",
+        "id_text",
     )
 
     def __init__(
@@ -137,6 +138,7 @@ class Run:
             metadata.update(config_metadata)
 
         self.id: uuid.UUID = config.get("run_id") or new_run_id()
+        self.id_text = str(self.id)  # every event and attribute wants the text form
         self.parent = parent
         self.name = name
         self.run_type = run_type
@@ -167,7 +169,7 @@ class Run:
             # run): parent on the run's span explicitly
             context = trace.set_span_in_context(parent.span)
         attributes = conventions.run_identity_attributes(
-            str(self.id), None if parent is None else str(parent.id), self.run_type
+            self.id_text, None if parent is None else parent.id_text, self.run_type
         )
         tracer = get_tracer()
         if _likely_recorded(tracer, context):
@@ -296,6 +298,7 @@ class ForeignRun(Run):
     ) -> ForeignRun:
         run = cls.__new__(cls)
         run.id, run.parent, run.name, run.run_type = run_id, parent, name, "chain"
+        run.id_text = str(run_id)
         run.tags, run.inheritable_tags, run.metadata = list(tags), list(tags), dict(metadata)
         run.handlers, run.inputs, run.streaming, run.span = handlers, None, False, span
         run.inheritable_handlers = handlers
