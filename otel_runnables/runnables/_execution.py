@@ -8,12 +8,11 @@ is in the context, attached and detached in one frame (never across a yield).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -301,14 +300,21 @@ async def atransform_stream_with_config(
             await aclose()
 
 
-@contextlib.asynccontextmanager
-async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+class closing(Generic[T]):
     """Close ``stream`` when the block ends: a consumer that stops early (``aclose()``, a
-    break, an error) ends the runs inside at once, not whenever the loop finalises it."""
-    try:
-        yield stream
-    finally:
-        aclose = getattr(stream, "aclose", None)
+    break, an error) ends the runs inside at once, not whenever the loop finalises it.
+    A class, not an asynccontextmanager: every streamed run enters one or more."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: AsyncIterator[T]) -> None:
+        self.stream = stream
+
+    async def __aenter__(self) -> AsyncIterator[T]:
+        return self.stream
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        aclose = getattr(self.stream, "aclose", None)
         if aclose is not None:
             await aclose()
 
