@@ -8,7 +8,6 @@ import json
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,12 +143,13 @@ def cmd_events(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from otel_runnables import demo, telemetry
+    from otel_runnables.runs import new_run_id
 
     setup = telemetry.configure(store=args.store or True)
     if setup.store_path is None:
         console.print("the embedded store is off (OTEL_RUNNABLES_STORE); the demo needs it", style="red")
         return EXIT_USAGE
-    run_id = uuid.uuid4()
+    run_id = new_run_id()  # a v7 id like every other run's
     failure: list[BaseException] = []
 
     def work() -> None:
