@@ -352,26 +352,60 @@ _dumps = _ENCODER.encode
 _JSON = "application/json"
 
 
-def _is_flat_and_plain(value: dict[Any, Any], limits: EncodingLimits) -> bool:
-    """A small dict of str keys (none secret) to plain JSON scalars: nothing to cut or redact."""
+_json_string = json.encoder.encode_basestring  # the C escaper json.dumps uses (ensure_ascii=False)
+
+
+def _plain_json(
+    value: dict[Any, Any], limits: EncodingLimits, prefix: str | None
+) -> tuple[str, dict[str, FlatValue]] | None:
+    """A small dict of str keys (none secret) to plain JSON scalars, in one pass:
+    its JSON text (as ``_dumps`` writes it) and, with a ``prefix``, its flat fields.
+    None when anything would need cutting, redacting or walking."""
     if len(value) > limits.max_items or limits.max_depth < 1:
-        return False
+        return None
+    markers = limits.redact_keys
+    parts: list[str] = []
+    fields: dict[str, FlatValue] = {}
     for key, item in value.items():
-        if type(key) is not str or len(key) > _PLAIN_STRING or _matches_marker(key, limits.redact_keys):
-            return False
+        if type(key) is not str or len(key) > _PLAIN_STRING or _is_secret(key, markers):
+            return None
         kind = type(item)
         if kind is str:
             if len(item) > _PLAIN_STRING:
-                return False
+                return None
+            text = _json_string(item)
         elif kind is int:
             if not _INT64_MIN <= item <= _INT64_MAX:
-                return False
+                return None
+            text = int.__repr__(item)
         elif kind is float:
             if not math.isfinite(item):
-                return False
-        elif not (kind is bool or item is None):
-            return False
-    return True
+                return None
+            text = float.__repr__(item)
+        elif kind is bool:
+            text = "true" if item else "false"
+        elif item is None:
+            parts.append(_json_string(key) + ":null")
+            continue
+        else:
+            return None
+        parts.append(_json_string(key) + ":" + text)
+        if prefix is not None:
+            fields[_flat_key(prefix, key)] = _utf8_safe(item) if kind is str else item
+    return "{" + ",".join(parts) + "}", fields
+
+
+_flat_keys: dict[tuple[str, str], str] = {}
+
+
+def _flat_key(prefix: str, key: str) -> str:
+    name = _flat_keys.get((prefix, key))
+    if name is None:
+        name = _utf8_safe(f"{prefix}.{key}")
+        if len(_flat_keys) > 4096:  # keys made on the fly: keep it bounded
+            _flat_keys.clear()
+        _flat_keys[(prefix, key)] = name
+    return name
 
 
 def encode_value(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> EncodedValue:
@@ -401,11 +435,11 @@ def _encode(value: object, limits: EncodingLimits) -> EncodedValue:
         return EncodedValue(int.__repr__(value), _JSON, False)
     if kind is float and math.isfinite(value) and limits.max_value_length >= 24:  # type: ignore[arg-type]
         return EncodedValue(float.__repr__(value), _JSON, False)
-    if kind is dict and _is_flat_and_plain(value, limits):  # type: ignore[arg-type]
-        # the common event payload ({"step": 1, "total": 3}): no walk needed
-        text = _dumps(value)
-        if len(text) <= limits.max_value_length:
-            return EncodedValue(_utf8_safe(text), _JSON, False)
+    if kind is dict:
+        # the common payload ({"step": 1, "total": 3}): no walk needed
+        plain = _plain_json(value, limits, None)  # type: ignore[arg-type]
+        if plain is not None and len(plain[0]) <= limits.max_value_length:
+            return EncodedValue(_utf8_safe(plain[0]), _JSON, False)
     max_string, max_items, max_depth = limits.max_value_length, limits.max_items, limits.max_depth
     shrunk = False
     while True:
@@ -434,9 +468,6 @@ def _encode(value: object, limits: EncodingLimits) -> EncodedValue:
 FlatValue = str | bool | int | float | Sequence[str]
 
 
-_flat_keys: dict[tuple[str, str], str] = {}
-
-
 def encode_flat_mapping(
     prefix: str, value: object, limits: EncodingLimits = DEFAULT_LIMITS
 ) -> tuple[str, dict[str, FlatValue]] | None:
@@ -445,23 +476,10 @@ def encode_flat_mapping(
     ``flatten_scalars`` would give them. None for anything else."""
     if type(value) is not dict or limits.max_value_length < _PLAIN_STRING:
         return None  # short limits cut keys and strings: the general path does that
-    if not _is_flat_and_plain(value, limits):
+    plain = _plain_json(value, limits, prefix)
+    if plain is None or len(plain[0]) > limits.max_value_length:
         return None
-    text = _dumps(value)
-    if len(text) > limits.max_value_length:
-        return None
-    fields: dict[str, FlatValue] = {}
-    for key, item in value.items():
-        if item is None:
-            continue
-        name = _flat_keys.get((prefix, key))
-        if name is None:
-            name = _utf8_safe(f"{prefix}.{key}")
-            if len(_flat_keys) > 4096:  # keys made on the fly: keep it bounded
-                _flat_keys.clear()
-            _flat_keys[(prefix, key)] = name
-        fields[name] = _utf8_safe(item) if type(item) is str else item
-    return _utf8_safe(text), fields
+    return _utf8_safe(plain[0]), plain[1]
 
 
 def flatten_scalars(

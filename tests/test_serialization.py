@@ -650,8 +650,15 @@ FLAT_SCALARS = st.one_of(
 @settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
 def test_the_one_pass_for_flat_event_data_gives_what_the_general_path_gives(data: dict[str, Any]) -> None:
     fast = encode_flat_mapping("otel_runnables.event.data", data)
+    try:
+        reference: str | None = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # NaN or infinity: never the one pass
+        reference = None
     if fast is not None:
-        assert fast == (encode_value(data).text, flatten_scalars("otel_runnables.event.data", data))
+        assert fast == (reference, flatten_scalars("otel_runnables.event.data", data))
+    encoded = encode_value(data)
+    if reference is not None and not encoded.truncated and json.loads(encoded.text) == data:
+        assert encoded.text == reference  # the one-pass JSON is the JSON json.dumps writes
 
 
 def test_secret_keys_and_short_limits_take_the_general_path() -> None:
