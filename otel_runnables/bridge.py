@@ -9,6 +9,7 @@ With no subscription, that part costs one dict-emptiness check.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import queue
 import threading
@@ -24,8 +25,10 @@ if TYPE_CHECKING:
     from otel_runnables.runs import Run
 
 __all__ = [
+    "EMPTY",
     "END",
     "EventFilter",
+    "LoopQueue",
     "Subscription",
     "achunk",
     "acustom_event",
@@ -82,6 +85,45 @@ class EventFilter:
 ALL_EVENTS = EventFilter()
 
 
+class LoopQueue:
+    """A single reader's queue on one event loop: a deque, and a future only
+    while the reader waits. Lighter than asyncio.Queue, which a stream of small
+    events pays for on every put and get."""
+
+    __slots__ = ("_items", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._loop = loop
+        self._waiter: asyncio.Future[None] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pop(self) -> Any:
+        """The next item, or ``EMPTY`` without waiting."""
+        return self._items.popleft() if self._items else EMPTY
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = self._waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
+EMPTY = object()
+"""What ``LoopQueue.pop`` returns when nothing is queued."""
+
+
 class Subscription:
     """The v2 events of one run subtree (``root_id``) or one trace
     (``trace_id``), delivered to an asyncio queue on ``loop`` or, without a
@@ -106,8 +148,8 @@ class Subscription:
         self.ends_with_root = ends_with_root
         self.dropped = 0
         self.closed = False
-        self.queue: asyncio.Queue[Any] | queue.SimpleQueue[Any]
-        self.queue = asyncio.Queue() if loop is not None else queue.SimpleQueue()
+        self.queue: LoopQueue | queue.SimpleQueue[Any]
+        self.queue = LoopQueue(loop) if loop is not None else queue.SimpleQueue()
         self._loop_thread = threading.get_ident() if loop is not None else None
         self._accepts_all = event_filter == ALL_EVENTS
 

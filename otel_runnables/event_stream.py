@@ -7,7 +7,15 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from otel_runnables.bridge import END, EventFilter, Subscription, subscribe_subtree, unsubscribe
+from otel_runnables.bridge import (
+    EMPTY,
+    END,
+    EventFilter,
+    LoopQueue,
+    Subscription,
+    subscribe_subtree,
+    unsubscribe,
+)
 from otel_runnables.config import RunnableConfig, ensure_config
 from otel_runnables.runs import new_run_id
 
@@ -41,11 +49,15 @@ async def stream_events(
             subscription.close()
 
     task = asyncio.create_task(produce())
+    queue = subscription.queue
+    assert isinstance(queue, LoopQueue)
     first_run_id: str | None = None
     first_sent = False
     try:
         while True:
-            event = await subscription.queue.get()
+            event = queue.pop()  # usually waiting already: no await, no loop turn
+            if event is EMPTY:
+                event = await queue.get()
             if event is END:
                 break
             if not first_sent:

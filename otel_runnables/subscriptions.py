@@ -124,7 +124,7 @@ class RunEvents(_Attached, AsyncIterator[dict[str, Any]]):
     """The events of an attached subscription, for async code."""
 
     async def __anext__(self) -> dict[str, Any]:
-        assert isinstance(self._subscription.queue, asyncio.Queue)
+        assert isinstance(self._subscription.queue, bridge.LoopQueue)
         event = self._event(await self._subscription.queue.get())
         if event is None:
             raise StopAsyncIteration

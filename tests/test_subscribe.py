@@ -154,3 +154,26 @@ async def test_unknown_ids_are_typed_errors() -> None:
 def test_subscribe_outside_an_event_loop_points_to_the_sync_form() -> None:
     with pytest.raises(RuntimeError, match="subscribe_sync"):
         subscribe(uuid.uuid4())
+
+
+async def test_the_loop_queue_keeps_order_wakes_its_reader_and_survives_a_cancelled_wait() -> None:
+    from otel_runnables.bridge import EMPTY, LoopQueue
+
+    items = LoopQueue(asyncio.get_running_loop())
+    assert items.pop() is EMPTY and items.qsize() == 0
+
+    waiting = asyncio.ensure_future(items.get())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    items.put_nowait("a")
+    items.put_nowait("b")
+    assert await waiting == "a"  # woken by the first put
+    assert (items.qsize(), items.pop(), items.pop()) == (1, "b", EMPTY)
+
+    cancelled = asyncio.ensure_future(items.get())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    items.put_nowait("c")  # a put after a cancelled wait is kept for the next reader
+    assert await asyncio.wait_for(items.get(), 1) == "c"
