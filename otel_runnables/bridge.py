@@ -141,6 +141,7 @@ class Subscription:
         ends_with_root: bool = False,
     ) -> None:
         self.root_id = root_id
+        self.root_key = None if root_id is None else str(root_id)  # runs are looked up by id text
         self.trace_id = trace_id
         self.filter = event_filter
         self.loop = loop
@@ -156,12 +157,13 @@ class Subscription:
     def parent_ids(self, run: Run) -> list[str]:
         """Ancestors seen by this subscription, root first."""
         ids: list[str] = []
-        if run.id == self.root_id:
+        root = self.root_key
+        if run.id_text == root:
             return ids
         ancestor = run.parent
         while ancestor is not None:
             ids.append(ancestor.id_text)
-            if ancestor.id == self.root_id:
+            if ancestor.id_text == root:
                 break
             ancestor = ancestor.parent
         ids.reverse()
@@ -193,7 +195,7 @@ class Subscription:
 
 
 # subscriptions by the run id (or trace id) they are rooted at; live runs by id
-_by_run: dict[uuid.UUID, list[Subscription]] = {}
+_by_run: dict[str, list[Subscription]] = {}  # by the root run's id text
 _by_trace: dict[int, list[Subscription]] = {}
 _live: dict[uuid.UUID, Run] = {}
 _lock = threading.Lock()
@@ -208,9 +210,9 @@ def live_runs_in_trace(trace_id: int) -> list[Run]:
 
 
 def subscribe_subtree(subscription: Subscription) -> None:
-    assert subscription.root_id is not None
+    assert subscription.root_key is not None
     with _lock:
-        _by_run.setdefault(subscription.root_id, []).append(subscription)
+        _by_run.setdefault(subscription.root_key, []).append(subscription)
 
 
 def subscribe_trace(subscription: Subscription) -> None:
@@ -221,8 +223,8 @@ def subscribe_trace(subscription: Subscription) -> None:
 
 def unsubscribe(subscription: Subscription) -> None:
     with _lock:
-        if subscription.root_id is not None:
-            _discard(_by_run, subscription.root_id, subscription)
+        if subscription.root_key is not None:
+            _discard(_by_run, subscription.root_key, subscription)
         if subscription.trace_id is not None:
             _discard(_by_trace, subscription.trace_id, subscription)
 
@@ -240,7 +242,7 @@ def _listeners(run: Run) -> list[Subscription]:
     if _by_run:
         current: Run | None = run
         while current is not None:
-            subs = _by_run.get(current.id)
+            subs = _by_run.get(current.id_text)
             if subs:
                 found.extend(subs)
             current = current.parent
@@ -301,7 +303,7 @@ def _offer_end(run: Run, outputs: Any, inputs: Any) -> None:
 
 def _close_finished(run: Run) -> None:
     """Subscriptions that end with a run (attached ones) end after its last event."""
-    for sub in _by_run.get(run.id, ()):
+    for sub in _by_run.get(run.id_text, ()):
         if sub.ends_with_root:
             sub.close()
     if _by_trace and run.parent is None:
