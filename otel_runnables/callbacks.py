@@ -175,26 +175,43 @@ def _report(handler: BaseCallbackHandler, method: str, exc: BaseException) -> No
 def notify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
     """Call ``method`` on each handler from sync code: sync methods in list
     order, then the async ones (as langchain_core orders them)."""
+    if len(handlers) == 1:  # the usual case: no order to keep, nothing to collect
+        handler = handlers[0]
+        if _wants(handler, method):
+            result = _call_sync(handler, method, args, kwargs)
+            if result is not None:
+                _run_to_completion(result, handler, method)
+        return
     pending: list[tuple[BaseCallbackHandler, Awaitable[Any]]] = []
     try:
         for handler in handlers:
             if not _wants(handler, method):
                 continue
-            try:
-                result = getattr(handler, method)(*args, **kwargs)
-            except NotImplementedError as exc:  # never raised, as in langchain_core
-                _report(handler, method, exc)
-                continue
-            except Exception as exc:
-                if handler.raise_error:
-                    raise
-                _report(handler, method, exc)
-                continue
-            if result is not None and inspect.isawaitable(result):  # a sync method returns None
+            result = _call_sync(handler, method, args, kwargs)
+            if result is not None:
                 pending.append((handler, result))
     finally:
         for handler, awaitable in pending:
             _run_to_completion(awaitable, handler, method)
+
+
+def _call_sync(
+    handler: BaseCallbackHandler, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Awaitable[Any] | None:
+    """Call one handler from sync code; an async method's awaitable is returned, to be run."""
+    try:
+        result = getattr(handler, method)(*args, **kwargs)
+    except NotImplementedError as exc:  # never raised, as in langchain_core
+        _report(handler, method, exc)
+        return None
+    except Exception as exc:
+        if handler.raise_error:
+            raise
+        _report(handler, method, exc)
+        return None
+    if result is not None and inspect.isawaitable(result):  # a sync method returns None
+        return result
+    return None
 
 
 async def anotify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
