@@ -30,10 +30,10 @@ def batch_provider() -> TracerProvider:
     return provider
 
 
-def compare(
+def compare_rounds(
     variants: dict[str, Callable[[], Any]], *, per_round: int = 200, rounds: int = 30, warmup: int = 3
-) -> dict[str, float]:
-    """Median seconds per call of each sync variant."""
+) -> dict[str, list[float]]:
+    """Seconds per call of each sync variant, one figure per round."""
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for round_index in range(warmup + rounds):
         for name, call in variants.items():
@@ -43,7 +43,48 @@ def compare(
             elapsed = (time.perf_counter() - start) / per_round
             if round_index >= warmup:
                 samples[name].append(elapsed)
+    return samples
+
+
+def acompare_rounds(
+    variants: dict[str, Callable[[], Awaitable[Any]]],
+    *,
+    per_round: int = 100,
+    rounds: int = 30,
+    warmup: int = 3,
+) -> dict[str, list[float]]:
+    """Seconds per call of each async variant, one figure per round, all on one event loop."""
+
+    async def main() -> dict[str, list[float]]:
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for round_index in range(warmup + rounds):
+            for name, call in variants.items():
+                start = time.perf_counter()
+                for _ in range(per_round):
+                    await call()
+                elapsed = (time.perf_counter() - start) / per_round
+                if round_index >= warmup:
+                    samples[name].append(elapsed)
+        return samples
+
+    return asyncio.run(main())
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def paired_difference(samples: dict[str, list[float]], minuend: str, subtrahend: str) -> float:
+    """Median of the per-round differences: variants interleaved in a round share
+    its noise, so this is steadier than a difference of medians."""
+    return statistics.median(a - b for a, b in zip(samples[minuend], samples[subtrahend], strict=True))
+
+
+def compare(
+    variants: dict[str, Callable[[], Any]], *, per_round: int = 200, rounds: int = 30, warmup: int = 3
+) -> dict[str, float]:
+    """Median seconds per call of each sync variant."""
+    return medians(compare_rounds(variants, per_round=per_round, rounds=rounds, warmup=warmup))
 
 
 def acompare(
@@ -54,20 +95,7 @@ def acompare(
     warmup: int = 3,
 ) -> dict[str, float]:
     """Median seconds per call of each async variant, all on one event loop."""
-
-    async def main() -> dict[str, float]:
-        samples: dict[str, list[float]] = {name: [] for name in variants}
-        for round_index in range(warmup + rounds):
-            for name, call in variants.items():
-                start = time.perf_counter()
-                for _ in range(per_round):
-                    await call()
-                elapsed = (time.perf_counter() - start) / per_round
-                if round_index >= warmup:
-                    samples[name].append(elapsed)
-        return {name: statistics.median(values) for name, values in samples.items()}
-
-    return asyncio.run(main())
+    return medians(acompare_rounds(variants, per_round=per_round, rounds=rounds, warmup=warmup))
 
 
 def report(title: str, results: dict[str, float], baseline: str, *, per: str = "run") -> None:

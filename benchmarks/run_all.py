@@ -34,7 +34,14 @@ import langchain_core.callbacks.manager as lc_manager
 import langchain_core.runnables as lc_runnables
 
 import otel_runnables as ours
-from benchmarks._harness import acompare, batch_provider, compare
+from benchmarks._harness import (
+    acompare_rounds,
+    batch_provider,
+    compare,
+    compare_rounds,
+    medians,
+    paired_difference,
+)
 
 provider = batch_provider()
 ours.telemetry.set_tracer_provider(provider)
@@ -247,14 +254,15 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
         ),
     ]
     for title, runs, variants in sync_scenarios:
-        results = compare(variants, per_round=settings.per_round(200 // runs), rounds=settings.rounds)
+        rounds = compare_rounds(variants, per_round=settings.per_round(200 // runs), rounds=settings.rounds)
+        results = medians(rounds)
         table(f"{title} ({runs} run{'s' if runs > 1 else ''} per call)", results, "otel_raw", per="call")
         verdicts.append(Verdict(title, results["otel_runnables"] / results["otel_raw"], 1.5, "x otel_raw"))
         if "otel_runnables + handler" in results:
             verdicts.append(
                 Verdict(
                     "sync callback (5 per run)",
-                    (results["otel_runnables + handler"] - results["otel_runnables"]) / 5 * 1e6,
+                    paired_difference(rounds, "otel_runnables + handler", "otel_runnables") / 5 * 1e6,
                     1.0,
                     "µs each",
                 )
@@ -268,7 +276,8 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
         "otel_runnables + handler": lambda: MINE["aevents"].ainvoke(1, {"callbacks": [handler]}),
         "otel_runnables + async handler": lambda: MINE["aevents"].ainvoke(1, {"callbacks": [ahandler]}),
     }
-    results = acompare(asynchronous, per_round=settings.per_round(100), rounds=settings.rounds)
+    async_rounds = acompare_rounds(asynchronous, per_round=settings.per_round(100), rounds=settings.rounds)
+    results = medians(async_rounds)
     table("ainvoke + 3 async custom events (1 run per call)", results, "otel_raw", per="call")
     verdicts.append(
         Verdict(
@@ -281,7 +290,7 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
     verdicts.append(
         Verdict(
             "async callback (5 per run)",
-            (results["otel_runnables + async handler"] - results["otel_runnables"]) / 5 * 1e6,
+            paired_difference(async_rounds, "otel_runnables + async handler", "otel_runnables") / 5 * 1e6,
             3.0,
             "µs each",
         )
@@ -317,7 +326,7 @@ def streaming(settings: Settings) -> list[Verdict]:
             await lc_manager.adispatch_custom_event("progress", {"step": step})
         return x
 
-    results = acompare(
+    stream_rounds = acompare_rounds(
         {
             "floor (span + asyncio queue)": stream_floor,
             "langchain_core": lambda: drain(reference.astream_events(1, version="v2")),
@@ -326,9 +335,11 @@ def streaming(settings: Settings) -> list[Verdict]:
         per_round=settings.per_round(50),
         rounds=settings.rounds,
     )
+    results = medians(stream_rounds)
     table(f"astream_events v2 ({EVENTS_PER_STREAM} events per run)", results, "floor (span + asyncio queue)")
     ratio = results["otel_runnables"] / results["floor (span + asyncio queue)"]
-    per_event = (results["otel_runnables"] - results["floor (span + asyncio queue)"]) / EVENTS_PER_STREAM
+    above_floor = paired_difference(stream_rounds, "otel_runnables", "floor (span + asyncio queue)")
+    per_event = above_floor / EVENTS_PER_STREAM
     return [
         Verdict("astream_events v2, per run", ratio, 2.0, "x floor"),
         Verdict("astream_events v2, per event above floor", per_event * 1e6, 15.0, "µs"),
