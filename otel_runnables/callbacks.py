@@ -246,20 +246,33 @@ async def _call(
     """One handler's callback; returns the error a raise_error handler raised."""
     try:
         result = getattr(handler, method)(*args, **kwargs)
-        if result is not None and inspect.isawaitable(result):
-            await _guarded(handler, result, method)
     except NotImplementedError as exc:
         _report(handler, method, exc)
+        return None
     except Exception as exc:
         if handler.raise_error:
             return exc
         _report(handler, method, exc)
+        return None
+    if result is not None and inspect.isawaitable(result):
+        return await _finish(handler, result, method)
     return None
 
 
-async def _guarded(handler: BaseCallbackHandler, awaitable: Awaitable[Any], method: str) -> None:
+async def _finish(
+    handler: BaseCallbackHandler, awaitable: Awaitable[Any], method: str
+) -> BaseException | None:
+    """Run an async callback to its end within the handler's timeout; returns
+    the error a raise_error handler raised. Its first step runs as a plain
+    await would run it: most handlers finish there, and only one that suspends
+    pays for a timer."""
     try:
-        await _bounded(awaitable, handler)
+        steps = awaitable.__await__()
+        try:
+            first = steps.send(None)
+        except StopIteration:
+            return None
+        await _rest_in_time(steps, first, handler_timeout(handler))
     except NotImplementedError as exc:
         _report(handler, method, exc)
     except (TimeoutError, asyncio.TimeoutError):  # distinct classes on 3.10
@@ -271,8 +284,9 @@ async def _guarded(handler: BaseCallbackHandler, awaitable: Awaitable[Any], meth
         )
     except Exception as exc:
         if handler.raise_error:
-            raise
+            return exc
         _report(handler, method, exc)
+    return None
 
 
 DEFAULT_HANDLER_TIMEOUT = 10.0
@@ -297,22 +311,15 @@ def handler_timeout(handler: BaseCallbackHandler) -> float | None:
     return value if value > 0 else None
 
 
-async def _bounded(awaitable: Awaitable[Any], handler: BaseCallbackHandler) -> Any:
-    """Await a handler's coroutine within its timeout. Its first step runs as
-    a plain await would run it; most handlers finish there, and only one that
-    suspends pays for a timer."""
-    steps = awaitable.__await__()
-    try:
-        first = steps.send(None)
-    except StopIteration as done:
-        return done.value
-    timeout = handler_timeout(handler)
+async def _rest_in_time(steps: Generator[Any, Any, Any], first: Any, timeout: float | None) -> None:
+    """The rest of a coroutine that suspended at its first step, within ``timeout``."""
     if timeout is None:
-        return await _resume(steps, first)
-    if sys.version_info >= (3, 11):
+        await _resume(steps, first)
+    elif sys.version_info >= (3, 11):
         async with asyncio.timeout(timeout):  # no extra task, unlike wait_for on 3.11
-            return await _resume(steps, first)
-    return await _bounded_in_task(_resume(steps, first), timeout)
+            await _resume(steps, first)
+    else:
+        await _bounded_in_task(_resume(steps, first), timeout)
 
 
 @types.coroutine
@@ -374,9 +381,12 @@ def _run_to_completion(awaitable: Awaitable[Any], handler: BaseCallbackHandler, 
     """Drive an async handler method from sync code. Its errors are logged,
     never raised, as in langchain_core (no caller can await them)."""
     try:
-        run_coroutine_sync(_guarded(handler, awaitable, method))
+        failure = run_coroutine_sync(_finish(handler, awaitable, method))
     except Exception as exc:
         _report(handler, method, exc)
+        return
+    if failure is not None:
+        _report(handler, method, failure)
 
 
 def run_coroutine_sync(coro: Any) -> Any:
