@@ -1,8 +1,8 @@
 """Every performance target, measured side by side in one process, with a
 PASS/MISS verdict for each.
 
-    .venv/bin/python -m benchmarks.run_all            # about 3 minutes
-    .venv/bin/python -m benchmarks.run_all --quick    # under a minute
+    .venv/bin/python -m benchmarks.run_all            # about a minute
+    .venv/bin/python -m benchmarks.run_all --quick    # about 20 s
 
 Each scenario runs its variants interleaved round by round (plain code, a bare
 OpenTelemetry span with 3 attributes ``otel_raw``, langchain_core with and
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="fewer rounds: under a minute")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and runs: about 20 s")
     args = parser.parse_args(argv)
     quick, full = Settings(rounds=15, scale=0.5, memory_runs=50_000), Settings(30, 1.0, 200_000)
     settings = quick if args.quick else full
