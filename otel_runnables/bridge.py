@@ -86,25 +86,30 @@ ALL_EVENTS = EventFilter()
 
 
 class LoopQueue:
-    """A single reader's queue on one event loop: a deque, and a future only
-    while the reader waits. Lighter than asyncio.Queue, which a stream of small
-    events pays for on every put and get."""
+    """A queue on one event loop: a deque, and futures only for readers that
+    wait. Lighter than asyncio.Queue, which a stream of small events pays for
+    on every put and get."""
 
-    __slots__ = ("_items", "_loop", "_waiter")
+    __slots__ = ("_items", "_loop", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._items: collections.deque[Any] = collections.deque()
         self._loop = loop
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def qsize(self) -> int:
         return len(self._items)
 
     def put_nowait(self, item: Any) -> None:
         self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def pop(self) -> Any:
         """The next item, or ``EMPTY`` without waiting."""
@@ -112,11 +117,16 @@ class LoopQueue:
 
     async def get(self) -> Any:
         while not self._items:
-            waiter = self._waiter = self._loop.create_future()
+            waiter = self._loop.create_future()
+            self._waiters.append(waiter)
             try:
                 await waiter
-            finally:
-                self._waiter = None
+            except asyncio.CancelledError:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                if not waiter.cancelled() and self._items:
+                    self._wake_one()  # it was woken for an item it will not take: pass it on
+                raise
         return self._items.popleft()
 
 

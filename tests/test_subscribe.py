@@ -177,3 +177,22 @@ async def test_the_loop_queue_keeps_order_wakes_its_reader_and_survives_a_cancel
         await cancelled
     items.put_nowait("c")  # a put after a cancelled wait is kept for the next reader
     assert await asyncio.wait_for(items.get(), 1) == "c"
+
+
+async def test_the_loop_queue_serves_two_waiting_readers_and_passes_on_a_cancelled_wake() -> None:
+    from otel_runnables.bridge import LoopQueue
+
+    items = LoopQueue(asyncio.get_running_loop())
+    first, second = asyncio.ensure_future(items.get()), asyncio.ensure_future(items.get())
+    await asyncio.sleep(0)
+    items.put_nowait(1)
+    items.put_nowait(2)
+    assert sorted(await asyncio.gather(first, second)) == [1, 2]
+
+    woken, other = asyncio.ensure_future(items.get()), asyncio.ensure_future(items.get())
+    await asyncio.sleep(0)
+    items.put_nowait(3)  # wakes `woken`, which is cancelled before it can take the item
+    woken.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await woken
+    assert await asyncio.wait_for(other, 1) == 3
