@@ -132,6 +132,7 @@ def connect_reader(path: Path) -> sqlite3.Connection | None:
     _tune(connection)
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
+        connection.close()
         raise StoreVersionError(
             f"{path} has store schema {version}; this otel_runnables reads up to {SCHEMA_VERSION}"
         )
