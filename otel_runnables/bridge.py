@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from otel_runnables.runs import Run
 
 __all__ = [
-    "EMPTY",
     "END",
     "EventFilter",
     "LoopQueue",
@@ -112,8 +111,8 @@ class LoopQueue:
                 return
 
     def pop(self) -> Any:
-        """The next item, or ``EMPTY`` without waiting."""
-        return self._items.popleft() if self._items else EMPTY
+        """The next item, or ``MISSING`` without waiting."""
+        return self._items.popleft() if self._items else MISSING
 
     async def get(self) -> Any:
         while not self._items:
@@ -128,10 +127,6 @@ class LoopQueue:
                     self._wake_one()  # it was woken for an item it will not take: pass it on
                 raise
         return self._items.popleft()
-
-
-EMPTY = object()
-"""What ``LoopQueue.pop`` returns when nothing is queued."""
 
 
 class Subscription:

@@ -175,19 +175,12 @@ def _report(handler: BaseCallbackHandler, method: str, exc: BaseException) -> No
 def notify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
     """Call ``method`` on each handler from sync code: sync methods in list
     order, then the async ones (as langchain_core orders them)."""
-    if len(handlers) == 1:  # the usual case: no order to keep, nothing to collect
-        handler = handlers[0]
-        if _wants(handler, method):
-            result = _call_sync(handler, method, args, kwargs)
-            if result is not None:
-                _run_to_completion(result, handler, method)
-        return
     pending: list[tuple[BaseCallbackHandler, Awaitable[Any]]] = []
     try:
         for handler in handlers:
             if not _wants(handler, method):
                 continue
-            result = _call_sync(handler, method, args, kwargs)
+            result = _start_call(handler, method, args, kwargs)
             if result is not None:
                 pending.append((handler, result))
     finally:
@@ -195,10 +188,11 @@ def notify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **k
             _run_to_completion(awaitable, handler, method)
 
 
-def _call_sync(
+def _start_call(
     handler: BaseCallbackHandler, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Awaitable[Any] | None:
-    """Call one handler from sync code; an async method's awaitable is returned, to be run."""
+    """Call one handler's method: an async method's awaitable is returned, to be
+    finished; an error is logged, and raised only by a ``raise_error`` handler."""
     try:
         result = getattr(handler, method)(*args, **kwargs)
     except NotImplementedError as exc:  # never raised, as in langchain_core
@@ -245,17 +239,11 @@ async def _call(
 ) -> BaseException | None:
     """One handler's callback; returns the error a raise_error handler raised."""
     try:
-        result = getattr(handler, method)(*args, **kwargs)
-    except NotImplementedError as exc:
-        _report(handler, method, exc)
-        return None
-    except Exception as exc:
-        if handler.raise_error:
-            return exc
-        _report(handler, method, exc)
-        return None
-    if result is not None and inspect.isawaitable(result):
-        return await _finish(handler, result, method)
+        awaitable = _start_call(handler, method, args, kwargs)
+    except Exception as exc:  # only a raise_error handler's error comes out
+        return exc
+    if awaitable is not None:
+        return await _finish(handler, awaitable, method)
     return None
 
 

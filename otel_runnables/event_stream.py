@@ -7,8 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from otel_runnables._sentinel import MISSING
 from otel_runnables.bridge import (
-    EMPTY,
     END,
     EventFilter,
     LoopQueue,
@@ -56,7 +56,7 @@ async def stream_events(
     try:
         while True:
             event = queue.pop()  # usually waiting already: no await, no loop turn
-            if event is EMPTY:
+            if event is MISSING:
                 event = await queue.get()
             if event is END:
                 break

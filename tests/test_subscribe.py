@@ -157,10 +157,11 @@ def test_subscribe_outside_an_event_loop_points_to_the_sync_form() -> None:
 
 
 async def test_the_loop_queue_keeps_order_wakes_its_reader_and_survives_a_cancelled_wait() -> None:
-    from otel_runnables.bridge import EMPTY, LoopQueue
+    from otel_runnables._sentinel import MISSING
+    from otel_runnables.bridge import LoopQueue
 
     items = LoopQueue(asyncio.get_running_loop())
-    assert items.pop() is EMPTY and items.qsize() == 0
+    assert items.pop() is MISSING and items.qsize() == 0
 
     waiting = asyncio.ensure_future(items.get())
     await asyncio.sleep(0)
@@ -168,7 +169,7 @@ async def test_the_loop_queue_keeps_order_wakes_its_reader_and_survives_a_cancel
     items.put_nowait("a")
     items.put_nowait("b")
     assert await waiting == "a"  # woken by the first put
-    assert (items.qsize(), items.pop(), items.pop()) == (1, "b", EMPTY)
+    assert (items.qsize(), items.pop(), items.pop()) == (1, "b", MISSING)
 
     cancelled = asyncio.ensure_future(items.get())
     await asyncio.sleep(0)
