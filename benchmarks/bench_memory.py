@@ -9,6 +9,8 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
+from opentelemetry.sdk.trace import TracerProvider
+
 import otel_runnables
 from benchmarks._harness import batch_provider
 
@@ -20,24 +22,34 @@ def work(x: int) -> int:
     return x
 
 
-def main() -> None:
-    provider = batch_provider()
-    otel_runnables.telemetry.set_tracer_provider(provider)
+def retained_bytes(provider: TracerProvider, runs: int) -> tuple[int, list[tracemalloc.StatisticDiff]]:
+    """Bytes still allocated after ``runs`` invokes (with an event each), after a
+    warm-up, a flush and a collection; and the biggest differences by line."""
     runnable = otel_runnables.RunnableLambda(work)
     for i in range(20_000):  # warm caches and pools first
         runnable.invoke(i)
     provider.force_flush()
     gc.collect()
     tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    for i in range(RUNS):
-        runnable.invoke(i)
-    provider.force_flush()
-    gc.collect()
-    after = tracemalloc.take_snapshot()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(runs):
+            runnable.invoke(i)
+        provider.force_flush()
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
     retained = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    return retained, after.compare_to(before, "lineno")[:3]
+
+
+def main() -> None:
+    provider = batch_provider()
+    otel_runnables.telemetry.set_tracer_provider(provider)
+    retained, top = retained_bytes(provider, RUNS)
     print(f"retained after {RUNS:,} runs: {retained:,} bytes = {retained / RUNS:.3f} bytes per run")
-    for stat in after.compare_to(before, "lineno")[:3]:
+    for stat in top:
         print(f"  {stat}")
     provider.shutdown()
 

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import platform
 import sys
-import tracemalloc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -41,7 +39,9 @@ from benchmarks._harness import (
     compare_rounds,
     medians,
     paired_difference,
+    report,
 )
+from benchmarks.bench_memory import retained_bytes
 
 provider = batch_provider()
 ours.telemetry.set_tracer_provider(provider)
@@ -199,13 +199,6 @@ def machine_line() -> str:
     )
 
 
-def table(title: str, results: dict[str, float], baseline: str, *, per: str = "run") -> None:
-    base = results[baseline]
-    print(f"\n{title}")
-    for name, seconds in results.items():
-        print(f"  {name:<32} {seconds * 1e6:10.1f} µs/{per}  {seconds / base:6.2f}x")
-
-
 # -- the scenarios ------------------------------------------------------------------
 
 
@@ -256,7 +249,7 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
     for title, runs, variants in sync_scenarios:
         rounds = compare_rounds(variants, per_round=settings.per_round(200 // runs), rounds=settings.rounds)
         results = medians(rounds)
-        table(f"{title} ({runs} run{'s' if runs > 1 else ''} per call)", results, "otel_raw", per="call")
+        report(f"{title} ({runs} run{'s' if runs > 1 else ''} per call)", results, "otel_raw", per="call")
         verdicts.append(Verdict(title, results["otel_runnables"] / results["otel_raw"], 1.5, "x otel_raw"))
         if "otel_runnables + handler" in results:
             verdicts.append(
@@ -278,7 +271,7 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
     }
     async_rounds = acompare_rounds(asynchronous, per_round=settings.per_round(100), rounds=settings.rounds)
     results = medians(async_rounds)
-    table("ainvoke + 3 async custom events (1 run per call)", results, "otel_raw", per="call")
+    report("ainvoke + 3 async custom events (1 run per call)", results, "otel_raw", per="call")
     verdicts.append(
         Verdict(
             "ainvoke + 3 events, sync handler",
@@ -306,7 +299,7 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
         per_round=settings.per_round(5),
         rounds=settings.rounds,
     )
-    table("batch of 100 (100 runs per call)", results, "otel_raw", per="call")
+    report("batch of 100 (100 runs per call)", results, "otel_raw", per="call")
     verdicts.append(
         Verdict("batch of 100, per item", results["otel_runnables"] / results["otel_raw"], 2.5, "x otel_raw")
     )
@@ -336,7 +329,7 @@ def streaming(settings: Settings) -> list[Verdict]:
         rounds=settings.rounds,
     )
     results = medians(stream_rounds)
-    table(f"astream_events v2 ({EVENTS_PER_STREAM} events per run)", results, "floor (span + asyncio queue)")
+    report(f"astream_events v2 ({EVENTS_PER_STREAM} events per run)", results, "floor (span + asyncio queue)")
     ratio = results["otel_runnables"] / results["floor (span + asyncio queue)"]
     above_floor = paired_difference(stream_rounds, "otel_runnables", "floor (span + asyncio queue)")
     per_event = above_floor / EVENTS_PER_STREAM
@@ -358,33 +351,16 @@ def decorator(settings: Settings) -> list[Verdict]:
         per_round=settings.per_round(300),
         rounds=settings.rounds,
     )
-    table("one decorator on a sync function", results, "otel span decorator", per="call")
+    report("one decorator on a sync function", results, "otel span decorator", per="call")
     return [
         Verdict("@traceable", results["@traceable"] / results["otel span decorator"], 1.3, "x span decorator")
     ]
 
 
 def memory(settings: Settings) -> list[Verdict]:
-    def work_with_event(x: int) -> int:
-        ours.dispatch_custom_event("progress", {"step": x})
-        return x
-
-    runnable = ours.RunnableLambda(work_with_event)
-    for i in range(20_000):
-        runnable.invoke(i)
-    provider.force_flush()
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    for i in range(settings.memory_runs):
-        runnable.invoke(i)
-    provider.force_flush()
-    gc.collect()
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    retained = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
-    per_run = retained / settings.memory_runs
+    retained, _ = retained_bytes(provider, settings.memory_runs)
     print(f"\nmemory: {retained:,} bytes retained after {settings.memory_runs:,} runs with an event each")
+    per_run = retained / settings.memory_runs
     return [Verdict(f"memory retained over {settings.memory_runs:,} runs", per_run, 1.0, "bytes/run")]
 
 
