@@ -202,12 +202,12 @@ class Subscription:
 # subscriptions by the run id (or trace id) they are rooted at; live runs by id
 _by_run: dict[str, list[Subscription]] = {}  # by the root run's id text
 _by_trace: dict[int, list[Subscription]] = {}
-_live: dict[uuid.UUID, Run] = {}
+_live: dict[str, Run] = {}  # by run id text, which every run has from its start
 _lock = threading.Lock()
 
 
 def live_run(run_id: uuid.UUID) -> Run | None:
-    return _live.get(run_id)
+    return _live.get(str(run_id))
 
 
 def live_runs_in_trace(trace_id: int) -> list[Run]:
@@ -343,13 +343,13 @@ def _end_kwargs(run: Run, inputs: Any) -> dict[str, Any]:
 
 
 def _register(run: Run) -> None:
-    _live[run.id] = run
+    _live[run.id_text] = run
     if _by_run or _by_trace:
         _offer_start(run)
 
 
 def _unregister(run: Run, outputs: Any, inputs: Any, *, failed: bool) -> None:
-    _live.pop(run.id, None)
+    _live.pop(run.id_text, None)
     if _by_run or _by_trace:
         if not failed:
             _offer_end(run, outputs, inputs)

@@ -86,6 +86,7 @@ INPUT_VALUE = "input.value"
 INPUT_MIME_TYPE = "input.mime_type"
 OUTPUT_VALUE = "output.value"
 OUTPUT_MIME_TYPE = "output.mime_type"
+_IO_KEYS = {"input": (INPUT_VALUE, INPUT_MIME_TYPE), "output": (OUTPUT_VALUE, OUTPUT_MIME_TYPE)}
 
 CODE_FUNCTION_NAME = "code.function.name"
 CODE_FILE_PATH = "code.file.path"
@@ -152,12 +153,10 @@ def io_attributes(
     ``capture`` off, only ``otel_runnables.<direction>.type`` and ``.size``."""
     if not capture:
         return shape_attributes(f"otel_runnables.{direction}.type", f"otel_runnables.{direction}.size", value)
-    encoded = encode_value(value, limits)
-    attributes: dict[str, AttributeValue] = {
-        f"{direction}.value": encoded.text,
-        f"{direction}.mime_type": encoded.mime_type,
-    }
-    if encoded.truncated:
+    text, mime_type, truncated = encode_value(value, limits)
+    value_key, mime_type_key = _IO_KEYS[direction]
+    attributes: dict[str, AttributeValue] = {value_key: text, mime_type_key: mime_type}
+    if truncated:
         attributes[TRUNCATED] = True
     return attributes
 

@@ -60,10 +60,12 @@ class LiveRun(Protocol):
     """What liveness needs of a run: ours (``runs.Run``) or one traced by an integration."""
 
     span: Span
-    id: uuid.UUID
     name: str
     announced: bool
     ended: bool
+
+    @property
+    def id(self) -> uuid.UUID: ...
 
 
 _OFF = frozenset({"false", "0", "no", "off", "none"})

@@ -25,7 +25,16 @@ from otel_runnables.config import RunnableConfig, RunScope, add_tags, own_child_
 from otel_runnables.serialization import capture_content_enabled
 from otel_runnables.telemetry import get_tracer
 
-__all__ = ["MISSING", "ForeignRun", "Run", "astart_run", "new_run_id", "start_run"]
+__all__ = [
+    "MISSING",
+    "ForeignRun",
+    "Run",
+    "astart_run",
+    "new_run_id",
+    "new_run_id_text",
+    "run_id_of",
+    "start_run",
+]
 
 
 _INTERNAL = SpanKind.INTERNAL
@@ -37,24 +46,35 @@ _id_bits = random.Random()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_id_bits.seed)
 
-_RAND_A = 0xFFF << 62
-_RAND_B = (1 << 62) - 1
-_VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
 _MILLIS = (1 << 48) - 1
 
 
+def new_run_id_text() -> str:
+    """A UUIDv7 (unique and ordered by creation time, like langchain_core's run
+    ids) in its text form, which every span attribute and event wants: formatting
+    small ints costs less than building a UUID object and printing it."""
+    millis = time.time_ns() // 1_000_000 & _MILLIS
+    rand = _id_bits.getrandbits(64)  # rand_a: its top 12 bits; rand_b: 14 more bits and its low 48
+    # %-formatting: 0.3 µs a run faster than the same f-string (measured)
+    return "%08x-%04x-7%03x-%04x-%012x" % (  # noqa: UP031
+        millis >> 16,
+        millis & 0xFFFF,
+        rand >> 52,
+        0x8000 | _id_bits.getrandbits(14),
+        rand & 0xFFFFFFFFFFFF,
+    )
+
+
 def new_run_id() -> uuid.UUID:
-    """A UUIDv7: unique and ordered by creation time, like langchain_core's."""
-    rand = _id_bits.getrandbits(74)
-    millis = time.time_ns() // 1_000_000
-    return _uuid_of((millis & _MILLIS) << 80 | _VERSION_AND_VARIANT | (rand & _RAND_A) << 2 | rand & _RAND_B)
+    return run_id_of(new_run_id_text())
 
 
-def _uuid_of(value: int) -> uuid.UUID:
-    # UUID(int=...) validates and converts at length on every run; a value built
-    # above is valid by construction (Python 3.14's UUID._from_int does the same)
+def run_id_of(text: str) -> uuid.UUID:
+    """The UUID of a run id text made by ``new_run_id_text`` or ``str(UUID)``."""
+    # UUID(text) re-validates at length; the text is a UUID's by construction
+    # (Python 3.14's UUID._from_int skips the same checks)
     made = object.__new__(uuid.UUID)
-    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "int", int(text.replace("-", ""), 16))
     object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
     return made
 
@@ -86,7 +106,7 @@ class Run:
     """One live invocation; ``span`` is its OpenTelemetry span."""
 
     __slots__ = (
-        "id",
+        "_id",
         "parent",
         "name",
         "run_type",
@@ -137,8 +157,10 @@ class Run:
         if config_metadata:
             metadata.update(config_metadata)
 
-        self.id: uuid.UUID = config.get("run_id") or new_run_id()
-        self.id_text = str(self.id)  # every event and attribute wants the text form
+        given_id = config.get("run_id")
+        # the text is what spans and the bridge use; the UUID is made when asked for
+        self._id: uuid.UUID | None = given_id
+        self.id_text = new_run_id_text() if given_id is None else str(given_id)
         self.parent = parent
         self.name = name
         self.run_type = run_type
@@ -156,6 +178,13 @@ class Run:
         self.span = self._start_span(attributes)
         if self.span.is_recording():
             liveness.run_started(self)
+
+    @property
+    def id(self) -> uuid.UUID:
+        made = self._id
+        if made is None:
+            made = self._id = run_id_of(self.id_text)
+        return made
 
     @property
     def parent_id(self) -> uuid.UUID | None:
@@ -297,7 +326,7 @@ class ForeignRun(Run):
         metadata: dict[str, Any],
     ) -> ForeignRun:
         run = cls.__new__(cls)
-        run.id, run.parent, run.name, run.run_type = run_id, parent, name, "chain"
+        run._id, run.parent, run.name, run.run_type = run_id, parent, name, "chain"
         run.id_text = str(run_id)
         run.tags, run.inheritable_tags, run.metadata = list(tags), list(tags), dict(metadata)
         run.handlers, run.inputs, run.streaming, run.span = handlers, None, False, span

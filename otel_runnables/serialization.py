@@ -23,7 +23,7 @@ import pathlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -87,8 +87,9 @@ def _redact_keys_from_env() -> tuple[str, ...]:
 DEFAULT_LIMITS = EncodingLimits(redact_keys=_redact_keys_from_env())
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedValue:
+class EncodedValue(NamedTuple):
+    # a tuple, not a frozen dataclass: built twice per run, and a frozen
+    # dataclass pays an object.__setattr__ per field
     text: str
     mime_type: str
     truncated: bool

@@ -223,3 +223,37 @@ def test_run_ids_are_uuid7_unique_and_ordered_by_time() -> None:
         assert uuid.UUID(str(run_id)) == run_id and hash(uuid.UUID(int=run_id.int)) == hash(run_id)
     time.sleep(0.002)  # the next millisecond
     assert new_run_id() > ids[-1]
+
+
+def test_a_run_id_text_is_the_text_of_its_uuid() -> None:
+    import uuid
+
+    from otel_runnables.runs import new_run_id_text, run_id_of
+
+    for _ in range(2_000):
+        text = new_run_id_text()
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        made = run_id_of(text)
+        assert made == parsed and hash(made) == hash(parsed) and str(made) == text
+    # the millisecond timestamp leads, as UUIDv7 specifies
+    before = __import__("time").time_ns() // 1_000_000
+    assert int(new_run_id_text().replace("-", "")[:12], 16) >= before
+
+
+def test_a_run_id_is_made_from_its_text_only_when_asked_for() -> None:
+    import uuid
+
+    import otel_runnables as ours
+
+    given = uuid.uuid4()
+    seen: list[uuid.UUID] = []
+
+    class Recorder(ours.BaseCallbackHandler):
+        def on_chain_start(self, *args: object, run_id: uuid.UUID, **kwargs: object) -> None:
+            seen.append(run_id)
+
+    ours.RunnableLambda(lambda x: x).invoke(1, {"run_id": given, "callbacks": [Recorder()]})
+    ours.RunnableLambda(lambda x: x).invoke(1, {"callbacks": [Recorder()]})
+    assert seen[0] is given
+    assert isinstance(seen[1], uuid.UUID) and seen[1].version == 7
