@@ -231,7 +231,7 @@ def _read_run(span: ReadableSpan) -> CapturedRun:
         id=uuid.UUID(_attr(span, conventions.RUN_ID)),
         parent_id=uuid.UUID(parent_id) if parent_id else None,
         run_type=_attr(span, conventions.RUN_TYPE) or "chain",
-        tags=list(_attr(span, conventions.RUN_TAGS) or ()),
+        tags=list(_attr(span, conventions.TAG_TAGS) or ()),
         metadata=json.loads(metadata_text) if metadata_text else {},
         inputs=_decoded(span, "input"),
         outputs=_decoded(span, "output"),

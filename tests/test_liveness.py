@@ -66,7 +66,7 @@ def test_announced_at_once_with_a_zero_delay(spans: GetSpans, announce_after: An
     assert pending.parent is not None and pending.parent.span_id == span_id(run)
     assert pending.name == run.name == "work"
     assert pending.start_time == pending.end_time == run.start_time
-    for key in ("otel_runnables.run.id", "otel_runnables.run.type", "otel_runnables.run.tags", "input.value"):
+    for key in ("otel_runnables.run.id", "otel_runnables.run.type", "tag.tags", "input.value"):
         assert pending_attributes[key] == run_attributes[key]
     assert pending_attributes["otel_runnables.run.name"] == "work"
     assert pending_attributes["otel_runnables.run.metadata.team"] == "data"

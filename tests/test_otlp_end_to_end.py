@@ -85,7 +85,7 @@ def test_a_job_arrives_whole(exporting: None, protocol: str) -> None:
     assert runs["transform"].parent_span_id == runs["nightly"].span_id
     assert runs["flaky"].parent_span_id == runs["transform"].span_id
     assert runs["flaky"].status_code == 2 and "flaky source" in runs["flaky"].status_message
-    assert runs["nightly"].attributes["otel_runnables.run.tags"] == ["etl"]
+    assert runs["nightly"].attributes["tag.tags"] == ["etl"]
     assert runs["nightly"].attributes["otel_runnables.run.metadata.team"] == "data"
     assert runs["nightly"].attributes["output.value"] == "40"
     assert all(span.service_name == "billing" for span in spans)

@@ -76,7 +76,8 @@ def test_nested_runs_form_one_tree_with_run_attributes(spans: GetSpans) -> None:
     assert "otel_runnables.run.parent_id" not in root_attrs
     assert root_attrs["otel_runnables.run.type"] == "chain"
     assert root_attrs["openinference.span.kind"] == "CHAIN"
-    assert root_attrs["tag.tags"] == ("t1", "t2") == root_attrs["otel_runnables.run.tags"]
+    assert root_attrs["tag.tags"] == ("t1", "t2")
+    assert "otel_runnables.run.tags" not in root_attrs  # one key for tags, not two copies
     assert root_attrs["otel_runnables.run.metadata.team"] == "data"
     assert root_attrs["otel_runnables.run.metadata.n"] == 3
     assert json.loads(root_attrs["metadata"]) == {"team": "data", "n": 3}
@@ -269,7 +270,7 @@ def assert_span_tree_mirrors_runs(found: list[ReadableSpan], starts: list[dict[s
         assert span.name == start["name"]
         assert span.kind == SpanKind.INTERNAL
         assert a["otel_runnables.run.type"] == "chain" and a["openinference.span.kind"] == "CHAIN"
-        assert tuple(start["tags"]) == a.get("otel_runnables.run.tags", ())
+        assert tuple(start["tags"]) == a.get("tag.tags", ())
         if start["parent_run_id"] is None:
             assert "otel_runnables.run.parent_id" not in a
         else:
@@ -503,13 +504,13 @@ def test_metadata_attributes_per_key_and_as_json(spans: GetSpans) -> None:
         "labels": ("x", "y"),
     }
     assert json.loads(a["metadata"]) == metadata
-    assert a["tag.tags"] == a["otel_runnables.run.tags"] == ("b", "a")
+    assert a["tag.tags"] == ("b", "a")
 
 
 def test_a_run_without_tags_or_metadata_has_no_such_attributes(spans: GetSpans) -> None:
     RunnableLambda(lambda x: x).invoke(1)
     a = attrs(spans()[0])
-    assert not any(k in a for k in ("tag.tags", "otel_runnables.run.tags", "metadata"))
+    assert not any(k in a for k in ("tag.tags", "metadata"))
     assert not any(k.startswith("otel_runnables.run.metadata.") for k in a)
 
 
@@ -518,7 +519,7 @@ def test_child_runs_carry_inherited_tags_and_metadata(spans: GetSpans) -> None:
     seq.invoke(1, {"tags": ["root"], "metadata": {"team": "a"}})
     named = by_name(spans())
     assert attrs(named["first"])["tag.tags"] == ("seq:step:1", "root")
-    assert attrs(named["second"])["otel_runnables.run.tags"] == ("seq:step:2", "root")
+    assert attrs(named["second"])["tag.tags"] == ("seq:step:2", "root")
     assert attrs(named["second"])["otel_runnables.run.metadata.team"] == "a"
     assert attrs(named["RunnableSequence"])["tag.tags"] == ("root",)
 

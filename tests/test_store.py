@@ -79,7 +79,7 @@ def test_a_live_run_and_its_events_are_visible_before_it_ends(
     assert stored.force_flush()
     (done,) = reader.recent_root_runs(5)
     assert done.end_ns is not None and done.status == "unset"
-    assert done.attributes["otel_runnables.run.tags"] == ["etl"]
+    assert done.attributes["tag.tags"] == ["etl"]
     assert "output.value" in done.attributes
     # the live copy and the ended span's copy of the first event are one row
     assert [e.attributes["otel_runnables.event.data.step"] for e in done.events] == [1, 2]

@@ -28,12 +28,12 @@ from otel_runnables.conventions import (
     RUN_METADATA_PREFIX,
     RUN_NAME,
     RUN_PARENT_ID,
-    RUN_TAGS,
     RUN_TYPE,
     SPAN_TYPE,
     SPAN_TYPE_EVENT,
     SPAN_TYPE_PENDING,
     SPAN_TYPE_RUN,
+    TAG_TAGS,
 )
 from otel_runnables.progress.records import SpanRecord
 
@@ -190,7 +190,7 @@ def _metadata(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _tags(attributes: Mapping[str, Any]) -> list[str]:
-    tags = attributes.get(RUN_TAGS)
+    tags = attributes.get(TAG_TAGS)
     if isinstance(tags, str):
         return [tags]
     if isinstance(tags, Sequence):
