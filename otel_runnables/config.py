@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from otel_runnables.errors import InvalidConfigError
 
@@ -123,8 +124,21 @@ def current_child_config() -> RunnableConfig | None:
     return value
 
 
-def context_with_child_config(config: RunnableConfig, parent: otel_context.Context | None = None) -> Any:
-    return otel_context.set_value(_CHILD_CONFIG, config, parent)
+def _span_key() -> str:
+    """The context key the API keeps the current span under, found through the
+    public API (the constant itself is private to opentelemetry-api)."""
+    probe = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+    probed = trace.set_span_in_context(probe, otel_context.Context())
+    return next(key for key, value in probed.items() if value is probe)
+
+
+_SPAN_KEY = _span_key()
+
+
+def context_with_child_config(config: RunnableConfig, span: trace.Span) -> otel_context.Context:
+    """The current context with ``span`` current and ``config`` as the child
+    config: one copy of it, where set_value twice makes four."""
+    return otel_context.Context({**otel_context.get_current(), _SPAN_KEY: span, _CHILD_CONFIG: config})
 
 
 def add_tags(tags: list[str], new: list[str]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from otel_runnables import bridge, conventions, liveness
@@ -79,10 +80,30 @@ def run_id_of(text: str) -> uuid.UUID:
     return made
 
 
+# samplers that record every root span and every span whose parent is sampled
+_PARENT_RULE_SAMPLERS = frozenset(
+    sampler.get_description()
+    for sampler in (sampling.DEFAULT_ON, sampling.ALWAYS_ON)
+)
+_parent_rule: tuple[trace.Tracer | None, bool] = (None, False)  # the last tracer asked about
+
+
+def _samples_by_parent(tracer: trace.Tracer) -> bool:
+    """Whether ``tracer``'s sampler decides as the default one does; asked once per tracer."""
+    global _parent_rule
+    known, answer = _parent_rule
+    if known is not tracer:
+        describe = getattr(getattr(tracer, "sampler", None), "get_description", None)
+        answer = callable(describe) and describe() in _PARENT_RULE_SAMPLERS
+        _parent_rule = (tracer, answer)
+    return answer
+
+
 def _likely_recorded(tracer: trace.Tracer, context: Context | None) -> bool:
-    """Whether the new span will record, as the default ParentBased sampler decides:
-    so payloads are encoded only for spans an exporter may see."""
-    if isinstance(tracer, trace.NoOpTracer):
+    """Whether the new span will surely record, so its payloads are encoded up front;
+    False when unsure (a ratio or custom sampler, a no-op tracer): the run then
+    encodes them only once its span says it records."""
+    if not _samples_by_parent(tracer):
         return False
     parent = trace.get_current_span(context).get_span_context()
     return not parent.is_valid or parent.trace_flags.sampled

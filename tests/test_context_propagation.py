@@ -416,3 +416,65 @@ def test_errors_and_streams_without_export(pipeline: str, request: pytest.Fixtur
 def test_the_default_pipeline_is_back_after_switching(spans: Any) -> None:
     RunnableLambda(lambda x: x, name="exported").invoke(1)
     assert [s.name for s in spans()] == ["exported"]
+
+
+class _Watched:
+    """A payload that notes every time something turns it into text or JSON."""
+
+    conversions = 0
+
+    def __repr__(self) -> str:
+        _Watched.conversions += 1
+        return "watched"
+
+    __str__ = __repr__
+
+
+@pytest.mark.parametrize("pipeline", ["sampled_out", "sdk_disabled", "capture_off"])
+def test_payloads_nobody_exports_are_never_encoded(
+    pipeline: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 7: no encoding of inputs, outputs or event data for spans no exporter
+    sees (sampled out, SDK disabled) or with content capture off."""
+    if pipeline == "capture_off":
+        monkeypatch.setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
+    else:
+        request.getfixturevalue(pipeline)
+
+    def work(payload: _Watched) -> _Watched:
+        dispatch_custom_event("progress", payload)
+        return payload
+
+    _Watched.conversions = 0
+    chain = RunnableLambda(work) | RunnableLambda(lambda payload: payload)
+    assert isinstance(chain.invoke(_Watched()), _Watched)
+    assert _Watched.conversions == 0
+
+
+def test_a_recorded_run_does_encode_its_payloads(spans: Any) -> None:
+    """The counterpart: the same program, exported, writes them (so the test above can fail)."""
+    _Watched.conversions = 0
+    RunnableLambda(lambda payload: payload, name="exported").invoke(_Watched())
+    assert _Watched.conversions >= 2  # input and output
+    (span,) = spans()
+    assert "watched" in str((span.attributes or {})["input.value"])
+
+
+def test_a_sampler_of_its_own_still_gets_every_payload(use_provider: Any) -> None:
+    """A sampler the library cannot predict (here a ratio that keeps all): payloads
+    are written once the span turns out to record, nothing is missing."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=TraceIdRatioBased(1.0))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    use_provider(provider)
+    chain = RunnableLambda(lambda x: x + 1, name="first") | RunnableLambda(lambda x: x * 2, name="second")
+    assert chain.invoke(1, {"tags": ["t"], "metadata": {"user": "u"}}) == 4
+    by_name = {span.name: dict(span.attributes or {}) for span in exporter.get_finished_spans()}
+    assert by_name["first"]["input.value"] == "1" and by_name["second"]["output.value"] == "4"
+    assert by_name["RunnableSequence"]["tag.tags"] == ("t",)
+    assert by_name["second"]["otel_runnables.run.metadata.user"] == "u"

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 
 from otel_runnables.config import RunnableConfig, context_with_child_config, ensure_config, patch_config
 from otel_runnables.runs import MISSING, Run, astart_run, start_run
@@ -33,8 +32,7 @@ STREAM_START_INPUTS: Mapping[str, str] = {"input": ""}
 
 def enter_run(run: Run, child_config: RunnableConfig) -> object:
     """Make ``run`` current: its span and its child config."""
-    ctx = context_with_child_config(child_config, trace.set_span_in_context(run.span))
-    return otel_context.attach(ctx)
+    return otel_context.attach(context_with_child_config(child_config, run.span))
 
 
 def exit_run(token: object) -> None:
