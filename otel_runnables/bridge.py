@@ -359,13 +359,13 @@ def _unregister(run: Run, outputs: Any, inputs: Any, *, failed: bool) -> None:
 def started(run: Run, handler_extra: Mapping[str, Any] | None = None) -> None:
     _register(run)
     if run.handlers:
-        notify(run.handlers, "on_chain_start", None, run.inputs, **_start_kwargs(run, handler_extra))
+        notify(run.handlers, "on_chain_start", (None, run.inputs), _start_kwargs(run, handler_extra))
 
 
 async def astarted(run: Run, handler_extra: Mapping[str, Any] | None = None) -> None:
     _register(run)
     if run.handlers:
-        await anotify(run.handlers, "on_chain_start", None, run.inputs, **_start_kwargs(run, handler_extra))
+        await anotify(run.handlers, "on_chain_start", (None, run.inputs), _start_kwargs(run, handler_extra))
 
 
 def chunk(run: Run, value: Any) -> None:
@@ -380,13 +380,13 @@ achunk = chunk  # no handler callback for chunks: nothing to await
 def ended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
     _unregister(run, outputs, inputs, failed=False)
     if run.handlers:
-        notify(run.handlers, "on_chain_end", outputs, **_end_kwargs(run, inputs))
+        notify(run.handlers, "on_chain_end", (outputs,), _end_kwargs(run, inputs))
 
 
 async def aended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
     _unregister(run, outputs, inputs, failed=False)
     if run.handlers:
-        await anotify(run.handlers, "on_chain_end", outputs, **_end_kwargs(run, inputs))
+        await anotify(run.handlers, "on_chain_end", (outputs,), _end_kwargs(run, inputs))
 
 
 def discarded(run: Run) -> None:
@@ -398,13 +398,13 @@ def failed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:
     # v2 has no error event: subscribers see the stream stop
     _unregister(run, None, inputs, failed=True)
     if run.handlers:
-        notify(run.handlers, "on_chain_error", error, **_end_kwargs(run, inputs))
+        notify(run.handlers, "on_chain_error", (error,), _end_kwargs(run, inputs))
 
 
 async def afailed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:
     _unregister(run, None, inputs, failed=True)
     if run.handlers:
-        await anotify(run.handlers, "on_chain_error", error, **_end_kwargs(run, inputs))
+        await anotify(run.handlers, "on_chain_error", (error,), _end_kwargs(run, inputs))
 
 
 def _offer_custom(run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any]) -> None:
@@ -427,7 +427,9 @@ def custom_event(
     if _by_run or _by_trace:
         _offer_custom(run, name, data, tags, metadata)
     if handlers:
-        notify(handlers, "on_custom_event", name, data, run_id=run.id, tags=tags, metadata=metadata)
+        notify(
+            handlers, "on_custom_event", (name, data), {"run_id": run.id, "tags": tags, "metadata": metadata}
+        )
 
 
 async def acustom_event(
@@ -436,7 +438,9 @@ async def acustom_event(
     if _by_run or _by_trace:
         _offer_custom(run, name, data, tags, metadata)
     if handlers:
-        await anotify(handlers, "on_custom_event", name, data, run_id=run.id, tags=tags, metadata=metadata)
+        await anotify(
+            handlers, "on_custom_event", (name, data), {"run_id": run.id, "tags": tags, "metadata": metadata}
+        )
 
 
 def has_listeners() -> bool:

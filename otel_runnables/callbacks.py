@@ -172,20 +172,26 @@ def _report(handler: BaseCallbackHandler, method: str, exc: BaseException) -> No
     logger.warning("Error in %s.%s callback: %s: %s", type(handler).__name__, method, type(exc).__name__, exc)
 
 
-def notify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
-    """Call ``method`` on each handler from sync code: sync methods in list
-    order, then the async ones (as langchain_core orders them)."""
-    pending: list[tuple[BaseCallbackHandler, Awaitable[Any]]] = []
+def notify(
+    handlers: Sequence[BaseCallbackHandler], method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Call ``method(*args, **kwargs)`` on each handler from sync code: sync
+    methods in list order, then the async ones (as langchain_core orders them).
+    The arguments come as built, not re-packed: this runs on every callback."""
+    pending: list[tuple[BaseCallbackHandler, Awaitable[Any]]] | None = None
     try:
         for handler in handlers:
             if not _wants(handler, method):
                 continue
             result = _start_call(handler, method, args, kwargs)
             if result is not None:
+                if pending is None:
+                    pending = []
                 pending.append((handler, result))
     finally:
-        for handler, awaitable in pending:
-            _run_to_completion(awaitable, handler, method)
+        if pending:
+            for handler, awaitable in pending:
+                _run_to_completion(awaitable, handler, method)
 
 
 def _start_call(
@@ -208,8 +214,10 @@ def _start_call(
     return None
 
 
-async def anotify(handlers: Sequence[BaseCallbackHandler], method: str, *args: Any, **kwargs: Any) -> None:
-    """Call ``method`` on each handler from async code, as langchain_core
+async def anotify(
+    handlers: Sequence[BaseCallbackHandler], method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Call ``method(*args, **kwargs)`` on each handler from async code, as langchain_core
     does: ``run_inline`` handlers one after another first, then the others
     concurrently, started in list order. Sync methods run on the loop (never
     in a thread); coroutines within their timeout. Every handler is called

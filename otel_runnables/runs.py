@@ -82,8 +82,7 @@ def run_id_of(text: str) -> uuid.UUID:
 
 # samplers that record every root span and every span whose parent is sampled
 _PARENT_RULE_SAMPLERS = frozenset(
-    sampler.get_description()
-    for sampler in (sampling.DEFAULT_ON, sampling.ALWAYS_ON)
+    sampler.get_description() for sampler in (sampling.DEFAULT_ON, sampling.ALWAYS_ON)
 )
 _parent_rule: tuple[trace.Tracer | None, bool] = (None, False)  # the last tracer asked about
 
