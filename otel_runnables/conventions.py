@@ -169,6 +169,11 @@ def run_attributes(
         # sequence step) about 1.7 µs of attribute validation in the SDK
         attributes[TAG_TAGS] = tuple(tags)
     if metadata:
+        flat = encode_flat_mapping(RUN_METADATA_PREFIX, metadata, limits)
+        if flat is not None:  # the usual few plain entries: one pass for both forms
+            attributes.update(flat[1])
+            attributes[METADATA] = flat[0]
+            return attributes
         attributes.update(flatten_scalars(RUN_METADATA_PREFIX, metadata, limits))
         encoded = encode_value(dict(metadata), limits)
         attributes[METADATA] = encoded.text

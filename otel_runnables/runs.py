@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -108,13 +107,13 @@ def _samples_by_parent(tracer: trace.Tracer) -> bool:
     return answer
 
 
-def _likely_recorded(tracer: trace.Tracer, context: Context | None) -> bool:
+def _likely_recorded(tracer: trace.Tracer, parent_span: Span) -> bool:
     """Whether the new span will surely record, so its payloads are encoded up front;
     False when unsure (a ratio or custom sampler, a no-op tracer): the run then
     encodes them only once its span says it records."""
     if not _samples_by_parent(tracer):
         return False
-    parent = trace.get_current_span(context).get_span_context()
+    parent = parent_span.get_span_context()
     return not parent.is_valid or parent.trace_flags.sampled
 
 
@@ -223,15 +222,17 @@ class Run:
     def _start_span(self, extra: Mapping[str, Any] | None) -> Span:
         parent = self.parent
         context = None
-        if parent is not None and not _opened_inside(trace.get_current_span(), parent):
+        parent_span = trace.get_current_span()  # the span the SDK will parent on
+        if parent is not None and not _opened_inside(parent_span, parent):
             # the config came from elsewhere (another thread, another library's
             # run): parent on the run's span explicitly
             context = trace.set_span_in_context(parent.span)
+            parent_span = parent.span
         attributes = conventions.run_identity_attributes(
             self.id_text, None if parent is None else parent.id_text, self.run_type
         )
         tracer = get_tracer()
-        if _likely_recorded(tracer, context):
+        if _likely_recorded(tracer, parent_span):
             # everything in one go: the SDK validates attributes per call and per value
             attributes.update(self._content_attributes(extra))
             return tracer.start_span(self.name, context=context, kind=_INTERNAL, attributes=attributes)

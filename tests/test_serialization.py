@@ -661,6 +661,22 @@ def test_the_one_pass_for_flat_event_data_gives_what_the_general_path_gives(data
         assert encoded.text == reference  # the one-pass JSON is the JSON json.dumps writes
 
 
+@given(st.dictionaries(st.text(max_size=300), FLAT_SCALARS, max_size=40))
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+def test_run_metadata_attributes_are_the_same_whichever_path_writes_them(metadata: dict[str, Any]) -> None:
+    from otel_runnables import conventions
+
+    written = conventions.run_attributes([], metadata)
+    expected: dict[str, Any] = dict(flatten_scalars(conventions.RUN_METADATA_PREFIX, metadata))
+    if metadata:
+        encoded = encode_value(dict(metadata))
+        expected[conventions.METADATA] = encoded.text
+        if encoded.truncated:
+            expected[conventions.TRUNCATED] = True
+    assert written == expected
+    assert list(written) == list(expected)  # the same order of keys too
+
+
 def test_secret_keys_and_short_limits_take_the_general_path() -> None:
     assert encode_flat_mapping("p", {"api_key": "x"}) is None
     assert encode_flat_mapping("p", {"step": 1}, EncodingLimits(max_value_length=100)) is None
