@@ -1,0 +1,181 @@
+"""Instructions per call, counted by valgrind: a figure that does not move with
+machine noise, for changes smaller than what timing can tell apart.
+
+    .venv/bin/python -m benchmarks.count_instructions            # every scenario
+    .venv/bin/python -m benchmarks.count_instructions invoke raw # some of them
+
+Each scenario runs in its own process under ``valgrind --tool=callgrind``,
+once with no calls and once with ``--calls`` calls (after the same warm-up);
+the difference divided by the calls is its cost per call. Spans go through a
+SimpleSpanProcessor to an exporter that drops them: no export thread, so the
+count moves by under 1 % from run to run. Instructions are not time
+(run_all measures that), but a change that removes instructions here removes
+work there. Needs valgrind on PATH; a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+WARMUP = 200
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def scenarios() -> dict[str, Callable[[], Any]]:
+    """The programs, built in the counting process only (imports count too)."""
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    import otel_runnables as ours
+    from benchmarks._harness import DiscardingExporter
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
+    ours.telemetry.set_tracer_provider(provider)
+    tracer = provider.get_tracer("bench")
+    raw_attributes = {"run.id": "x", "run.type": "chain", "input.value": "1"}
+    # what a run's span holds, prebuilt: the SDK's share of a run, with no bookkeeping
+    run_content = {
+        "otel_runnables.span_type": "run",
+        "otel_runnables.run.id": "01a23588-ef10-70d0-889a-cc16fefdc3e9",
+        "otel_runnables.run.type": "chain",
+        "openinference.span.kind": "CHAIN",
+        "input.value": "1",
+        "input.mime_type": "application/json",
+    }
+    run_output = {"output.value": "1", "output.mime_type": "application/json"}
+
+    def raw() -> int:
+        with tracer.start_as_current_span("raw", attributes=raw_attributes):
+            return 1
+
+    def raw_events() -> int:
+        with tracer.start_as_current_span("raw", attributes=raw_attributes) as span:
+            for step in range(3):
+                span.add_event("progress", {"step": step})
+            return 1
+
+    def span_with_run_content() -> int:
+        span = tracer.start_span("work", attributes=run_content)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        otel_context.detach(token)
+        span.set_attributes(run_output)
+        span.end()
+        return 1
+
+    def three_events(x: int) -> int:
+        for step in range(3):
+            ours.dispatch_custom_event("progress", {"step": step})
+        return x
+
+    trivial = ours.RunnableLambda(lambda x: x)
+    events = ours.RunnableLambda(three_events)
+    leaf = ours.RunnableLambda(lambda x: x)
+    middle = ours.RunnableLambda(lambda x: leaf.invoke(x))
+    nested = ours.RunnableLambda(lambda x: middle.invoke(x))
+    sequence = ours.RunnableLambda(lambda x: x)
+    for _ in range(9):
+        sequence = sequence | ours.RunnableLambda(lambda x: x)
+    traced = ours.traceable(lambda x: x)
+    return {
+        "raw": raw,
+        "span with run content": span_with_run_content,
+        "invoke": lambda: trivial.invoke(1),
+        "raw + 3 events": raw_events,
+        "invoke + 3 events": lambda: events.invoke(1),
+        "3-level nesting (3 runs)": lambda: nested.invoke(1),
+        "10-step sequence (11 runs)": lambda: sequence.invoke(1),
+        "@traceable": lambda: traced(1),
+    }
+
+
+# what each scenario is measured against, and how many of those make one call
+BASELINES: dict[str, tuple[str, int]] = {
+    "span with run content": ("raw", 1),
+    "invoke": ("raw", 1),
+    "invoke + 3 events": ("raw + 3 events", 1),
+    "3-level nesting (3 runs)": ("raw", 3),
+    "10-step sequence (11 runs)": ("raw", 11),
+    "@traceable": ("raw", 1),
+}
+
+
+def _child(name: str, calls: int) -> None:
+    call = scenarios()[name]
+    for _ in range(WARMUP + calls):
+        call()
+
+
+def _count(name: str, calls: int) -> int:
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.count_instructions",
+        "--child",
+        name,
+        "--calls",
+        str(calls),
+    ]
+    environment = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+    found = _COLLECTED.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"counting {name!r} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def per_call(name: str, calls: int) -> float:
+    return (_count(name, calls) - _count(name, 0)) / calls
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("names", nargs="*", help="scenarios to count (default: all)")
+    parser.add_argument("--calls", type=int, default=2000, help="calls counted per scenario")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child, args.calls)
+        return 0
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not on PATH (e.g. apt-get install valgrind)")
+    known = list(scenarios())
+    unknown = [name for name in args.names if name not in known]
+    if unknown:
+        parser.error(f"unknown scenario(s) {unknown}; known: {known}")
+    wanted = list(args.names or known)
+    for name in list(wanted):
+        baseline = BASELINES.get(name)
+        if baseline is not None and baseline[0] not in wanted:
+            wanted.append(baseline[0])
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counts = dict(zip(wanted, pool.map(lambda name: per_call(name, args.calls), wanted), strict=True))
+    print(f"instructions per call (valgrind callgrind, {args.calls} calls after {WARMUP} warm-up)")
+    for name, count in counts.items():
+        line = f"  {name:<28} {count:12,.0f}"
+        baseline = BASELINES.get(name)
+        if baseline is not None:
+            base_name, times = baseline
+            several = f" x{times}" if times > 1 else ""
+            line += f"   {count / (counts[base_name] * times):5.2f}x {base_name}{several}"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
