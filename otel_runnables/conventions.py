@@ -19,6 +19,7 @@ from otel_runnables.serialization import (
     DEFAULT_LIMITS,
     EncodingLimits,
     encode_flat_mapping,
+    encode_parts,
     encode_value,
     flatten_scalars,
     to_jsonable,
@@ -151,7 +152,7 @@ def io_attributes(
     ``capture`` off, only ``otel_runnables.<direction>.type`` and ``.size``."""
     if not capture:
         return shape_attributes(f"otel_runnables.{direction}.type", f"otel_runnables.{direction}.size", value)
-    text, mime_type, truncated = encode_value(value, limits)
+    text, mime_type, truncated = encode_parts(value, limits)
     value_key, mime_type_key = _IO_KEYS[direction]
     attributes: dict[str, AttributeValue] = {value_key: text, mime_type_key: mime_type}
     if truncated:

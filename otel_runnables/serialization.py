@@ -28,9 +28,11 @@ from typing import Any, NamedTuple
 __all__ = [
     "DEFAULT_LIMITS",
     "REDACTED",
+    "EncodedParts",
     "EncodedValue",
     "EncodingLimits",
     "capture_content_enabled",
+    "encode_parts",
     "encode_value",
     "flatten_scalars",
     "to_jsonable",
@@ -415,39 +417,48 @@ def encode_value(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> Enco
 
     JSON never needs more than 5 characters (``false``), so limits below 5 are not honoured for it.
     """
+    return tuple.__new__(EncodedValue, encode_parts(value, limits))
+
+
+EncodedParts = tuple[str, str, bool]
+
+
+def encode_parts(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> EncodedParts:
+    """``encode_value`` as a plain tuple (text, mime type, truncated), for the run's
+    own path: building the named tuple costs more than encoding a small value."""
     try:
         return _encode(value, limits)
     except Exception:  # never raise on the hot path
-        return EncodedValue(_dumps(_unrepresentable(value)), _JSON, True)
+        return _dumps(_unrepresentable(value)), _JSON, True
 
 
-def _encode(value: object, limits: EncodingLimits) -> EncodedValue:
+def _encode(value: object, limits: EncodingLimits) -> EncodedParts:
     kind = type(value)
     if kind is str:
         text: str = value  # type: ignore[assignment]
         if len(text) <= limits.max_value_length:
-            return EncodedValue(_utf8_safe(text), "text/plain", False)
-        return EncodedValue(_cut(text, limits.max_value_length), "text/plain", True)
+            return _utf8_safe(text), "text/plain", False
+        return _cut(text, limits.max_value_length), "text/plain", True
     if isinstance(value, str):
         return _encode(str.__str__(value), limits)
     if value is None or kind is bool:
-        return EncodedValue("null" if value is None else "true" if value else "false", _JSON, False)
+        return "null" if value is None else "true" if value else "false", _JSON, False
     if kind is int and _INT64_MIN <= value <= _INT64_MAX and limits.max_value_length >= 20:  # type: ignore[operator]
-        return EncodedValue(int.__repr__(value), _JSON, False)
+        return int.__repr__(value), _JSON, False
     if kind is float and math.isfinite(value) and limits.max_value_length >= 24:  # type: ignore[arg-type]
-        return EncodedValue(float.__repr__(value), _JSON, False)
+        return float.__repr__(value), _JSON, False
     if kind is dict:
         # the common payload ({"step": 1, "total": 3}): no walk needed
         plain = _plain_json(value, limits, None)  # type: ignore[arg-type]
         if plain is not None and len(plain[0]) <= limits.max_value_length:
-            return EncodedValue(_utf8_safe(plain[0]), _JSON, False)
+            return _utf8_safe(plain[0]), _JSON, False
     max_string, max_items, max_depth = limits.max_value_length, limits.max_items, limits.max_depth
     shrunk = False
     while True:
         walker = _Walker(limits, max_string, max_items, max_depth)
         text = _dumps(walker.walk(value, 0))
         if len(text) <= limits.max_value_length:
-            return EncodedValue(text, _JSON, walker.truncated or shrunk)
+            return text, _JSON, walker.truncated or shrunk
         # shrink inside the structure, so the JSON stays whole: strings and items first, then depth
         shrunk = True
         if max_string > 16 or max_items > 1:
@@ -463,7 +474,7 @@ def _encode(value: object, limits: EncodingLimits) -> EncodedValue:
     while len(fallback) > limits.max_value_length and head:
         head = head[: len(head) // 2]
         fallback = _dumps(head + _ELLIPSIS)
-    return EncodedValue(fallback, _JSON, True)
+    return fallback, _JSON, True
 
 
 FlatValue = str | bool | int | float | Sequence[str]
