@@ -132,3 +132,31 @@ def test_nested_batches_and_maps_do_not_deadlock_the_shared_pool() -> None:
 
     branchy = RunnableParallel(a=lambda x: RunnableParallel(b=lambda y: y).invoke(x), d=lambda x: x)
     assert RunnableLambda(lambda x: branchy.invoke(x)).batch(list(range(40)))[3] == {"a": {"b": 3}, "d": 3}
+
+
+@pytest.mark.parametrize("span_key_found", [True, False])
+def test_a_running_run_is_the_current_span_and_parent(
+    span_key_found: bool, spans: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entering a run writes the span and the child config in one context copy; if the
+    API ever stopped keeping the span under one findable key, the two-step way is used."""
+    from opentelemetry import trace
+
+    from otel_runnables import config
+
+    if not span_key_found:
+        monkeypatch.setattr(config, "_SPAN_KEY", None)
+    seen: list[Any] = []
+
+    def inner(x: int) -> int:
+        seen.append(trace.get_current_span())
+        dispatch_custom_event("tick", {"x": x})
+        return x
+
+    inner_runnable = RunnableLambda(inner, name="inner")
+    assert RunnableLambda(lambda x: inner_runnable.invoke(x), name="outer").invoke(3) == 3
+    by_name = {span.name: span for span in spans()}
+    assert seen[0].get_span_context() == by_name["inner"].context
+    assert by_name["inner"].parent is not None
+    assert by_name["inner"].parent.span_id == by_name["outer"].context.span_id
+    assert [event.name for event in by_name["inner"].events] == ["tick"]
