@@ -157,7 +157,7 @@ class Subscription:
         self.queue: LoopQueue | queue.SimpleQueue[Any]
         self.queue = LoopQueue(loop) if loop is not None else queue.SimpleQueue()
         self._loop_thread = threading.get_ident() if loop is not None else None
-        self._accepts_all = event_filter is ALL_EVENTS or event_filter == ALL_EVENTS
+        self._accepts_all = event_filter == ALL_EVENTS
 
     def parent_ids(self, run: Run) -> list[str]:
         """Ancestors seen by this subscription, root first."""

@@ -47,9 +47,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_id_bits.seed)
 
 _MILLIS = (1 << 48) - 1
-_RAND_A = 0xFFF << 62  # 12 random bits above the version field
-_RAND_B = (1 << 62) - 1  # 62 random bits below the variant field
-_VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
 
 
 def new_run_id_text() -> str:
@@ -70,21 +67,15 @@ def new_run_id_text() -> str:
 
 def new_run_id() -> uuid.UUID:
     """The same kind of id as a UUID, for a caller that needs one up front."""
-    millis = time.time_ns() // 1_000_000 & _MILLIS
-    rand = _id_bits.getrandbits(74)
-    return _uuid_of(millis << 80 | _VERSION_AND_VARIANT | (rand & _RAND_A) << 2 | rand & _RAND_B)
+    return run_id_of(new_run_id_text())
 
 
 def run_id_of(text: str) -> uuid.UUID:
     """The UUID of a run id text made by ``new_run_id_text`` or ``str(UUID)``."""
-    return _uuid_of(int(text.replace("-", ""), 16))
-
-
-def _uuid_of(value: int) -> uuid.UUID:
-    # UUID(...) re-validates at length; these values are a UUID's by construction
+    # UUID(text) re-validates at length; this text is a UUID's by construction
     # (Python 3.14's UUID._from_int skips the same checks)
     made = object.__new__(uuid.UUID)
-    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "int", int(text.replace("-", ""), 16))
     object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
     return made
 

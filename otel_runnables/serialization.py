@@ -90,8 +90,8 @@ DEFAULT_LIMITS = EncodingLimits(redact_keys=_redact_keys_from_env())
 
 
 class EncodedValue(NamedTuple):
-    # a tuple, not a frozen dataclass: built twice per run, and a frozen
-    # dataclass pays an object.__setattr__ per field
+    """``encode_value``'s answer; a run's own path uses the plain tuple (``encode_parts``)."""
+
     text: str
     mime_type: str
     truncated: bool

@@ -41,9 +41,6 @@ class AddableDict(dict[str, Any]):
         return AddableDict(other) + self
 
 
-_NO_RULES = (None,) * 6  # astream_events without include/exclude filters
-
-
 class Runnable(Generic[Input, Output]):
     """A unit of work that can be invoked, batched, streamed and composed.
 
@@ -195,14 +192,15 @@ class Runnable(Generic[Input, Output]):
         """Stream this run's subtree as langchain_core's v2 event dictionaries:
         on_chain_start/stream/end and on_custom_event, in the order they happen.
         Closing the iterator early cancels the run."""
-        from otel_runnables.bridge import ALL_EVENTS, EventFilter
+        from otel_runnables.bridge import EventFilter
         from otel_runnables.event_stream import stream_events
 
         if version != "v2":
             # the type langchain_core raises, with a message naming what was asked
             raise NotImplementedError(f"astream_events supports only version='v2', got version={version!r}")
-        rules = (include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags)
-        event_filter = ALL_EVENTS if rules == _NO_RULES else EventFilter(*rules)
+        event_filter = EventFilter(
+            include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
+        )
         return stream_events(self, input, config, event_filter, **kwargs)
 
     # -- composition -------------------------------------------------------
