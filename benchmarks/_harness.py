@@ -11,6 +11,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Tracer
 
 
 class DiscardingExporter(SpanExporter):
@@ -28,6 +29,54 @@ def batch_provider() -> TracerProvider:
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(DiscardingExporter(), max_queue_size=65536))
     return provider
+
+
+RAW_ATTRIBUTES = {"run.id": "x", "run.type": "chain", "input.value": "1"}
+
+
+def raw_spans(tracer: Tracer) -> tuple[Callable[[int], int], Callable[[int], int]]:
+    """``otel_raw``, the baseline: a bare span with 3 attributes, and the same
+    span with 3 span events."""
+
+    def raw(x: int) -> int:
+        with tracer.start_as_current_span("raw", attributes=RAW_ATTRIBUTES):
+            return x
+
+    def raw_events(x: int) -> int:
+        with tracer.start_as_current_span("raw", attributes=RAW_ATTRIBUTES) as span:
+            for step in range(3):
+                span.add_event("progress", {"step": step})
+            return x
+
+    return raw, raw_events
+
+
+def programs(lib: Any, dispatch: Any, adispatch: Any) -> dict[str, Any]:
+    """The measured runnables, written once for both libraries (``lib`` is
+    otel_runnables or langchain_core.runnables, with its event dispatchers)."""
+
+    def three_events(x: int) -> int:
+        for step in range(3):
+            dispatch("progress", {"step": step})
+        return x
+
+    async def athree_events(x: int) -> int:
+        for step in range(3):
+            await adispatch("progress", {"step": step})
+        return x
+
+    leaf = lib.RunnableLambda(lambda x: x)
+    mid = lib.RunnableLambda(lambda x: leaf.invoke(x))
+    sequence = lib.RunnableLambda(lambda x: x)
+    for _ in range(9):
+        sequence = sequence | lib.RunnableLambda(lambda x: x)
+    return {
+        "trivial": lib.RunnableLambda(lambda x: x),
+        "events": lib.RunnableLambda(three_events),
+        "aevents": lib.RunnableLambda(athree_events),
+        "nested": lib.RunnableLambda(lambda x: mid.invoke(x)),
+        "sequence": sequence,
+    }
 
 
 def compare_rounds(

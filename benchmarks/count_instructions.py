@@ -37,13 +37,14 @@ def scenarios() -> dict[str, Callable[[], Any]]:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     import otel_runnables as ours
-    from benchmarks._harness import DiscardingExporter
+    from benchmarks._harness import DiscardingExporter, programs, raw_spans
 
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
     ours.telemetry.set_tracer_provider(provider)
     tracer = provider.get_tracer("bench")
-    raw_attributes = {"run.id": "x", "run.type": "chain", "input.value": "1"}
+    raw, raw_events = raw_spans(tracer)
+    mine = programs(ours, ours.dispatch_custom_event, ours.adispatch_custom_event)
     # what a run's span holds, prebuilt: the SDK's share of a run, with no bookkeeping
     run_content = {
         "otel_runnables.span_type": "run",
@@ -55,16 +56,6 @@ def scenarios() -> dict[str, Callable[[], Any]]:
     }
     run_output = {"output.value": "1", "output.mime_type": "application/json"}
 
-    def raw() -> int:
-        with tracer.start_as_current_span("raw", attributes=raw_attributes):
-            return 1
-
-    def raw_events() -> int:
-        with tracer.start_as_current_span("raw", attributes=raw_attributes) as span:
-            for step in range(3):
-                span.add_event("progress", {"step": step})
-            return 1
-
     def span_with_run_content() -> int:
         span = tracer.start_span("work", attributes=run_content)
         token = otel_context.attach(trace.set_span_in_context(span))
@@ -73,28 +64,15 @@ def scenarios() -> dict[str, Callable[[], Any]]:
         span.end()
         return 1
 
-    def three_events(x: int) -> int:
-        for step in range(3):
-            ours.dispatch_custom_event("progress", {"step": step})
-        return x
-
-    trivial = ours.RunnableLambda(lambda x: x)
-    events = ours.RunnableLambda(three_events)
-    leaf = ours.RunnableLambda(lambda x: x)
-    middle = ours.RunnableLambda(lambda x: leaf.invoke(x))
-    nested = ours.RunnableLambda(lambda x: middle.invoke(x))
-    sequence = ours.RunnableLambda(lambda x: x)
-    for _ in range(9):
-        sequence = sequence | ours.RunnableLambda(lambda x: x)
     traced = ours.traceable(lambda x: x)
     return {
-        "raw": raw,
+        "raw": lambda: raw(1),
         "span with run content": span_with_run_content,
-        "invoke": lambda: trivial.invoke(1),
-        "raw + 3 events": raw_events,
-        "invoke + 3 events": lambda: events.invoke(1),
-        "3-level nesting (3 runs)": lambda: nested.invoke(1),
-        "10-step sequence (11 runs)": lambda: sequence.invoke(1),
+        "invoke": lambda: mine["trivial"].invoke(1),
+        "raw + 3 events": lambda: raw_events(1),
+        "invoke + 3 events": lambda: mine["events"].invoke(1),
+        "3-level nesting (3 runs)": lambda: mine["nested"].invoke(1),
+        "10-step sequence (11 runs)": lambda: mine["sequence"].invoke(1),
         "@traceable": lambda: traced(1),
     }
 

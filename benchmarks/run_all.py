@@ -33,12 +33,15 @@ import langchain_core.runnables as lc_runnables
 
 import otel_runnables as ours
 from benchmarks._harness import (
+    RAW_ATTRIBUTES,
     acompare_rounds,
     batch_provider,
     compare,
     compare_rounds,
     medians,
     paired_difference,
+    programs,
+    raw_spans,
     report,
 )
 from benchmarks.bench_memory import retained_bytes
@@ -46,7 +49,7 @@ from benchmarks.bench_memory import retained_bytes
 provider = batch_provider()
 ours.telemetry.set_tracer_provider(provider)
 tracer = provider.get_tracer("bench")
-ATTRS = {"run.id": "x", "run.type": "chain", "input.value": "1"}
+raw, raw_events = raw_spans(tracer)
 EVENTS_PER_STREAM = 6  # start, 3 custom events, 1 stream chunk, end
 
 
@@ -72,19 +75,7 @@ class Settings:
         return max(1, int(calls * self.scale))
 
 
-# -- the programs, written once for both libraries -------------------------------
-
-
-def raw(x: int) -> int:
-    with tracer.start_as_current_span("raw", attributes=ATTRS):
-        return x
-
-
-def raw_events(x: int) -> int:
-    with tracer.start_as_current_span("raw", attributes=ATTRS) as span:
-        for step in range(3):
-            span.add_event("progress", {"step": step})
-        return x
+# -- the programs (written once for both libraries, in _harness) -------------------
 
 
 async def araw_events(x: int) -> int:
@@ -127,33 +118,8 @@ class LcCountingHandler(lc_callbacks.BaseCallbackHandler):
         self.calls += 1
 
 
-def build(lib: Any, dispatch: Any, adispatch: Any) -> dict[str, Any]:
-    def three_events(x: int) -> int:
-        for step in range(3):
-            dispatch("progress", {"step": step})
-        return x
-
-    async def athree_events(x: int) -> int:
-        for step in range(3):
-            await adispatch("progress", {"step": step})
-        return x
-
-    leaf = lib.RunnableLambda(lambda x: x)
-    mid = lib.RunnableLambda(lambda x: leaf.invoke(x))
-    sequence = lib.RunnableLambda(lambda x: x)
-    for _ in range(9):
-        sequence = sequence | lib.RunnableLambda(lambda x: x)
-    return {
-        "trivial": lib.RunnableLambda(lambda x: x),
-        "events": lib.RunnableLambda(three_events),
-        "aevents": lib.RunnableLambda(athree_events),
-        "nested": lib.RunnableLambda(lambda x: mid.invoke(x)),
-        "sequence": sequence,
-    }
-
-
-MINE = build(ours, ours.dispatch_custom_event, ours.adispatch_custom_event)
-REF = build(lc_runnables, lc_manager.dispatch_custom_event, lc_manager.adispatch_custom_event)
+MINE = programs(ours, ours.dispatch_custom_event, ours.adispatch_custom_event)
+REF = programs(lc_runnables, lc_manager.dispatch_custom_event, lc_manager.adispatch_custom_event)
 
 
 async def drain(stream: Any) -> int:
@@ -165,7 +131,7 @@ async def drain(stream: Any) -> int:
 
 async def stream_floor() -> int:
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    with tracer.start_as_current_span("floor", attributes=ATTRS) as span:
+    with tracer.start_as_current_span("floor", attributes=RAW_ATTRIBUTES) as span:
         for index in range(EVENTS_PER_STREAM):
             if 0 < index < 4:
                 span.add_event("progress", {"step": index})
