@@ -13,6 +13,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Tracer
 
+from otel_runnables import BaseCallbackHandler
+
 
 class DiscardingExporter(SpanExporter):
     """Exports to nowhere: measures the library and the SDK, not a network."""
@@ -49,6 +51,22 @@ def raw_spans(tracer: Tracer) -> tuple[Callable[[int], int], Callable[[int], int
             return x
 
     return raw, raw_events
+
+
+class CountingHandler(BaseCallbackHandler):
+    """Hears every callback the measured runs make, and only counts them."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+    def on_chain_end(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+    def on_custom_event(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
 
 
 def programs(lib: Any, dispatch: Any, adispatch: Any) -> dict[str, Any]:

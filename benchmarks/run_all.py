@@ -34,6 +34,7 @@ import langchain_core.runnables as lc_runnables
 import otel_runnables as ours
 from benchmarks._harness import (
     RAW_ATTRIBUTES,
+    CountingHandler,
     acompare_rounds,
     batch_provider,
     compare,
@@ -80,20 +81,6 @@ class Settings:
 
 async def araw_events(x: int) -> int:
     return raw_events(x)
-
-
-class CountingHandler(ours.BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
-        self.calls += 1
-
-    def on_chain_end(self, *args: Any, **kwargs: Any) -> None:
-        self.calls += 1
-
-    def on_custom_event(self, *args: Any, **kwargs: Any) -> None:
-        self.calls += 1
 
 
 class AsyncCountingHandler(ours.AsyncCallbackHandler):
