@@ -146,26 +146,27 @@ def _wants(handler: BaseCallbackHandler, method: str) -> bool:
     """False when the handler ignores this callback or left it a no-op."""
     if getattr(handler, _IGNORE_FLAG[method], False):
         return False
-    return _overrides(type(handler), method)
+    overridden = _overridden.get(type(handler))
+    if overridden is None:
+        overridden = _learn_overrides(type(handler))
+    return method in overridden
 
 
-_overriding: dict[tuple[type, str], bool] = {}
+# per handler class, the callbacks it implements: decided once, not on every callback
+_overridden: dict[type, frozenset[str]] = {}
 
 
-def _overrides(handler_type: type, method: str) -> bool:
-    # decided once per handler class, not on every callback
-    key = (handler_type, method)
-    known = _overriding.get(key)
-    if known is None:
-        impl = getattr(handler_type, method, None)
-        known = (
-            impl is not _NO_OPS[(BaseCallbackHandler, method)]
-            and impl is not _NO_OPS[(AsyncCallbackHandler, method)]
-        )
-        if len(_overriding) > 4096:  # classes made on the fly: keep it bounded
-            _overriding.clear()
-        _overriding[key] = known
-    return known
+def _learn_overrides(handler_type: type) -> frozenset[str]:
+    overridden = frozenset(
+        method
+        for method in _IGNORE_FLAG
+        if (impl := getattr(handler_type, method, None)) is not _NO_OPS[(BaseCallbackHandler, method)]
+        and impl is not _NO_OPS[(AsyncCallbackHandler, method)]
+    )
+    if len(_overridden) > 4096:  # classes made on the fly: keep it bounded
+        _overridden.clear()
+    _overridden[handler_type] = overridden
+    return overridden
 
 
 def _report(handler: BaseCallbackHandler, method: str, exc: BaseException) -> None:
