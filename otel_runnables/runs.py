@@ -45,24 +45,29 @@ _INTERNAL = SpanKind.INTERNAL
 _id_bits = random.Random()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_id_bits.seed)
+_random_bits = _id_bits.getrandbits  # re-seeding keeps this bound method valid
 
 _MILLIS = (1 << 48) - 1
+# the text's first 15 characters change once a millisecond: kept, not formatted per run
+_time_prefix: tuple[int, str] = (-1, "")
+# the variant nibble (binary 10xx) from any random hex digit, each of 8, 9, a, b as likely
+_VARIANT_DIGIT = {digit: "89ab"[index % 4] for index, digit in enumerate("0123456789abcdef")}
 
 
 def new_run_id_text() -> str:
     """A UUIDv7 (unique and ordered by creation time, like langchain_core's run
-    ids) in its text form, which every span attribute and event wants: formatting
-    small ints costs less than building a UUID object and printing it."""
-    millis = time.time_ns() // 1_000_000 & _MILLIS
-    rand = _id_bits.getrandbits(64)  # rand_a: its top 12 bits; rand_b: 14 more bits and its low 48
-    # %-formatting: 0.3 µs a run faster than the same f-string (measured)
-    return "%08x-%04x-7%03x-%04x-%012x" % (  # noqa: UP031
-        millis >> 16,
-        millis & 0xFFFF,
-        rand >> 52,
-        0x8000 | _id_bits.getrandbits(14),
-        rand & 0xFFFFFFFFFFFF,
-    )
+    ids) in its text form, which every span attribute and event wants: slicing
+    random hex costs less than building a UUID object and printing it, or
+    formatting its fields one by one (measured)."""
+    global _time_prefix
+    millis = time.time_ns() // 1_000_000
+    known, prefix = _time_prefix
+    if millis != known:
+        stamp = millis & _MILLIS
+        prefix = "%08x-%04x-7" % (stamp >> 16, stamp & 0xFFFF)  # noqa: UP031
+        _time_prefix = (millis, prefix)
+    rand = _random_bits(80).to_bytes(10, "big").hex()
+    return f"{prefix}{rand[:3]}-{_VARIANT_DIGIT[rand[3]]}{rand[4:7]}-{rand[8:]}"
 
 
 def new_run_id() -> uuid.UUID:

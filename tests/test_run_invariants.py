@@ -230,15 +230,21 @@ def test_a_run_id_text_is_the_text_of_its_uuid() -> None:
 
     from otel_runnables.runs import new_run_id_text, run_id_of
 
+    variant_digits = set()
     for _ in range(2_000):
         text = new_run_id_text()
         parsed = uuid.UUID(text)
         assert str(parsed) == text and (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
         made = run_id_of(text)
         assert made == parsed and hash(made) == hash(parsed) and str(made) == text
-    # the millisecond timestamp leads, as UUIDv7 specifies
-    before = __import__("time").time_ns() // 1_000_000
+        variant_digits.add(text[19])
+    assert variant_digits == set("89ab")  # the variant's two free bits are random too
+    # the millisecond timestamp leads, as UUIDv7 specifies, and follows the clock
+    clock = __import__("time")
+    before = clock.time_ns() // 1_000_000
     assert int(new_run_id_text().replace("-", "")[:12], 16) >= before
+    clock.sleep(0.002)
+    assert int(new_run_id_text().replace("-", "")[:12], 16) >= before + 2
 
 
 def test_a_run_id_is_made_from_its_text_only_when_asked_for() -> None:
