@@ -1,5 +1,6 @@
 """Side-by-side timing: variants interleaved round by round in one process,
-so machine noise hits them alike; the figure is the median per-round time."""
+so machine noise hits them alike; times are medians of the rounds, ratios and
+differences medians of the per-round ratios and differences."""
 
 from __future__ import annotations
 
@@ -97,10 +98,34 @@ def programs(lib: Any, dispatch: Any, adispatch: Any) -> dict[str, Any]:
     }
 
 
-def compare_rounds(
+class Rounds:
+    """Seconds per call of each variant, one figure per round. Variants run one
+    after another within a round, so a round's figures share its noise: ratios
+    and differences are taken round by round, then their median."""
+
+    def __init__(self, samples: dict[str, list[float]]) -> None:
+        self.samples = samples
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.samples[name])
+
+    def ratio(self, name: str, baseline: str) -> float:
+        """The median per-round ratio (the measure the performance targets use)."""
+        return statistics.median(
+            a / b for a, b in zip(self.samples[name], self.samples[baseline], strict=True)
+        )
+
+    def difference(self, minuend: str, subtrahend: str) -> float:
+        """The median per-round difference, in seconds."""
+        return statistics.median(
+            a - b for a, b in zip(self.samples[minuend], self.samples[subtrahend], strict=True)
+        )
+
+
+def compare(
     variants: dict[str, Callable[[], Any]], *, per_round: int = 200, rounds: int = 30, warmup: int = 3
-) -> dict[str, list[float]]:
-    """Seconds per call of each sync variant, one figure per round."""
+) -> Rounds:
+    """Each sync variant timed ``per_round`` calls at a time, interleaved round by round."""
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for round_index in range(warmup + rounds):
         for name, call in variants.items():
@@ -110,17 +135,17 @@ def compare_rounds(
             elapsed = (time.perf_counter() - start) / per_round
             if round_index >= warmup:
                 samples[name].append(elapsed)
-    return samples
+    return Rounds(samples)
 
 
-def acompare_rounds(
+def acompare(
     variants: dict[str, Callable[[], Awaitable[Any]]],
     *,
     per_round: int = 100,
     rounds: int = 30,
     warmup: int = 3,
-) -> dict[str, list[float]]:
-    """Seconds per call of each async variant, one figure per round, all on one event loop."""
+) -> Rounds:
+    """The same for async variants, all on one event loop."""
 
     async def main() -> dict[str, list[float]]:
         samples: dict[str, list[float]] = {name: [] for name in variants}
@@ -134,39 +159,14 @@ def acompare_rounds(
                     samples[name].append(elapsed)
         return samples
 
-    return asyncio.run(main())
+    return Rounds(asyncio.run(main()))
 
 
-def medians(samples: dict[str, list[float]]) -> dict[str, float]:
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def paired_difference(samples: dict[str, list[float]], minuend: str, subtrahend: str) -> float:
-    """Median of the per-round differences: variants interleaved in a round share
-    its noise, so this is steadier than a difference of medians."""
-    return statistics.median(a - b for a, b in zip(samples[minuend], samples[subtrahend], strict=True))
-
-
-def compare(
-    variants: dict[str, Callable[[], Any]], *, per_round: int = 200, rounds: int = 30, warmup: int = 3
-) -> dict[str, float]:
-    """Median seconds per call of each sync variant."""
-    return medians(compare_rounds(variants, per_round=per_round, rounds=rounds, warmup=warmup))
-
-
-def acompare(
-    variants: dict[str, Callable[[], Awaitable[Any]]],
-    *,
-    per_round: int = 100,
-    rounds: int = 30,
-    warmup: int = 3,
-) -> dict[str, float]:
-    """Median seconds per call of each async variant, all on one event loop."""
-    return medians(acompare_rounds(variants, per_round=per_round, rounds=rounds, warmup=warmup))
-
-
-def report(title: str, results: dict[str, float], baseline: str, *, per: str = "run") -> None:
-    base = results[baseline]
+def report(title: str, rounds: Rounds, baseline: str, *, per: str = "run") -> None:
+    """Median µs per call and the median per-round ratio to ``baseline``."""
     print(f"\n{title}")
-    for name, seconds in results.items():
-        print(f"  {name:<34} {seconds * 1e6:10.1f} µs/{per}   {seconds / base:6.2f}x {baseline}")
+    for name in rounds.samples:
+        print(
+            f"  {name:<34} {rounds.median(name) * 1e6:10.1f} µs/{per}"
+            f"   {rounds.ratio(name, baseline):6.2f}x {baseline}"
+        )

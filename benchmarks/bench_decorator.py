@@ -108,8 +108,8 @@ def main() -> None:
     )
     report("generator of 10 chunks, per generator", generators, "otel span decorator", per="gen")
 
-    ratio = sync["@traceable"] / sync["otel span decorator"]
-    floor = sync["otel span, run's attributes"] / sync["otel span decorator"]
+    ratio = sync.ratio("@traceable", "otel span decorator")
+    floor = sync.ratio("otel span, run's attributes", "otel span decorator")
     print(
         f"\n@traceable / bare span decorator: {ratio:.2f}x (target 1.30x); "
         f"the run's attributes alone cost {floor:.2f}x"

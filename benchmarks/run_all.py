@@ -7,7 +7,8 @@ PASS/MISS verdict for each.
 Each scenario runs its variants interleaved round by round (plain code, a bare
 OpenTelemetry span with 3 attributes ``otel_raw``, langchain_core with and
 without a handler, otel_runnables), all exporting through one
-BatchSpanProcessor; figures are medians of per-round means. Ratios are to
+BatchSpanProcessor; times are medians of per-round means, and ratios medians
+of the per-round ratios (the targets' measure). Ratios are to
 ``otel_raw`` doing the same number of runs (or, for astream_events, to one span
 plus an asyncio queue carrying the same events). A benchmark, not a test: it
 prints, it never fails a build.
@@ -35,12 +36,9 @@ import otel_runnables as ours
 from benchmarks._harness import (
     RAW_ATTRIBUTES,
     CountingHandler,
-    acompare_rounds,
+    acompare,
     batch_provider,
     compare,
-    compare_rounds,
-    medians,
-    paired_difference,
     programs,
     raw_spans,
     report,
@@ -200,15 +198,14 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
         ),
     ]
     for title, runs, variants in sync_scenarios:
-        rounds = compare_rounds(variants, per_round=settings.per_round(200 // runs), rounds=settings.rounds)
-        results = medians(rounds)
-        report(f"{title} ({runs} run{'s' if runs > 1 else ''} per call)", results, "otel_raw", per="call")
-        verdicts.append(Verdict(title, results["otel_runnables"] / results["otel_raw"], 1.5, "x otel_raw"))
-        if "otel_runnables + handler" in results:
+        rounds = compare(variants, per_round=settings.per_round(200 // runs), rounds=settings.rounds)
+        report(f"{title} ({runs} run{'s' if runs > 1 else ''} per call)", rounds, "otel_raw", per="call")
+        verdicts.append(Verdict(title, rounds.ratio("otel_runnables", "otel_raw"), 1.5, "x otel_raw"))
+        if "otel_runnables + handler" in rounds.samples:
             verdicts.append(
                 Verdict(
                     "sync callback (5 per run)",
-                    paired_difference(rounds, "otel_runnables + handler", "otel_runnables") / 5 * 1e6,
+                    rounds.difference("otel_runnables + handler", "otel_runnables") / 5 * 1e6,
                     1.0,
                     "µs each",
                 )
@@ -222,13 +219,12 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
         "otel_runnables + handler": lambda: MINE["aevents"].ainvoke(1, {"callbacks": [handler]}),
         "otel_runnables + async handler": lambda: MINE["aevents"].ainvoke(1, {"callbacks": [ahandler]}),
     }
-    async_rounds = acompare_rounds(asynchronous, per_round=settings.per_round(100), rounds=settings.rounds)
-    results = medians(async_rounds)
-    report("ainvoke + 3 async custom events (1 run per call)", results, "otel_raw", per="call")
+    async_rounds = acompare(asynchronous, per_round=settings.per_round(100), rounds=settings.rounds)
+    report("ainvoke + 3 async custom events (1 run per call)", async_rounds, "otel_raw", per="call")
     verdicts.append(
         Verdict(
             "ainvoke + 3 events, sync handler",
-            results["otel_runnables + handler"] / results["otel_raw"],
+            async_rounds.ratio("otel_runnables + handler", "otel_raw"),
             1.5,
             "x otel_raw",
         )
@@ -236,14 +232,14 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
     verdicts.append(
         Verdict(
             "async callback (5 per run)",
-            paired_difference(async_rounds, "otel_runnables + async handler", "otel_runnables") / 5 * 1e6,
+            async_rounds.difference("otel_runnables + async handler", "otel_runnables") / 5 * 1e6,
             3.0,
             "µs each",
         )
     )
 
     inputs = list(range(100))
-    results = compare(
+    batches = compare(
         {
             "otel_raw": lambda: [raw(i) for i in inputs],
             "langchain_core": lambda: REF["trivial"].batch(inputs),
@@ -252,9 +248,9 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
         per_round=settings.per_round(5),
         rounds=settings.rounds,
     )
-    report("batch of 100 (100 runs per call)", results, "otel_raw", per="call")
+    report("batch of 100 (100 runs per call)", batches, "otel_raw", per="call")
     verdicts.append(
-        Verdict("batch of 100, per item", results["otel_runnables"] / results["otel_raw"], 2.5, "x otel_raw")
+        Verdict("batch of 100, per item", batches.ratio("otel_runnables", "otel_raw"), 2.5, "x otel_raw")
     )
     return verdicts
 
@@ -272,7 +268,7 @@ def streaming(settings: Settings) -> list[Verdict]:
             await lc_manager.adispatch_custom_event("progress", {"step": step})
         return x
 
-    stream_rounds = acompare_rounds(
+    stream_rounds = acompare(
         {
             "floor (span + asyncio queue)": stream_floor,
             "langchain_core": lambda: drain(reference.astream_events(1, version="v2")),
@@ -281,10 +277,13 @@ def streaming(settings: Settings) -> list[Verdict]:
         per_round=settings.per_round(50),
         rounds=settings.rounds,
     )
-    results = medians(stream_rounds)
-    report(f"astream_events v2 ({EVENTS_PER_STREAM} events per run)", results, "floor (span + asyncio queue)")
-    ratio = results["otel_runnables"] / results["floor (span + asyncio queue)"]
-    above_floor = paired_difference(stream_rounds, "otel_runnables", "floor (span + asyncio queue)")
+    report(
+        f"astream_events v2 ({EVENTS_PER_STREAM} events per run)",
+        stream_rounds,
+        "floor (span + asyncio queue)",
+    )
+    ratio = stream_rounds.ratio("otel_runnables", "floor (span + asyncio queue)")
+    above_floor = stream_rounds.difference("otel_runnables", "floor (span + asyncio queue)")
     per_event = above_floor / EVENTS_PER_STREAM
     return [
         Verdict("astream_events v2, per run", ratio, 2.0, "x floor"),
@@ -295,7 +294,7 @@ def streaming(settings: Settings) -> list[Verdict]:
 def decorator(settings: Settings) -> list[Verdict]:
     bare = tracer.start_as_current_span("work")(work)
     traced = ours.traceable(work)
-    results = compare(
+    decorated = compare(
         {
             "plain": lambda: work(1),
             "otel span decorator": lambda: bare(1),
@@ -304,9 +303,9 @@ def decorator(settings: Settings) -> list[Verdict]:
         per_round=settings.per_round(300),
         rounds=settings.rounds,
     )
-    report("one decorator on a sync function", results, "otel span decorator", per="call")
+    report("one decorator on a sync function", decorated, "otel span decorator", per="call")
     return [
-        Verdict("@traceable", results["@traceable"] / results["otel span decorator"], 1.3, "x span decorator")
+        Verdict("@traceable", decorated.ratio("@traceable", "otel span decorator"), 1.3, "x span decorator")
     ]
 
 
