@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Tracer
 
-from otel_runnables import BaseCallbackHandler
+from otel_runnables import AsyncCallbackHandler, BaseCallbackHandler
 
 
 class DiscardingExporter(SpanExporter):
@@ -67,6 +67,22 @@ class CountingHandler(BaseCallbackHandler):
         self.calls += 1
 
     def on_custom_event(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+
+class AsyncCountingHandler(AsyncCallbackHandler):
+    """The same with coroutine callbacks."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+    async def on_chain_end(self, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+    async def on_custom_event(self, *args: Any, **kwargs: Any) -> None:
         self.calls += 1
 
 

@@ -6,7 +6,8 @@ machine noise, for changes smaller than what timing can tell apart.
 
 Each scenario runs in its own process under ``valgrind --tool=callgrind``,
 once with no calls and once with ``--calls`` calls (after the same warm-up);
-the difference divided by the calls is its cost per call. Spans go through a
+the difference divided by the calls is its cost per call (async scenarios:
+every call awaited on one event loop). Spans go through a
 SimpleSpanProcessor to an exporter that drops them: no export thread, so the
 count moves by under 1 % from run to run. Instructions are not time
 (run_all measures that), but a change that removes instructions here removes
@@ -16,6 +17,8 @@ work there. Needs valgrind on PATH; a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import os
 import re
 import shutil
@@ -37,7 +40,13 @@ def scenarios() -> dict[str, Callable[[], Any]]:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     import otel_runnables as ours
-    from benchmarks._harness import CountingHandler, DiscardingExporter, programs, raw_spans
+    from benchmarks._harness import (
+        AsyncCountingHandler,
+        CountingHandler,
+        DiscardingExporter,
+        programs,
+        raw_spans,
+    )
 
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
@@ -65,7 +74,11 @@ def scenarios() -> dict[str, Callable[[], Any]]:
         return 1
 
     traced = ours.traceable(lambda x: x)
-    counting, ignoring = CountingHandler(), ours.BaseCallbackHandler()
+    counting, ignoring, acounting = CountingHandler(), ours.BaseCallbackHandler(), AsyncCountingHandler()
+
+    async def araw_events(x: int) -> int:
+        return raw_events(x)
+
     return {
         "raw": lambda: raw(1),
         "span with run content": span_with_run_content,
@@ -75,6 +88,10 @@ def scenarios() -> dict[str, Callable[[], Any]]:
         "... callbacks=[]": lambda: mine["events"].invoke(1, {"callbacks": []}),
         "... a handler hearing all 5": lambda: mine["events"].invoke(1, {"callbacks": [counting]}),
         "... a handler hearing none": lambda: mine["events"].invoke(1, {"callbacks": [ignoring]}),
+        "async raw + 3 events": lambda: araw_events(1),
+        "ainvoke + 3 events": lambda: mine["aevents"].ainvoke(1),
+        "... a sync handler": lambda: mine["aevents"].ainvoke(1, {"callbacks": [counting]}),
+        "... an async handler": lambda: mine["aevents"].ainvoke(1, {"callbacks": [acounting]}),
         "3-level nesting (3 runs)": lambda: mine["nested"].invoke(1),
         "10-step sequence (11 runs)": lambda: mine["sequence"].invoke(1),
         "@traceable": lambda: traced(1),
@@ -89,6 +106,9 @@ BASELINES: dict[str, tuple[str, int]] = {
     "... callbacks=[]": ("invoke + 3 events", 1),
     "... a handler hearing all 5": ("... callbacks=[]", 1),
     "... a handler hearing none": ("... callbacks=[]", 1),
+    "ainvoke + 3 events": ("async raw + 3 events", 1),
+    "... a sync handler": ("ainvoke + 3 events", 1),
+    "... an async handler": ("ainvoke + 3 events", 1),
     "3-level nesting (3 runs)": ("raw", 3),
     "10-step sequence (11 runs)": ("raw", 11),
     "@traceable": ("raw", 1),
@@ -97,8 +117,18 @@ BASELINES: dict[str, tuple[str, int]] = {
 
 def _child(name: str, calls: int) -> None:
     call = scenarios()[name]
-    for _ in range(WARMUP + calls):
-        call()
+    first = call()
+    if not inspect.iscoroutine(first):
+        for _ in range(WARMUP + calls - 1):
+            call()
+        return
+
+    async def all_calls() -> None:  # one event loop for every call: its setup is not counted
+        await first
+        for _ in range(WARMUP + calls - 1):
+            await call()
+
+    asyncio.run(all_calls())
 
 
 def _count(name: str, calls: int) -> int:

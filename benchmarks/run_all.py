@@ -35,6 +35,7 @@ import langchain_core.runnables as lc_runnables
 import otel_runnables as ours
 from benchmarks._harness import (
     RAW_ATTRIBUTES,
+    AsyncCountingHandler,
     CountingHandler,
     acompare,
     batch_provider,
@@ -79,20 +80,6 @@ class Settings:
 
 async def araw_events(x: int) -> int:
     return raw_events(x)
-
-
-class AsyncCountingHandler(ours.AsyncCallbackHandler):
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
-        self.calls += 1
-
-    async def on_chain_end(self, *args: Any, **kwargs: Any) -> None:
-        self.calls += 1
-
-    async def on_custom_event(self, *args: Any, **kwargs: Any) -> None:
-        self.calls += 1
 
 
 class LcCountingHandler(lc_callbacks.BaseCallbackHandler):
