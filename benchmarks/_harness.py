@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -84,6 +84,36 @@ class AsyncCountingHandler(AsyncCallbackHandler):
 
     async def on_custom_event(self, *args: Any, **kwargs: Any) -> None:
         self.calls += 1
+
+
+EVENTS_PER_STREAM = 6  # astream_events of programs()["aevents"]: start, 3 custom events, 1 chunk, end
+
+
+async def drain(stream: AsyncIterator[Any]) -> int:
+    count = 0
+    async for _ in stream:
+        count += 1
+    return count
+
+
+def stream_floor_of(tracer: Tracer) -> Callable[[], Awaitable[int]]:
+    """What astream_events is measured against: one span with the same 3 events,
+    and the same number of items through an asyncio queue."""
+
+    async def stream_floor() -> int:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        with tracer.start_as_current_span("floor", attributes=RAW_ATTRIBUTES) as span:
+            for index in range(EVENTS_PER_STREAM):
+                if 0 < index < 4:
+                    span.add_event("progress", {"step": index})
+                queue.put_nowait({"event": index})
+        count = 0
+        while not queue.empty():
+            queue.get_nowait()
+            count += 1
+        return count
+
+    return stream_floor
 
 
 def programs(lib: Any, dispatch: Any, adispatch: Any) -> dict[str, Any]:

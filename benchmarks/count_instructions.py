@@ -49,8 +49,10 @@ def scenarios() -> dict[str, Callable[[], Any]]:
         AsyncCountingHandler,
         CountingHandler,
         DiscardingExporter,
+        drain,
         programs,
         raw_spans,
+        stream_floor_of,
     )
 
     provider = TracerProvider()
@@ -97,6 +99,8 @@ def scenarios() -> dict[str, Callable[[], Any]]:
         "ainvoke + 3 events": lambda: mine["aevents"].ainvoke(1),
         "... a sync handler": lambda: mine["aevents"].ainvoke(1, {"callbacks": [counting]}),
         "... an async handler": lambda: mine["aevents"].ainvoke(1, {"callbacks": [acounting]}),
+        "astream_events floor": stream_floor_of(tracer),
+        "astream_events (6 events)": lambda: drain(mine["aevents"].astream_events(1, version="v2")),
         "3-level nesting (3 runs)": lambda: mine["nested"].invoke(1),
         "10-step sequence (11 runs)": lambda: mine["sequence"].invoke(1),
         "@traceable": lambda: traced(1),
@@ -114,6 +118,7 @@ BASELINES: dict[str, tuple[str, int]] = {
     "ainvoke + 3 events": ("async raw + 3 events", 1),
     "... a sync handler": ("ainvoke + 3 events", 1),
     "... an async handler": ("ainvoke + 3 events", 1),
+    "astream_events (6 events)": ("astream_events floor", 1),
     "3-level nesting (3 runs)": ("raw", 3),
     "10-step sequence (11 runs)": ("raw", 11),
     "@traceable": ("raw", 1),

@@ -17,7 +17,6 @@ prints, it never fails a build.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import sys
@@ -34,15 +33,17 @@ import langchain_core.runnables as lc_runnables
 
 import otel_runnables as ours
 from benchmarks._harness import (
-    RAW_ATTRIBUTES,
+    EVENTS_PER_STREAM,
     AsyncCountingHandler,
     CountingHandler,
     acompare,
     batch_provider,
     compare,
+    drain,
     programs,
     raw_spans,
     report,
+    stream_floor_of,
 )
 from benchmarks.bench_memory import retained_bytes
 
@@ -50,7 +51,7 @@ provider = batch_provider()
 ours.telemetry.set_tracer_provider(provider)
 tracer = provider.get_tracer("bench")
 raw, raw_events = raw_spans(tracer)
-EVENTS_PER_STREAM = 6  # start, 3 custom events, 1 stream chunk, end
+stream_floor = stream_floor_of(tracer)
 
 
 @dataclass
@@ -92,27 +93,6 @@ class LcCountingHandler(lc_callbacks.BaseCallbackHandler):
 
 MINE = programs(ours, ours.dispatch_custom_event, ours.adispatch_custom_event)
 REF = programs(lc_runnables, lc_manager.dispatch_custom_event, lc_manager.adispatch_custom_event)
-
-
-async def drain(stream: Any) -> int:
-    count = 0
-    async for _ in stream:
-        count += 1
-    return count
-
-
-async def stream_floor() -> int:
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    with tracer.start_as_current_span("floor", attributes=RAW_ATTRIBUTES) as span:
-        for index in range(EVENTS_PER_STREAM):
-            if 0 < index < 4:
-                span.add_event("progress", {"step": index})
-            queue.put_nowait({"event": index})
-    count = 0
-    while not queue.empty():
-        queue.get_nowait()
-        count += 1
-    return count
 
 
 def work(x: int, scale: int = 2) -> int:
