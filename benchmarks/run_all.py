@@ -45,7 +45,7 @@ from benchmarks._harness import (
     report,
     stream_floor_of,
 )
-from benchmarks.bench_memory import retained_bytes
+from benchmarks.bench_memory import QUEUE_SPANS, peak_above_queue, peak_without_queue, retained_bytes
 
 provider = batch_provider()
 ours.telemetry.set_tracer_provider(provider)
@@ -280,7 +280,18 @@ def memory(settings: Settings) -> list[Verdict]:
     retained, _ = retained_bytes(provider, settings.memory_runs)
     print(f"\nmemory: {retained:,} bytes retained after {settings.memory_runs:,} runs with an event each")
     per_run = retained / settings.memory_runs
-    return [Verdict(f"memory retained over {settings.memory_runs:,} runs", per_run, 1.0, "bytes/run")]
+    peak_runs = settings.memory_runs // 5  # the peak comes within the first queue cycles
+    peak, queue_bound = peak_above_queue(peak_runs)
+    own_peak = peak_without_queue(peak_runs)
+    print(
+        f"memory peak over {peak_runs:,} runs: {peak / 1024:,.0f} KiB above the start with a span queue "
+        f"of {QUEUE_SPANS:,} (full: {queue_bound / 1024:,.0f} KiB); {own_peak / 1024:,.1f} KiB with no queue"
+    )
+    return [
+        Verdict(f"memory retained over {settings.memory_runs:,} runs", per_run, 1.0, "bytes/run"),
+        Verdict("memory peak (a full span queue + 100 KiB)", peak / 1024, queue_bound / 1024 + 100, "KiB"),
+        Verdict("memory peak with no span queue", own_peak / 1024, 100.0, "KiB"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
