@@ -75,19 +75,16 @@ def new_run_id() -> uuid.UUID:
     return run_id_of(new_run_id_text())
 
 
-_UUID = uuid.UUID
 _UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # an enum member: reading it off the class costs 0.4 µs
-_new_object = object.__new__
-_set_slot = object.__setattr__
 
 
 def run_id_of(text: str) -> uuid.UUID:
     """The UUID of a run id text made by ``new_run_id_text`` or ``str(UUID)``."""
     # UUID(text) re-validates at length; this text is a UUID's by construction
     # (Python 3.14's UUID._from_int skips the same checks)
-    made = _new_object(_UUID)
-    _set_slot(made, "int", int(text.replace("-", ""), 16))
-    _set_slot(made, "is_safe", _UNKNOWN_SAFETY)
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", int(text.replace("-", ""), 16))
+    object.__setattr__(made, "is_safe", _UNKNOWN_SAFETY)
     return made
 
 
