@@ -37,9 +37,11 @@ def batch_provider() -> TracerProvider:
 RAW_ATTRIBUTES = {"run.id": "x", "run.type": "chain", "input.value": "1"}
 
 
-def raw_spans(tracer: Tracer) -> tuple[Callable[[int], int], Callable[[int], int]]:
-    """``otel_raw``, the baseline: a bare span with 3 attributes, and the same
-    span with 3 span events."""
+def raw_spans(
+    tracer: Tracer,
+) -> tuple[Callable[[int], int], Callable[[int], int], Callable[[int], Awaitable[int]]]:
+    """``otel_raw``, the baseline: a bare span with 3 attributes, the same span
+    with 3 span events, and that one from a coroutine."""
 
     def raw(x: int) -> int:
         with tracer.start_as_current_span("raw", attributes=RAW_ATTRIBUTES):
@@ -51,7 +53,10 @@ def raw_spans(tracer: Tracer) -> tuple[Callable[[int], int], Callable[[int], int
                 span.add_event("progress", {"step": step})
             return x
 
-    return raw, raw_events
+    async def araw_events(x: int) -> int:
+        return raw_events(x)
+
+    return raw, raw_events, araw_events
 
 
 class CountingHandler(BaseCallbackHandler):

@@ -10,10 +10,12 @@ custom event each and tracing on (BatchSpanProcessor):
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import tracemalloc
+from collections.abc import Iterator
 
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -70,44 +72,40 @@ def _traced_growth(runs: int) -> tuple[int, int]:
     return end - start, peak - start
 
 
+@contextlib.contextmanager
+def _spans_through(processor: SpanProcessor) -> Iterator[None]:
+    """The library's runs export through ``processor`` for the block, then as before."""
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    previous = otel_runnables.telemetry.swap_tracer(provider.get_tracer("otel_runnables"))
+    try:
+        yield
+    finally:
+        otel_runnables.telemetry.swap_tracer(previous)
+        provider.shutdown()
+
+
 def queued_span_bytes(spans: int = 2_000) -> float:
     """What one finished run span weighs while it waits in a queue (its
     attributes, event and context), from ``spans`` spans kept in memory."""
-    provider = TracerProvider()
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = otel_runnables.telemetry.swap_tracer(provider.get_tracer("otel_runnables"))
-    try:
+    with _spans_through(SimpleSpanProcessor(InMemorySpanExporter())):
         kept, _ = _traced_growth(spans)
-    finally:
-        otel_runnables.telemetry.swap_tracer(previous)
     return kept / spans
 
 
 def peak_without_queue(runs: int) -> int:
     """Peak bytes above the start over ``runs`` invokes whose spans go straight to
     an exporter (SimpleSpanProcessor, no queue): the library's own transient memory."""
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
-    previous = otel_runnables.telemetry.swap_tracer(provider.get_tracer("otel_runnables"))
-    try:
+    with _spans_through(SimpleSpanProcessor(DiscardingExporter())):
         _, peak = _traced_growth(runs)
-    finally:
-        otel_runnables.telemetry.swap_tracer(previous)
     return peak
 
 
 def peak_above_queue(runs: int) -> tuple[int, int]:
     """(peak bytes above the start over ``runs`` invokes through a BatchSpanProcessor
     whose queue holds at most QUEUE_SPANS spans, bytes that full queue weighs)."""
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(DiscardingExporter(), max_queue_size=QUEUE_SPANS))
-    previous = otel_runnables.telemetry.swap_tracer(provider.get_tracer("otel_runnables"))
-    try:
+    with _spans_through(BatchSpanProcessor(DiscardingExporter(), max_queue_size=QUEUE_SPANS)):
         _, peak = _traced_growth(runs)
-    finally:
-        otel_runnables.telemetry.swap_tracer(previous)
-        provider.shutdown()
     return peak, round(queued_span_bytes() * QUEUE_SPANS)
 
 

@@ -31,13 +31,19 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 WARMUP = 200
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def scenarios() -> dict[str, Callable[[], Any]]:
+class Scenario(NamedTuple):
+    call: Callable[[], Any]
+    baseline: str | None = None  # the scenario it is measured against
+    times: int = 1  # how many baseline calls make one of its calls
+
+
+def scenarios() -> dict[str, Scenario]:
     """The programs, built in the counting process only (imports count too)."""
     from opentelemetry import context as otel_context
     from opentelemetry import trace
@@ -59,7 +65,7 @@ def scenarios() -> dict[str, Callable[[], Any]]:
     provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
     ours.telemetry.set_tracer_provider(provider)
     tracer = provider.get_tracer("bench")
-    raw, raw_events = raw_spans(tracer)
+    raw, raw_events, araw_events = raw_spans(tracer)
     mine = programs(ours, ours.dispatch_custom_event, ours.adispatch_custom_event)
     # what a run's span holds, prebuilt: the SDK's share of a run, with no bookkeeping
     run_content = {
@@ -82,51 +88,40 @@ def scenarios() -> dict[str, Callable[[], Any]]:
 
     traced = ours.traceable(lambda x: x)
     counting, ignoring, acounting = CountingHandler(), ours.BaseCallbackHandler(), AsyncCountingHandler()
-
-    async def araw_events(x: int) -> int:
-        return raw_events(x)
-
+    events, aevents = mine["events"], mine["aevents"]
     return {
-        "raw": lambda: raw(1),
-        "span with run content": span_with_run_content,
-        "invoke": lambda: mine["trivial"].invoke(1),
-        "raw + 3 events": lambda: raw_events(1),
-        "invoke + 3 events": lambda: mine["events"].invoke(1),
-        "... callbacks=[]": lambda: mine["events"].invoke(1, {"callbacks": []}),
-        "... a handler hearing all 5": lambda: mine["events"].invoke(1, {"callbacks": [counting]}),
-        "... a handler hearing none": lambda: mine["events"].invoke(1, {"callbacks": [ignoring]}),
-        "async raw + 3 events": lambda: araw_events(1),
-        "ainvoke + 3 events": lambda: mine["aevents"].ainvoke(1),
-        "... a sync handler": lambda: mine["aevents"].ainvoke(1, {"callbacks": [counting]}),
-        "... an async handler": lambda: mine["aevents"].ainvoke(1, {"callbacks": [acounting]}),
-        "astream_events floor": stream_floor_of(tracer),
-        "astream_events (6 events)": lambda: drain(mine["aevents"].astream_events(1, version="v2")),
-        "3-level nesting (3 runs)": lambda: mine["nested"].invoke(1),
-        "10-step sequence (11 runs)": lambda: mine["sequence"].invoke(1),
-        "@traceable": lambda: traced(1),
+        "raw": Scenario(lambda: raw(1)),
+        "span with run content": Scenario(span_with_run_content, "raw"),
+        "invoke": Scenario(lambda: mine["trivial"].invoke(1), "raw"),
+        "raw + 3 events": Scenario(lambda: raw_events(1)),
+        "invoke + 3 events": Scenario(lambda: events.invoke(1), "raw + 3 events"),
+        "... callbacks=[]": Scenario(lambda: events.invoke(1, {"callbacks": []}), "invoke + 3 events"),
+        "... a handler hearing all 5": Scenario(
+            lambda: events.invoke(1, {"callbacks": [counting]}), "... callbacks=[]"
+        ),
+        "... a handler hearing none": Scenario(
+            lambda: events.invoke(1, {"callbacks": [ignoring]}), "... callbacks=[]"
+        ),
+        "async raw + 3 events": Scenario(lambda: araw_events(1)),
+        "ainvoke + 3 events": Scenario(lambda: aevents.ainvoke(1), "async raw + 3 events"),
+        "... a sync handler": Scenario(
+            lambda: aevents.ainvoke(1, {"callbacks": [counting]}), "ainvoke + 3 events"
+        ),
+        "... an async handler": Scenario(
+            lambda: aevents.ainvoke(1, {"callbacks": [acounting]}), "ainvoke + 3 events"
+        ),
+        "astream_events floor": Scenario(stream_floor_of(tracer)),
+        "astream_events (6 events)": Scenario(
+            lambda: drain(aevents.astream_events(1, version="v2")), "astream_events floor"
+        ),
+        "3-level nesting (3 runs)": Scenario(lambda: mine["nested"].invoke(1), "raw", 3),
+        "10-step sequence (11 runs)": Scenario(lambda: mine["sequence"].invoke(1), "raw", 11),
+        "@traceable": Scenario(lambda: traced(1), "raw"),
     }
 
 
-# what each scenario is measured against, and how many of those make one call
-BASELINES: dict[str, tuple[str, int]] = {
-    "span with run content": ("raw", 1),
-    "invoke": ("raw", 1),
-    "invoke + 3 events": ("raw + 3 events", 1),
-    "... callbacks=[]": ("invoke + 3 events", 1),
-    "... a handler hearing all 5": ("... callbacks=[]", 1),
-    "... a handler hearing none": ("... callbacks=[]", 1),
-    "ainvoke + 3 events": ("async raw + 3 events", 1),
-    "... a sync handler": ("ainvoke + 3 events", 1),
-    "... an async handler": ("ainvoke + 3 events", 1),
-    "astream_events (6 events)": ("astream_events floor", 1),
-    "3-level nesting (3 runs)": ("raw", 3),
-    "10-step sequence (11 runs)": ("raw", 11),
-    "@traceable": ("raw", 1),
-}
-
-
 def _child(name: str, calls: int) -> None:
-    call = scenarios()[name]
+    call = scenarios()[name].call
     first = call()
     if not inspect.iscoroutine(first):
         for _ in range(WARMUP + calls - 1):
@@ -179,23 +174,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not on PATH (e.g. apt-get install valgrind)")
-    known = list(scenarios())
+    known = scenarios()
     unknown = [name for name in args.names if name not in known]
     if unknown:
-        parser.error(f"unknown scenario(s) {unknown}; known: {known}")
+        parser.error(f"unknown scenario(s) {unknown}; known: {list(known)}")
     wanted = list(args.names or known)
     for name in wanted:  # grows as it goes: a baseline's own baseline is counted too
-        baseline = BASELINES.get(name)
-        if baseline is not None and baseline[0] not in wanted:
-            wanted.append(baseline[0])
+        baseline = known[name].baseline
+        if baseline is not None and baseline not in wanted:
+            wanted.append(baseline)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counts = dict(zip(wanted, pool.map(lambda name: per_call(name, args.calls), wanted), strict=True))
     print(f"instructions per call (valgrind callgrind, {args.calls} calls after {WARMUP} warm-up)")
     for name, count in counts.items():
         line = f"  {name:<28} {count:12,.0f}"
-        baseline = BASELINES.get(name)
-        if baseline is not None:
-            base_name, times = baseline
+        _, base_name, times = known[name]
+        if base_name is not None:
             several = f" x{times}" if times > 1 else ""
             base = counts[base_name] * times
             line += f"   {count / base:5.2f}x {base_name}{several}  ({count - base:+,.0f})"

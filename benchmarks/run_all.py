@@ -50,7 +50,7 @@ from benchmarks.bench_memory import QUEUE_SPANS, peak_above_queue, peak_without_
 provider = batch_provider()
 ours.telemetry.set_tracer_provider(provider)
 tracer = provider.get_tracer("bench")
-raw, raw_events = raw_spans(tracer)
+raw, raw_events, araw_events = raw_spans(tracer)
 stream_floor = stream_floor_of(tracer)
 
 
@@ -77,10 +77,6 @@ class Settings:
 
 
 # -- the programs (written once for both libraries, in _harness) -------------------
-
-
-async def araw_events(x: int) -> int:
-    return raw_events(x)
 
 
 class LcCountingHandler(lc_callbacks.BaseCallbackHandler):
