@@ -2,7 +2,7 @@
 PASS/MISS verdict for each.
 
     .venv/bin/python -m benchmarks.run_all            # about a minute
-    .venv/bin/python -m benchmarks.run_all --quick    # about 20 s
+    .venv/bin/python -m benchmarks.run_all --quick    # about 30 s
 
 Each scenario runs its variants interleaved round by round (plain code, a bare
 OpenTelemetry span with 3 attributes ``otel_raw``, langchain_core with and
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and runs: about 20 s")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and runs: about 30 s")
     args = parser.parse_args(argv)
     quick, full = Settings(rounds=15, scale=0.5, memory_runs=50_000), Settings(30, 1.0, 200_000)
     settings = quick if args.quick else full
