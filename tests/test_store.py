@@ -348,6 +348,34 @@ def test_a_store_another_process_is_creating_is_waited_for(
     assert len(attempts) == 1  # not a lock: no retry
 
 
+def _operational_error(path: Path, sql: str) -> sqlite3.OperationalError:
+    connection = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as caught:
+            connection.execute(sql)
+        return caught.value
+    finally:
+        connection.close()
+
+
+def test_only_a_held_lock_counts_as_busy(store_file: Path) -> None:
+    from otel_runnables.store import schema
+
+    holder = sqlite3.connect(store_file, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert schema._is_busy(_operational_error(store_file, "INSERT INTO t VALUES (1)"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not schema._is_busy(_operational_error(store_file, "SELECT * FROM nothing"))
+    # a message that merely mentions a lock: only SQLite's result code (Python 3.11+) tells
+    mentions_lock = _operational_error(store_file, "SELECT * FROM locked")
+    assert "locked" in str(mentions_lock)
+    assert schema._is_busy(mentions_lock) is (not hasattr(mentions_lock, "sqlite_errorcode"))
+
+
 def test_a_store_that_cannot_be_opened_counts_what_it_lost(
     tmp_path: Path, use_provider: Callable[[Any], None], caplog: pytest.LogCaptureFixture
 ) -> None:
