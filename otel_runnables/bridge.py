@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from otel_runnables._sentinel import MISSING
-from otel_runnables.callbacks import anotify, notify
+from otel_runnables.callbacks import anotify, listening, notify
 
 if TYPE_CHECKING:
     from otel_runnables.runs import Run
@@ -358,14 +358,14 @@ def _unregister(run: Run, outputs: Any, inputs: Any, *, failed: bool) -> None:
 
 def started(run: Run, handler_extra: Mapping[str, Any] | None = None) -> None:
     _register(run)
-    if run.handlers:
-        notify(run.handlers, "on_chain_start", (None, run.inputs), _start_kwargs(run, handler_extra))
+    if run.handlers and (hearing := listening(run.handlers, "on_chain_start")):
+        notify(hearing, "on_chain_start", (None, run.inputs), _start_kwargs(run, handler_extra))
 
 
 async def astarted(run: Run, handler_extra: Mapping[str, Any] | None = None) -> None:
     _register(run)
-    if run.handlers:
-        await anotify(run.handlers, "on_chain_start", (None, run.inputs), _start_kwargs(run, handler_extra))
+    if run.handlers and (hearing := listening(run.handlers, "on_chain_start")):
+        await anotify(hearing, "on_chain_start", (None, run.inputs), _start_kwargs(run, handler_extra))
 
 
 def chunk(run: Run, value: Any) -> None:
@@ -379,14 +379,14 @@ achunk = chunk  # no handler callback for chunks: nothing to await
 
 def ended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
     _unregister(run, outputs, inputs, failed=False)
-    if run.handlers:
-        notify(run.handlers, "on_chain_end", (outputs,), _end_kwargs(run, inputs))
+    if run.handlers and (hearing := listening(run.handlers, "on_chain_end")):
+        notify(hearing, "on_chain_end", (outputs,), _end_kwargs(run, inputs))
 
 
 async def aended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
     _unregister(run, outputs, inputs, failed=False)
-    if run.handlers:
-        await anotify(run.handlers, "on_chain_end", (outputs,), _end_kwargs(run, inputs))
+    if run.handlers and (hearing := listening(run.handlers, "on_chain_end")):
+        await anotify(hearing, "on_chain_end", (outputs,), _end_kwargs(run, inputs))
 
 
 def discarded(run: Run) -> None:
@@ -397,14 +397,14 @@ def discarded(run: Run) -> None:
 def failed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:
     # v2 has no error event: subscribers see the stream stop
     _unregister(run, None, inputs, failed=True)
-    if run.handlers:
-        notify(run.handlers, "on_chain_error", (error,), _end_kwargs(run, inputs))
+    if run.handlers and (hearing := listening(run.handlers, "on_chain_error")):
+        notify(hearing, "on_chain_error", (error,), _end_kwargs(run, inputs))
 
 
 async def afailed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:
     _unregister(run, None, inputs, failed=True)
-    if run.handlers:
-        await anotify(run.handlers, "on_chain_error", (error,), _end_kwargs(run, inputs))
+    if run.handlers and (hearing := listening(run.handlers, "on_chain_error")):
+        await anotify(hearing, "on_chain_error", (error,), _end_kwargs(run, inputs))
 
 
 def _offer_custom(run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any]) -> None:
@@ -424,6 +424,7 @@ def _offer_custom(run: Run, name: str, data: Any, tags: list[str], metadata: dic
 def custom_event(
     run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any], handlers: Sequence[Any]
 ) -> None:
+    """``handlers``: those ``listening`` to on_custom_event (may be empty)."""
     if _by_run or _by_trace:
         _offer_custom(run, name, data, tags, metadata)
     if handlers:
@@ -435,6 +436,7 @@ def custom_event(
 async def acustom_event(
     run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any], handlers: Sequence[Any]
 ) -> None:
+    """``handlers``: those ``listening`` to on_custom_event (may be empty)."""
     if _by_run or _by_trace:
         _offer_custom(run, name, data, tags, metadata)
     if handlers:

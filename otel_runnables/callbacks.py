@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Generator, Sequence
 from typing import Any
 
-__all__ = ["AsyncCallbackHandler", "BaseCallbackHandler", "anotify", "notify"]
+__all__ = ["AsyncCallbackHandler", "BaseCallbackHandler", "anotify", "listening", "notify"]
 
 logger = logging.getLogger("otel_runnables")
 
@@ -173,17 +173,29 @@ def _report(handler: BaseCallbackHandler, method: str, exc: BaseException) -> No
     logger.warning("Error in %s.%s callback: %s: %s", type(handler).__name__, method, type(exc).__name__, exc)
 
 
+def listening(handlers: Sequence[BaseCallbackHandler], method: str) -> Sequence[BaseCallbackHandler]:
+    """The handlers that will hear ``method``, in order: a callback's arguments
+    are built only when this is not empty, and only these are notified."""
+    if len(handlers) == 1:  # the usual case, with _wants inlined: this runs on every callback
+        handler = handlers[0]
+        if getattr(handler, _IGNORE_FLAG[method], False):
+            return ()
+        overridden = _overridden.get(type(handler))
+        if overridden is None:
+            overridden = _learn_overrides(type(handler))
+        return handlers if method in overridden else ()
+    return [handler for handler in handlers if _wants(handler, method)]
+
+
 def notify(
     handlers: Sequence[BaseCallbackHandler], method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
-    """Call ``method(*args, **kwargs)`` on each handler from sync code: sync
-    methods in list order, then the async ones (as langchain_core orders them).
-    The arguments come as built, not re-packed: this runs on every callback."""
+    """Call ``method(*args, **kwargs)`` on each of the ``listening`` handlers from
+    sync code: sync methods in list order, then the async ones (as langchain_core
+    orders them). The arguments come as built, not re-packed: this runs on every callback."""
     pending: list[tuple[BaseCallbackHandler, Awaitable[Any]]] | None = None
     try:
         for handler in handlers:
-            if not _wants(handler, method):
-                continue
             result = _start_call(handler, method, args, kwargs)
             if result is not None:
                 if pending is None:
@@ -218,22 +230,21 @@ def _start_call(
 async def anotify(
     handlers: Sequence[BaseCallbackHandler], method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
-    """Call ``method(*args, **kwargs)`` on each handler from async code, as langchain_core
-    does: ``run_inline`` handlers one after another first, then the others
-    concurrently, started in list order. Sync methods run on the loop (never
-    in a thread); coroutines within their timeout. Every handler is called
-    even when one with ``raise_error`` fails; the first such error is raised."""
+    """Call ``method(*args, **kwargs)`` on each of the ``listening`` handlers from
+    async code, as langchain_core does: ``run_inline`` handlers one after another
+    first, then the others concurrently, started in list order. Sync methods run
+    on the loop (never in a thread); coroutines within their timeout. Every
+    handler is called even when one with ``raise_error`` fails; the first such
+    error is raised."""
     if len(handlers) == 1:  # the usual case: no order to keep
-        handler = handlers[0]
-        failure = await _call(handler, method, args, kwargs) if _wants(handler, method) else None
+        failure = await _call(handlers[0], method, args, kwargs)
         if failure is not None:
             raise failure
         return
-    wanted = [handler for handler in handlers if _wants(handler, method)]
     failures: list[BaseException | None] = [
-        await _call(handler, method, args, kwargs) for handler in wanted if handler.run_inline
+        await _call(handler, method, args, kwargs) for handler in handlers if handler.run_inline
     ]
-    others = [handler for handler in wanted if not handler.run_inline]
+    others = [handler for handler in handlers if not handler.run_inline]
     if len(others) == 1:
         failures.append(await _call(others[0], method, args, kwargs))
     elif others:

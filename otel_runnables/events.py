@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from otel_runnables import bridge
+from otel_runnables.callbacks import listening
 from otel_runnables.config import RunnableConfig, RunScope, add_tags, current_child_config, ensure_config
 from otel_runnables.errors import InvalidEventError
 from otel_runnables.runs import Run
@@ -61,15 +62,17 @@ def dispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None
     """
     run, effective, scope = _target(name, config)
     run.record_custom_event(name, data)
-    if scope.handlers or bridge.has_listeners():
+    hearing = listening(scope.handlers, "on_custom_event") if scope.handlers else ()
+    if hearing or bridge.has_listeners():
         tags, metadata = _scope_tags_and_metadata(effective, scope)
-        bridge.custom_event(run, name, data, tags, metadata, scope.handlers)
+        bridge.custom_event(run, name, data, tags, metadata, hearing)
 
 
 async def adispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None = None) -> None:
     """Emit a custom event from async code running inside a run."""
     run, effective, scope = _target(name, config)
     run.record_custom_event(name, data)
-    if scope.handlers or bridge.has_listeners():
+    hearing = listening(scope.handlers, "on_custom_event") if scope.handlers else ()
+    if hearing or bridge.has_listeners():
         tags, metadata = _scope_tags_and_metadata(effective, scope)
-        await bridge.acustom_event(run, name, data, tags, metadata, scope.handlers)
+        await bridge.acustom_event(run, name, data, tags, metadata, hearing)

@@ -460,6 +460,53 @@ def test_a_recorded_run_does_encode_its_payloads(spans: Any) -> None:
     assert "watched" in str((span.attributes or {})["input.value"])
 
 
+async def test_callbacks_nobody_implements_are_never_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 7: a handler's callback arguments (ids, tags and metadata copies) are
+    built only for the callbacks it implements and does not ignore."""
+    from otel_runnables import bridge, events
+
+    built: list[str] = []
+
+    def counting(name: str, real: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
+            built.append(name)
+            return real(*args)
+
+        return wrapper
+
+    monkeypatch.setattr(bridge, "_start_kwargs", counting("start", bridge._start_kwargs))
+    monkeypatch.setattr(bridge, "_end_kwargs", counting("end", bridge._end_kwargs))
+    scope_payload = counting("event", events._scope_tags_and_metadata)
+    monkeypatch.setattr(events, "_scope_tags_and_metadata", scope_payload)
+
+    class EventsOnly(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.heard: list[Any] = []
+
+        def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            self.heard.append(data)
+
+    def work(x: int) -> int:
+        dispatch_custom_event("progress", x)
+        return x
+
+    async def awork(x: int) -> int:
+        await adispatch_custom_event("progress", x)
+        return x
+
+    listener = EventsOnly()
+    assert RunnableLambda(work).invoke(1, {"callbacks": [listener]}) == 1
+    assert await RunnableLambda(awork).ainvoke(2, {"callbacks": [listener]}) == 2
+    assert (listener.heard, built) == ([1, 2], ["event", "event"])
+
+    deaf = EventsOnly()
+    deaf.ignore_custom_event = True
+    built.clear()
+    assert RunnableLambda(work).invoke(3, {"callbacks": [deaf, BaseCallbackHandler()]}) == 3
+    assert await RunnableLambda(awork).ainvoke(4, {"callbacks": [deaf]}) == 4
+    assert (deaf.heard, built) == ([], [])
+
+
 def test_a_sampler_of_its_own_still_gets_every_payload(use_provider: Any) -> None:
     """A sampler the library cannot predict (here a ratio that keeps all): payloads
     are written once the span turns out to record, nothing is missing."""
