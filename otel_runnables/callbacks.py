@@ -142,31 +142,29 @@ _NO_OPS = {
 }
 
 
+class _Overrides(dict[type, frozenset[str]]):
+    """Per handler class, the callbacks it implements: learned on first sight,
+    then one dict lookup per callback."""
+
+    def __missing__(self, handler_type: type) -> frozenset[str]:
+        overridden = frozenset(
+            method
+            for method in _IGNORE_FLAG
+            if (impl := getattr(handler_type, method, None)) is not _NO_OPS[(BaseCallbackHandler, method)]
+            and impl is not _NO_OPS[(AsyncCallbackHandler, method)]
+        )
+        if len(self) > 4096:  # classes made on the fly: keep it bounded
+            self.clear()
+        self[handler_type] = overridden
+        return overridden
+
+
+_overridden = _Overrides()
+
+
 def _wants(handler: BaseCallbackHandler, method: str) -> bool:
     """False when the handler ignores this callback or left it a no-op."""
-    if getattr(handler, _IGNORE_FLAG[method], False):
-        return False
-    overridden = _overridden.get(type(handler))
-    if overridden is None:
-        overridden = _learn_overrides(type(handler))
-    return method in overridden
-
-
-# per handler class, the callbacks it implements: decided once, not on every callback
-_overridden: dict[type, frozenset[str]] = {}
-
-
-def _learn_overrides(handler_type: type) -> frozenset[str]:
-    overridden = frozenset(
-        method
-        for method in _IGNORE_FLAG
-        if (impl := getattr(handler_type, method, None)) is not _NO_OPS[(BaseCallbackHandler, method)]
-        and impl is not _NO_OPS[(AsyncCallbackHandler, method)]
-    )
-    if len(_overridden) > 4096:  # classes made on the fly: keep it bounded
-        _overridden.clear()
-    _overridden[handler_type] = overridden
-    return overridden
+    return not getattr(handler, _IGNORE_FLAG[method], False) and method in _overridden[type(handler)]
 
 
 def _report(handler: BaseCallbackHandler, method: str, exc: BaseException) -> None:
@@ -176,14 +174,8 @@ def _report(handler: BaseCallbackHandler, method: str, exc: BaseException) -> No
 def listening(handlers: Sequence[BaseCallbackHandler], method: str) -> Sequence[BaseCallbackHandler]:
     """The handlers that will hear ``method``, in order: a callback's arguments
     are built only when this is not empty, and only these are notified."""
-    if len(handlers) == 1:  # the usual case, with _wants inlined: this runs on every callback
-        handler = handlers[0]
-        if getattr(handler, _IGNORE_FLAG[method], False):
-            return ()
-        overridden = _overridden.get(type(handler))
-        if overridden is None:
-            overridden = _learn_overrides(type(handler))
-        return handlers if method in overridden else ()
+    if len(handlers) == 1:  # the usual case: no list to build
+        return handlers if _wants(handlers[0], method) else ()
     return [handler for handler in handlers if _wants(handler, method)]
 
 

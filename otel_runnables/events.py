@@ -8,10 +8,11 @@ reaches the run's callback handlers with the very object dispatched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from otel_runnables import bridge
-from otel_runnables.callbacks import listening
+from otel_runnables.callbacks import BaseCallbackHandler, listening
 from otel_runnables.config import RunnableConfig, RunScope, add_tags, current_child_config, ensure_config
 from otel_runnables.errors import InvalidEventError
 from otel_runnables.runs import Run
@@ -28,7 +29,13 @@ NO_RUN_MESSAGE = (
 )
 
 
-def _target(name: object, config: RunnableConfig | None) -> tuple[Run, RunnableConfig, RunScope]:
+_Told = tuple[Run, list[str], dict[str, Any], Sequence[BaseCallbackHandler]]
+
+
+def _record(name: object, data: Any, config: RunnableConfig | None) -> _Told | None:
+    """Write the event on its run's span; then what the run's handlers and the
+    bridge are told (run, tags, metadata, the handlers that hear it), or None
+    when nobody listens."""
     if not isinstance(name, str):
         raise InvalidEventError(f"custom event name must be a str, got {type(name).__name__}")
     if not name:
@@ -38,7 +45,13 @@ def _target(name: object, config: RunnableConfig | None) -> tuple[Run, RunnableC
     if not isinstance(scope, RunScope) or scope.parent is None:
         raise RuntimeError(NO_RUN_MESSAGE)
     assert effective is not None
-    return scope.parent, effective, scope
+    run = scope.parent
+    run.record_custom_event(name, data)
+    hearing = listening(scope.handlers, "on_custom_event") if scope.handlers else ()
+    if not hearing and not bridge.has_listeners():
+        return None
+    tags, metadata = _scope_tags_and_metadata(effective, scope)
+    return run, tags, metadata, hearing
 
 
 def _scope_tags_and_metadata(config: RunnableConfig, scope: RunScope) -> tuple[list[str], dict[str, Any]]:
@@ -60,19 +73,15 @@ def dispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None
     Raises RuntimeError (as langchain_core does) when no run is in progress, and
     InvalidEventError when ``name`` is empty or not a str.
     """
-    run, effective, scope = _target(name, config)
-    run.record_custom_event(name, data)
-    hearing = listening(scope.handlers, "on_custom_event") if scope.handlers else ()
-    if hearing or bridge.has_listeners():
-        tags, metadata = _scope_tags_and_metadata(effective, scope)
+    told = _record(name, data, config)
+    if told is not None:
+        run, tags, metadata, hearing = told
         bridge.custom_event(run, name, data, tags, metadata, hearing)
 
 
 async def adispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None = None) -> None:
     """Emit a custom event from async code running inside a run."""
-    run, effective, scope = _target(name, config)
-    run.record_custom_event(name, data)
-    hearing = listening(scope.handlers, "on_custom_event") if scope.handlers else ()
-    if hearing or bridge.has_listeners():
-        tags, metadata = _scope_tags_and_metadata(effective, scope)
+    told = _record(name, data, config)
+    if told is not None:
+        run, tags, metadata, hearing = told
         await bridge.acustom_event(run, name, data, tags, metadata, hearing)

@@ -81,7 +81,7 @@ def connect_writer(path: Path) -> sqlite3.Connection:
         pause = min(pause * 2, 0.25)
 
 
-_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED: primary result codes
+_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED (sqlite3 names them only from 3.11)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -89,7 +89,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     code; 3.10 gives only the message."""
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
-        return code & 0xFF in _BUSY_CODES  # extended codes keep the primary one in the low byte
+        return (code & 0xFF) in _BUSY_CODES  # extended codes keep the primary one in the low byte
     message = str(exc).lower()
     return "locked" in message or "busy" in message
 
