@@ -28,7 +28,7 @@ os.environ.setdefault(
     "OTEL_RUNNABLES_STORE", os.path.join(tempfile.mkdtemp(prefix="otel_runnables-tests-"), "traces.sqlite3")
 )
 
-from otel_runnables import telemetry
+from otel_runnables import conventions, telemetry
 
 EXPORTER = InMemorySpanExporter()
 PROVIDER = TracerProvider()
@@ -36,6 +36,11 @@ PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
 telemetry.set_tracer_provider(PROVIDER)
 
 GetSpans = Callable[[], list[ReadableSpan]]
+
+
+def run_spans(found: list[ReadableSpan]) -> list[ReadableSpan]:
+    """The runs' own spans, without liveness's pending spans and event mirrors."""
+    return [s for s in found if (s.attributes or {}).get(conventions.SPAN_TYPE) == conventions.SPAN_TYPE_RUN]
 
 
 @pytest.fixture

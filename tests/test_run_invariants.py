@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,8 +24,7 @@ from otel_runnables import (
     dispatch_custom_event,
     subscribe,
 )
-from otel_runnables.conventions import SPAN_TYPE, SPAN_TYPE_RUN
-from tests.conftest import GetSpans
+from tests.conftest import GetSpans, run_spans
 
 
 class Journal(BaseCallbackHandler):
@@ -68,14 +68,14 @@ def check_lifecycle(entries: list[tuple[str, Any, Any]]) -> None:
     assert finished == set(started), "a run never ended"
 
 
-def run_spans(found: list[ReadableSpan]) -> list[ReadableSpan]:
+def checked_run_spans(found: list[ReadableSpan]) -> list[ReadableSpan]:
     """The runs' own spans. A run still going after the liveness delay (1 s) also
     announces itself with a pending span and event mirrors, which a slow machine
     under this load produces; each of those must hang off one of the runs."""
-    runs = [s for s in found if (s.attributes or {}).get(SPAN_TYPE) == SPAN_TYPE_RUN]
+    runs = run_spans(found)
     run_ids = {s.context.span_id for s in runs}
     for extra in found:
-        if (extra.attributes or {}).get(SPAN_TYPE) != SPAN_TYPE_RUN:
+        if extra.context.span_id not in run_ids:
             assert extra.parent is not None and extra.parent.span_id in run_ids, (
                 f"{extra.name} hangs off no run"
             )
@@ -156,7 +156,7 @@ async def test_a_thousand_concurrent_async_runs(spans: GetSpans) -> None:
     assert results == list(range(1000))
     check_lifecycle(journal.entries)
     assert sum(1 for kind, _, _ in journal.entries if kind == "event") == 3000
-    found = run_spans(spans())
+    found = checked_run_spans(spans())
     jobs = {s.context.span_id: s for s in found if s.name == "job"}
     assert len(jobs) == 1000
     for span in jobs.values():
@@ -185,7 +185,7 @@ def test_thirty_two_threads_each_dispatching(spans: GetSpans) -> None:
         results = list(pool.map(lambda n: runnable.invoke(n, {"callbacks": [journal]}), range(320)))
     assert results == list(range(320))
     check_lifecycle(journal.entries)
-    found = run_spans(spans())
+    found = checked_run_spans(spans())
     assert len(found) == 320
     for span in found:
         assert len({dict(e.attributes or {})["otel_runnables.event.data.job"] for e in span.events}) == 1
@@ -229,7 +229,6 @@ async def test_subscribers_of_concurrent_runs_see_only_their_own_subtree() -> No
 
 
 def test_run_ids_are_uuid7_unique_and_ordered_by_time() -> None:
-    import time
     import uuid
 
     from otel_runnables.runs import new_run_id
@@ -258,10 +257,9 @@ def test_a_run_id_text_is_the_text_of_its_uuid() -> None:
         variant_digits.add(text[19])
     assert variant_digits == set("89ab")  # the variant's two free bits are random too
     # the millisecond timestamp leads, as UUIDv7 specifies, and follows the clock
-    clock = __import__("time")
-    before = clock.time_ns() // 1_000_000
+    before = time.time_ns() // 1_000_000
     assert int(new_run_id_text().replace("-", "")[:12], 16) >= before
-    clock.sleep(0.002)
+    time.sleep(0.002)
     assert int(new_run_id_text().replace("-", "")[:12], 16) >= before + 2
 
 

@@ -22,7 +22,7 @@ from otel_runnables import (
     dispatch_custom_event,
     telemetry,
 )
-from tests.conftest import PROVIDER, GetSpans
+from tests.conftest import PROVIDER, GetSpans, run_spans
 
 
 def by_name(spans: list[ReadableSpan]) -> dict[str, ReadableSpan]:
@@ -252,10 +252,6 @@ class Starts(BaseCallbackHandler):
 
     def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
         self.starts.append(kwargs)
-
-
-def run_spans(found: list[ReadableSpan]) -> list[ReadableSpan]:
-    return [s for s in found if attrs(s).get("otel_runnables.span_type") == "run"]
 
 
 def assert_span_tree_mirrors_runs(found: list[ReadableSpan], starts: list[dict[str, Any]]) -> None:
