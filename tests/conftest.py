@@ -28,6 +28,10 @@ os.environ.setdefault(
     "OTEL_RUNNABLES_STORE", os.path.join(tempfile.mkdtemp(prefix="otel_runnables-tests-"), "traces.sqlite3")
 )
 
+# liveness spans are switched on where they are tested: a run that stalls past
+# the default delay on a slow machine must not change a test's span count
+os.environ.setdefault("OTEL_RUNNABLES_LIVENESS_SPANS", "false")
+
 from otel_runnables import conventions, telemetry
 
 EXPORTER = InMemorySpanExporter()

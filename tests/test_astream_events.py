@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -203,18 +202,20 @@ async def test_filtered_first_custom_event_data_is_untouched() -> None:
 
 
 async def test_sync_generator_streams_chunk_by_chunk_without_blocking_the_loop() -> None:
-    ticks: list[int] = []
     chunk_threads: list[int] = []
+    loop_turned = threading.Event()
 
     def slow_gen(x: int) -> Any:
         for i in range(x):
-            time.sleep(0.05)
+            # each chunk waits for the event loop to turn: a blocked loop never would
+            loop_turned.clear()
+            assert loop_turned.wait(30), "the event loop was blocked while a chunk was produced"
             chunk_threads.append(threading.get_ident())
             yield i
 
     async def ticker(stop: asyncio.Event) -> None:
         while not stop.is_set():
-            ticks.append(1)
+            loop_turned.set()
             await asyncio.sleep(0.005)
 
     stop = asyncio.Event()
@@ -224,5 +225,4 @@ async def test_sync_generator_streams_chunk_by_chunk_without_blocking_the_loop()
     await tick_task
     assert [e["data"]["chunk"] for e in seen if e["event"] == "on_chain_stream"] == [0, 1, 2]
     assert seen[-1]["data"] == {"output": 3}
-    assert len(ticks) > 10  # the loop ran while chunks were being produced
     assert threading.get_ident() not in chunk_threads

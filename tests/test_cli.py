@@ -99,6 +99,22 @@ def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], code: int, m
     assert "Traceback" not in done.stderr
 
 
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` holds ``path`` open (Linux's /proc)."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.path.realpath(fd) == os.path.realpath(path) for fd in fds.iterdir())
+    except OSError:  # the process ended, or an fd closed while listing
+        return False
+
+
+def stored_runs(store: Path) -> list[dict[str, object]]:
+    if not store.exists():
+        return []
+    done = cli(store, "runs", "--json")
+    return json.loads(done.stdout) if done.returncode == 0 else []
+
+
 def test_an_empty_store_has_no_runs(tmp_path: Path) -> None:
     done = cli(tmp_path / "traces.sqlite3", "runs", "--json")
     assert done.returncode == 0 and json.loads(done.stdout) == []
@@ -106,11 +122,13 @@ def test_an_empty_store_has_no_runs(tmp_path: Path) -> None:
 
 
 SLOW_JOB = """
-    import sys, time, uuid
+    import os, sys, time, uuid
     from otel_runnables import RunnableLambda, dispatch_custom_event
     def work(x):
         for step in range(1, 6):
-            time.sleep(0.3)
+            if step == 2:
+                while not os.path.exists(sys.argv[3]):  # the test lets it go on
+                    time.sleep(0.01)
             dispatch_custom_event("progress", {"step": step, "total": 5, "message": f"step {step}"})
         if sys.argv[2] == "fail":
             raise RuntimeError("disk full")
@@ -119,26 +137,47 @@ SLOW_JOB = """
 """
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to see the follower attach")
 @pytest.mark.parametrize(("outcome", "code"), [("ok", 0), ("fail", 1)])
 def test_follow_a_job_running_in_another_process(tmp_path: Path, outcome: str, code: int) -> None:
-    store = tmp_path / "traces.sqlite3"
+    store, gate = tmp_path / "traces.sqlite3", tmp_path / "go-on"
     run_id = "01234567-89ab-4def-8123-456789abcdef"
     job = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(SLOW_JOB), run_id, outcome],
+        [sys.executable, "-c", textwrap.dedent(SLOW_JOB), run_id, outcome, str(gate)],
         env=environment(store),
         stderr=subprocess.PIPE,
         text=True,
     )
+    follower: subprocess.Popen[str] | None = None
     try:
-        started = time.monotonic()
-        done = cli(store, "progress", run_id, "--follow", "--interval", "0.1", "--json")
+        # the job is stored as running, held at step 1 until the follower is attached
+        deadline = time.monotonic() + 60
+        while not any(
+            run["run_id"] == run_id and run["status"] == "running" for run in stored_runs(store)
+        ):
+            assert job.poll() is None and time.monotonic() < deadline, "the job never showed as running"
+            time.sleep(0.05)
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "otel_runnables.cli", "progress", run_id, "--follow", "--interval", "0.1",
+             "--json"],
+            env=environment(store),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # let the job go on once the follower has the store open: it follows a running job
+        while not has_open(follower.pid, store):
+            assert follower.poll() is None and time.monotonic() < deadline, "no follower read the store"
+            time.sleep(0.01)
+        gate.touch()
+        stdout, stderr = follower.communicate(timeout=60)
         assert job.wait(30) == (0 if outcome == "ok" else 1)
     finally:
         job.kill()
-    assert done.returncode == code, done.stderr
-    # it followed the job to its end rather than reading a finished one
-    assert time.monotonic() - started > 1.0
-    (root,) = json.loads(done.stdout[done.stdout.index("{") :])["runs"]
+        if follower is not None:
+            follower.kill()
+    assert follower.returncode == code, stderr
+    (root,) = json.loads(stdout[stdout.index("{") :])["runs"]
     assert root["status"] == ("ok" if outcome == "ok" else "error")
     assert root["progress"]["done"] == 5 and root["progress"]["percent"] == 100
     if outcome == "fail":

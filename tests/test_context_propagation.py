@@ -525,3 +525,78 @@ def test_a_sampler_of_its_own_still_gets_every_payload(use_provider: Any) -> Non
     assert by_name["first"]["input.value"] == "1" and by_name["second"]["output.value"] == "4"
     assert by_name["RunnableSequence"]["tag.tags"] == ("t",)
     assert by_name["second"]["otel_runnables.run.metadata.user"] == "u"
+
+
+# -- threads, streams and spans ---------------------------------------------------------------
+
+
+def test_sync_handlers_in_async_code_run_on_the_calling_thread() -> None:
+    threads: list[int] = []
+
+    class Where(BaseCallbackHandler):
+        def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+            threads.append(threading.get_ident())
+
+        def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            threads.append(threading.get_ident())
+
+    async def work(x: int) -> int:
+        await adispatch_custom_event("e", x)
+        return x
+
+    async def main() -> int:
+        threads.append(threading.get_ident())
+        return await RunnableLambda(work).ainvoke(1, {"callbacks": [Where()]})
+
+    asyncio.run(main())
+    assert len(threads) == 3 and len(set(threads)) == 1
+
+
+@pytest.mark.parametrize("pipeline", ["sampled_out", "sdk_disabled"])
+async def test_event_streams_do_not_depend_on_export(pipeline: str, request: pytest.FixtureRequest) -> None:
+    exporter: InMemorySpanExporter = request.getfixturevalue(pipeline)
+
+    async def work(x: int) -> int:
+        await adispatch_custom_event("progress", {"step": 1})
+        return x
+
+    seen = [e["event"] async for e in RunnableLambda(work).astream_events(1, version="v2")]
+    assert seen == ["on_chain_start", "on_custom_event", "on_chain_stream", "on_chain_end"]
+    assert exporter.get_finished_spans() == ()
+
+
+def test_nested_batches_and_maps_do_not_deadlock_the_shared_pool() -> None:
+    inner = RunnableLambda(lambda x: x + 1)
+    outer = RunnableLambda(lambda n: sum(inner.batch(list(range(n)))))
+    assert outer.batch([20] * 64) == [210] * 64
+
+    branchy = RunnableParallel(a=lambda x: RunnableParallel(b=lambda y: y).invoke(x), d=lambda x: x)
+    assert RunnableLambda(lambda x: branchy.invoke(x)).batch(list(range(40)))[3] == {"a": {"b": 3}, "d": 3}
+
+
+@pytest.mark.parametrize("span_key_found", [True, False])
+def test_a_running_run_is_the_current_span_and_parent(
+    span_key_found: bool, spans: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entering a run writes the span and the child config in one context copy; if the
+    API ever stopped keeping the span under one findable key, the two-step way is used."""
+    from opentelemetry import trace
+
+    from otel_runnables import config
+
+    if not span_key_found:
+        monkeypatch.setattr(config, "_SPAN_KEY", None)
+    seen: list[Any] = []
+
+    def inner(x: int) -> int:
+        seen.append(trace.get_current_span())
+        dispatch_custom_event("tick", {"x": x})
+        return x
+
+    inner_runnable = RunnableLambda(inner, name="inner")
+    assert RunnableLambda(lambda x: inner_runnable.invoke(x), name="outer").invoke(3) == 3
+    by_name = {span.name: span for span in spans()}
+    assert seen[0].get_span_context() == by_name["inner"].context
+    assert by_name["inner"].parent is not None
+    assert by_name["inner"].parent.span_id == by_name["outer"].context.span_id
+    assert [event.name for event in by_name["inner"].events] == ["tick"]
