@@ -12,13 +12,14 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
-import os
 import sys
 import threading
 import types
 import uuid
 from collections.abc import Awaitable, Generator, Sequence
 from typing import Any
+
+from otel_runnables import _settings
 
 __all__ = ["AsyncCallbackHandler", "BaseCallbackHandler", "anotify", "listening", "notify"]
 
@@ -289,26 +290,16 @@ async def _finish(
     return None
 
 
-DEFAULT_HANDLER_TIMEOUT = 10.0
+DEFAULT_HANDLER_TIMEOUT = _settings.HANDLER_TIMEOUT.default
 
 
 def handler_timeout(handler: BaseCallbackHandler) -> float | None:
     """How long one async callback may take: the handler's ``timeout``
-    attribute, else OTEL_RUNNABLES_HANDLER_TIMEOUT (seconds; 0 or "none"
-    waits forever), else 10 s."""
+    attribute, else OTEL_RUNNABLES_HANDLER_TIMEOUT (off waits forever), else 10 s."""
     own = getattr(handler, "timeout", None)
     if own is not None:
         return float(own) if own > 0 else None
-    raw = os.environ.get("OTEL_RUNNABLES_HANDLER_TIMEOUT", "").strip().lower()
-    if not raw:
-        return DEFAULT_HANDLER_TIMEOUT
-    if raw in ("none", "0"):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return DEFAULT_HANDLER_TIMEOUT
-    return value if value > 0 else None
+    return _settings.HANDLER_TIMEOUT.value
 
 
 async def _rest_in_time(steps: Generator[Any, Any, Any], first: Any, timeout: float | None) -> None:

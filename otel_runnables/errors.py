@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidConfigError", "InvalidEventError", "OtelRunnablesError"]
+__all__ = ["ConfigurationError", "InvalidConfigError", "InvalidEventError", "OtelRunnablesError"]
 
 
 class OtelRunnablesError(Exception):
@@ -15,3 +15,7 @@ class InvalidConfigError(OtelRunnablesError, TypeError):
 
 class InvalidEventError(OtelRunnablesError, ValueError, TypeError):
     """A custom event was dispatched with an invalid name (empty, or not a str)."""
+
+
+class ConfigurationError(OtelRunnablesError, ValueError):
+    """A ``configure()`` argument or an ``OTEL_*`` variable is invalid, or needs a missing extra."""

@@ -19,7 +19,7 @@ from typing import Literal
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from otel_runnables.errors import OtelRunnablesError
+from otel_runnables.errors import ConfigurationError
 from otel_runnables.export_health import CountingExporter, DropCountingBatchSpanProcessor
 
 __all__ = [
@@ -36,13 +36,8 @@ logger = logging.getLogger(__name__)
 Protocol = Literal["http/protobuf", "grpc"]
 _PROTOCOLS: tuple[str, ...] = ("http/protobuf", "grpc")
 _EXPORTERS = ("otlp", "console", "none")
-_OFF = frozenset({"none", "off", "false", "0", "no", ""})
 # pending spans are worth little if they wait the SDK's default 5 s in the queue
 _LIVE_SCHEDULE_DELAY_MS = 1000
-
-
-class ConfigurationError(OtelRunnablesError, ValueError):
-    """A telemetry setting (argument or ``OTEL_*`` variable) is invalid, or needs a missing extra."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +179,3 @@ def build_processors(settings: ExportSettings, store_path: Path | None) -> list[
             processors.append(_batch(ConsoleSpanExporter()))
     processors.extend(_batch(exporter) for exporter in settings.extra_exporters)
     return processors
-
-
-def is_off(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in _OFF

@@ -34,7 +34,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import AttributeValue
 
-from otel_runnables import conventions
+from otel_runnables import _settings, conventions
 from otel_runnables.telemetry import get_tracer
 
 __all__ = [
@@ -68,27 +68,15 @@ class LiveRun(Protocol):
     def id(self) -> uuid.UUID: ...
 
 
-_OFF = frozenset({"false", "0", "no", "off", "none"})
-_DEFAULT_DELAY = 1.0
 _INTERNAL = SpanKind.INTERNAL
 
 
-def _delay_from_env() -> float | None:
+def _delay_from_settings() -> float | None:
     """Seconds before a live run is announced; None when liveness spans are off."""
-    if os.environ.get("OTEL_RUNNABLES_LIVENESS_SPANS", "").strip().lower() in _OFF:
-        return None
-    raw = os.environ.get("OTEL_RUNNABLES_LIVENESS_AFTER", "").strip()
-    if not raw:
-        return _DEFAULT_DELAY
-    try:
-        value = float(raw)
-    except ValueError:
-        logger.warning("OTEL_RUNNABLES_LIVENESS_AFTER=%r is not a number of seconds; using %s", raw, 1.0)
-        return _DEFAULT_DELAY
-    return max(0.0, value)
+    return _settings.LIVENESS_AFTER.value if _settings.LIVENESS_SPANS.value else None
 
 
-_delay: float | None = _delay_from_env()
+_delay: float | None = _delay_from_settings()
 _listeners: tuple[EventListener, ...] = ()
 _listeners_lock = threading.Lock()
 
@@ -98,15 +86,18 @@ def liveness_delay() -> float | None:
     return _delay
 
 
-def configure_liveness(enabled: bool = True, after: float | None = None) -> None:
-    """Switch liveness spans on or off, and set the delay before a run is announced."""
+def configure_liveness(enabled: bool | None = True, after: float | None = None) -> None:
+    """Switch liveness spans on or off, and set the delay before a run is announced;
+    None takes the ``OTEL_RUNNABLES_LIVENESS_*`` setting."""
     global _delay
+    if after is not None and (not isinstance(after, (int, float)) or isinstance(after, bool) or after < 0):
+        raise ValueError(f"liveness delay must be a number of seconds >= 0, got {after!r}")
+    if enabled is None:
+        enabled = _settings.LIVENESS_SPANS.value
     if not enabled:
         _delay = None
         return
-    if after is not None and (not isinstance(after, (int, float)) or isinstance(after, bool) or after < 0):
-        raise ValueError(f"liveness delay must be a number of seconds >= 0, got {after!r}")
-    _delay = float(after) if after is not None else (_delay if _delay is not None else _DEFAULT_DELAY)
+    _delay = float(after) if after is not None else _settings.LIVENESS_AFTER.value
 
 
 def add_event_listener(listener: EventListener) -> None:

@@ -18,11 +18,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from otel_runnables import bridge, conventions, liveness
+from otel_runnables import _settings, bridge, conventions, liveness
 from otel_runnables._sentinel import MISSING
 from otel_runnables.callbacks import BaseCallbackHandler
 from otel_runnables.config import RunnableConfig, RunScope, add_tags, own_child_config
-from otel_runnables.serialization import capture_content_enabled
 from otel_runnables.telemetry import get_tracer
 
 __all__ = [
@@ -202,7 +201,7 @@ class Run:
         self.stream_chunks = 0
         self.ended = False
         self.announced = False
-        self.capture = capture_content_enabled()  # read once per run
+        self.capture = _settings.CAPTURE_CONTENT.value  # read once per run
         self.span = self._start_span(attributes)
         if self.span.is_recording():
             liveness.run_started(self)
@@ -363,7 +362,7 @@ class ForeignRun(Run):
         run.handlers, run.inputs, run.streaming, run.span = handlers, None, False, span
         run.inheritable_handlers = handlers
         run.stream_chunks, run.ended, run.announced = 0, True, True
-        run.capture = capture_content_enabled()
+        run.capture = _settings.CAPTURE_CONTENT.value
         return run
 
     def record_custom_event(self, name: str, data: Any) -> None:

@@ -18,12 +18,13 @@ import itertools
 import json
 import math
 import numbers
-import os
 import pathlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from otel_runnables import _settings
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -45,23 +46,6 @@ _CYCLE = "<cycle>"
 _TRUNCATED_KEY = "<truncated>"
 
 
-# secret-looking keys, matched as substrings of the normalised key (over-redacting beats leaking)
-_DEFAULT_REDACT_KEYS = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "auth",
-    "cookie",
-    "credential",
-    "private_key",
-    "session",
-)
-
-
 @dataclass(frozen=True, slots=True)
 class EncodingLimits:
     max_value_length: int = 8192
@@ -70,23 +54,16 @@ class EncodingLimits:
     """Nesting levels kept; deeper values become "<max depth>"."""
     max_items: int = 200
     """Items kept per container; the rest are summarised."""
-    redact_keys: tuple[str, ...] = _DEFAULT_REDACT_KEYS
-    """Dict keys containing one of these (case-insensitive, "-" as "_") are redacted."""
+    redact_keys: tuple[str, ...] | None = None
+    """Dict keys containing one of these (case-insensitive, "-" as "_") are redacted;
+    None: ``OTEL_RUNNABLES_REDACT_KEYS`` as last read."""
+
+    def markers(self) -> tuple[str, ...]:
+        keys = self.redact_keys
+        return _settings.REDACT_KEYS.value if keys is None else keys
 
 
-def _redact_keys_from_env() -> tuple[str, ...]:
-    """``OTEL_RUNNABLES_REDACT_KEYS``: a comma-separated list replacing the defaults, or,
-    starting with ``+``, added to them."""
-    raw = os.environ.get("OTEL_RUNNABLES_REDACT_KEYS", "").strip()
-    defaults = _DEFAULT_REDACT_KEYS
-    if not raw:
-        return defaults
-    extend = raw.startswith("+")
-    given = tuple(part.strip().lower() for part in raw.lstrip("+").split(",") if part.strip())
-    return (*defaults, *given) if extend else given
-
-
-DEFAULT_LIMITS = EncodingLimits(redact_keys=_redact_keys_from_env())
+DEFAULT_LIMITS = EncodingLimits()
 
 
 class EncodedValue(NamedTuple):
@@ -183,7 +160,7 @@ class _Walker:
     __slots__ = ("markers", "max_depth", "max_string", "max_items", "budget", "truncated", "active")
 
     def __init__(self, limits: EncodingLimits, max_string: int, max_items: int, max_depth: int) -> None:
-        self.markers = limits.redact_keys
+        self.markers = limits.markers()
         self.max_depth = max_depth
         self.max_string = max(0, max_string)
         self.max_items = max(0, max_items)
@@ -366,7 +343,7 @@ def _plain_json(
     None when anything would need cutting, redacting or walking."""
     if len(value) > limits.max_items or limits.max_depth < 1:
         return None
-    markers = limits.redact_keys
+    markers = limits.markers()
     parts: list[str] = []
     fields: dict[str, FlatValue] = {}
     for key, item in value.items():
@@ -517,7 +494,7 @@ def flatten_scalars(
 
 
 def _flat_value(name: str, value: object, limits: EncodingLimits) -> FlatValue | None:
-    if _is_secret(name, limits.redact_keys):
+    if _is_secret(name, limits.markers()):
         return REDACTED
     if isinstance(value, enum.Enum):
         value = value.value
@@ -542,23 +519,6 @@ def _flat_value(name: str, value: object, limits: EncodingLimits) -> FlatValue |
     return None
 
 
-_OFF = frozenset({"false", "0", "no", "off"})
-
-
-_CAPTURE_CONTENT = "OTEL_RUNNABLES_CAPTURE_CONTENT"
-# read on every run: os.environ.get pays for a KeyError when the variable is
-# unset (the usual case); its backing dict answers the same question directly
-_environ_data: Mapping[Any, Any] | None = getattr(os.environ, "_data", None)
-_capture_key: object = None
-if _environ_data is not None:
-    try:
-        _capture_key = os.environ.encodekey(_CAPTURE_CONTENT)
-    except Exception:
-        _environ_data = None
-
-
 def capture_content_enabled() -> bool:
-    """False when OTEL_RUNNABLES_CAPTURE_CONTENT is false/0/no/off."""
-    if _environ_data is not None and _environ_data.get(_capture_key) is None:
-        return True
-    return os.environ.get(_CAPTURE_CONTENT, "").strip().lower() not in _OFF
+    """``OTEL_RUNNABLES_CAPTURE_CONTENT`` as last read (see ``_settings``)."""
+    return _settings.CAPTURE_CONTENT.value

@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from otel_runnables import _settings
 from otel_runnables._version import __version__
 from otel_runnables.exporting import (
     ConfigurationError,
@@ -229,6 +230,7 @@ def configure(
     - ``tracer_provider``: add our processors to this provider instead (it is not made global).
     - ``set_global``: make the provider we build the global one (for other instrumentations too).
 
+    The ``OTEL_RUNNABLES_*`` variables are read again (a bad one raises ``ConfigurationError``).
     An application's own global provider is kept: our processors are added to it.
     Call ``shutdown()`` before configuring again.
     """
@@ -248,8 +250,10 @@ def configure(
         extra_exporters=tuple(span_exporters),
     )
     exporter_names(settings)  # validate before touching anything
-    if liveness_spans is not None or liveness_after is not None:
-        liveness.configure_liveness(liveness_spans is not False, liveness_after)
+    _settings.refresh(strict=True)  # the OTEL_RUNNABLES_* variables, read again
+    if liveness_spans is None and liveness_after is not None:
+        liveness_spans = True  # a delay asks for liveness spans
+    liveness.configure_liveness(liveness_spans, liveness_after)
     with _lock:
         if _setup is not None and (_setup.is_global or not _setup.owns_provider) and _setup.processors:
             raise ConfigurationError("configure() was already called; call otel_runnables.shutdown() first")

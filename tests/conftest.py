@@ -6,8 +6,9 @@ Fixtures:
 - ``spans``: clears the exporter, returns a function giving this test's finished spans;
 - ``use_provider``: point the library at another provider for one test;
 - ``sampled_out`` / ``sdk_disabled``: a provider that samples nothing, and one built
-  under ``OTEL_SDK_DISABLED=true``; each yields its own (empty) exporter.
-The default pipeline is restored after each of them.
+  under ``OTEL_SDK_DISABLED=true``; each yields its own (empty) exporter;
+- ``setenv``: set an ``OTEL_RUNNABLES_*`` variable and read the settings again.
+The default pipeline and settings are restored after each of them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ os.environ.setdefault(
 # the default delay on a slow machine must not change a test's span count
 os.environ.setdefault("OTEL_RUNNABLES_LIVENESS_SPANS", "false")
 
-from otel_runnables import conventions, telemetry
+from otel_runnables import _settings, conventions, telemetry
 
 EXPORTER = InMemorySpanExporter()
 PROVIDER = TracerProvider()
@@ -88,6 +89,19 @@ def sdk_disabled() -> Iterator[InMemorySpanExporter]:
             yield exporter
         finally:
             telemetry.set_tracer_provider(PROVIDER)
+
+
+@pytest.fixture
+def setenv(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], None]]:
+    """``setenv(name, value)``: the variable is set and the settings read again, until the test ends."""
+
+    def set_and_read(name: str, value: str) -> None:
+        monkeypatch.setenv(name, value)
+        _settings.refresh()
+
+    yield set_and_read
+    monkeypatch.undo()
+    _settings.refresh()
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -83,12 +84,12 @@ def test_a_raising_handler_keeps_the_result_and_the_exception(caplog: pytest.Log
     assert any("handler bug" in r.getMessage() for r in caplog.records)
 
 
-def test_timeout_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timeout_settings(setenv: Callable[[str, str], None]) -> None:
     plain = BaseCallbackHandler()
     assert handler_timeout(plain) == DEFAULT_HANDLER_TIMEOUT
-    monkeypatch.setenv("OTEL_RUNNABLES_HANDLER_TIMEOUT", "2.5")
+    setenv("OTEL_RUNNABLES_HANDLER_TIMEOUT", "2.5")
     assert handler_timeout(plain) == 2.5
-    monkeypatch.setenv("OTEL_RUNNABLES_HANDLER_TIMEOUT", "none")
+    setenv("OTEL_RUNNABLES_HANDLER_TIMEOUT", "none")
     assert handler_timeout(plain) is None
     assert handler_timeout(Hangs()) == 0.05
 

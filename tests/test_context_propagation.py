@@ -11,6 +11,7 @@ import contextvars
 import functools
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -432,12 +433,12 @@ class _Watched:
 
 @pytest.mark.parametrize("pipeline", ["sampled_out", "sdk_disabled", "capture_off"])
 def test_payloads_nobody_exports_are_never_encoded(
-    pipeline: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    pipeline: str, request: pytest.FixtureRequest, setenv: Callable[[str, str], None]
 ) -> None:
     """Issue 7: no encoding of inputs, outputs or event data for spans no exporter
     sees (sampled out, SDK disabled) or with content capture off."""
     if pipeline == "capture_off":
-        monkeypatch.setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
+        setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
     else:
         request.getfixturevalue(pipeline)
 

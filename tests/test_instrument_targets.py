@@ -231,7 +231,7 @@ def test_the_instrumentor_is_registered_as_an_entry_point() -> None:
 
 
 def test_the_instrumentor_applies_and_undoes_targets(
-    write_module: WriteModule, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    write_module: WriteModule, setenv: Callable[[str, str], None], caplog: pytest.LogCaptureFixture
 ) -> None:
     from otel_runnables.instrumentation.instrumentor import (
         TARGETS_ENV,
@@ -242,7 +242,7 @@ def test_the_instrumentor_applies_and_undoes_targets(
     assert TARGETS_ENV == "OTEL_RUNNABLES_INSTRUMENT_TARGETS"
     assert parse_targets(" a.b:f , a.c:Cls=tool,,") == [("a.b:f", "chain"), ("a.c:Cls", "tool")]
     name = write_module(SERVICE)
-    monkeypatch.setenv(TARGETS_ENV, f"{name}:work=tool, {name}:Service, no.such:thing")
+    setenv(TARGETS_ENV, f"{name}:work=tool, {name}:Service, no.such:thing")
     instrumentor = OtelRunnablesInstrumentor()
     with caplog.at_level(logging.WARNING, logger="otel_runnables.instrumentation"):
         instrumentor.instrument()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -212,9 +212,9 @@ def test_bad_delays_are_refused() -> None:
         ({"OTEL_RUNNABLES_LIVENESS_SPANS": "off", "OTEL_RUNNABLES_LIVENESS_AFTER": "0"}, None),
     ],
 )
-def test_environment_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: Any) -> None:
-    monkeypatch.delenv("OTEL_RUNNABLES_LIVENESS_AFTER", raising=False)
-    monkeypatch.delenv("OTEL_RUNNABLES_LIVENESS_SPANS", raising=False)
+def test_environment_settings(setenv: Callable[[str, str], None], env: dict[str, str], expected: Any) -> None:
+    setenv("OTEL_RUNNABLES_LIVENESS_AFTER", "")
+    setenv("OTEL_RUNNABLES_LIVENESS_SPANS", "")
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    assert liveness._delay_from_env() == expected
+        setenv(key, value)
+    assert liveness._delay_from_settings() == expected

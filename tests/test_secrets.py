@@ -92,9 +92,12 @@ def test_no_secret_in_any_exported_byte(
 
 
 def test_capture_off_leaves_no_payload_at_all(
-    all_liveness: None, tmp_path: Path, use_provider: Callable[[Any], None], monkeypatch: pytest.MonkeyPatch
+    all_liveness: None,
+    tmp_path: Path,
+    use_provider: Callable[[Any], None],
+    setenv: Callable[[str, str], None],
 ) -> None:
-    monkeypatch.setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
+    setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

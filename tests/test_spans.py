@@ -191,8 +191,8 @@ def test_unencodable_values_never_break_a_run(spans: GetSpans) -> None:
     json.loads(dict(span.events[0].attributes or {})["otel_runnables.event.data"])
 
 
-def test_capture_content_off_keeps_no_payloads(spans: GetSpans, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
+def test_capture_content_off_keeps_no_payloads(spans: GetSpans, setenv: Callable[[str, str], None]) -> None:
+    setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
 
     def secretive(x: str) -> str:
         dispatch_custom_event("progress", {"ssn": "123"})
@@ -662,9 +662,9 @@ def test_unencodable_values_anywhere_never_raise(spans: GetSpans, value: Any) ->
 
 
 def test_capture_content_off_keeps_no_payload_anywhere(
-    spans: GetSpans, monkeypatch: pytest.MonkeyPatch
+    spans: GetSpans, setenv: Callable[[str, str], None]
 ) -> None:
-    monkeypatch.setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
+    setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
 
     def gen(x: str) -> Any:
         dispatch_custom_event("progress", {"ssn": "123-45"})

@@ -29,7 +29,7 @@ from otel_runnables.store import (
     StoreVersionError,
     default_store_path,
 )
-from otel_runnables.store.retention import apply_retention, parse_bytes, parse_seconds
+from otel_runnables.store.retention import apply_retention
 from otel_runnables.store.schema import connect_writer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,16 +270,12 @@ def test_retention_deletes_old_and_oversized_traces(store_file: Path) -> None:
     connection.close()
 
 
-def test_retention_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert parse_seconds("90") == 90 and parse_seconds("2h") == 7200 and parse_seconds("7d") == 7 * 86400
-    assert parse_bytes("200MB") == 200_000_000 and parse_bytes("1 GiB") == 1024**3
-    with pytest.raises(ValueError, match="OTEL_RUNNABLES_STORE_MAX_AGE"):
-        parse_seconds("a week")
-    monkeypatch.setenv("OTEL_RUNNABLES_STORE_MAX_AGE", "1h")
-    monkeypatch.setenv("OTEL_RUNNABLES_STORE_MAX_BYTES", "5MB")
-    assert RetentionPolicy.from_env() == RetentionPolicy(max_age=3600, max_bytes=5_000_000)
-    monkeypatch.setenv("OTEL_RUNNABLES_STORE_MAX_AGE", "soon")
-    assert RetentionPolicy.from_env() == RetentionPolicy()
+def test_retention_settings(setenv: Callable[[str, str], None]) -> None:
+    setenv("OTEL_RUNNABLES_STORE_MAX_AGE", "1h")
+    setenv("OTEL_RUNNABLES_STORE_MAX_BYTES", "5MB")
+    assert RetentionPolicy.from_settings() == RetentionPolicy(max_age=3600, max_bytes=5_000_000)
+    setenv("OTEL_RUNNABLES_STORE_MAX_AGE", "soon")
+    assert RetentionPolicy.from_settings() == RetentionPolicy(max_bytes=5_000_000)
 
 
 def test_a_newer_schema_is_refused_clearly(store_file: Path) -> None:
@@ -302,16 +298,16 @@ def test_reading_a_missing_store_finds_nothing_and_creates_nothing(tmp_path: Pat
     assert not path.parent.exists()
 
 
-def test_default_store_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("OTEL_RUNNABLES_STORE", raising=False)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+def test_default_store_location(setenv: Callable[[str, str], None], tmp_path: Path) -> None:
+    setenv("OTEL_RUNNABLES_STORE", "")
+    setenv("XDG_DATA_HOME", str(tmp_path))
     assert default_store_path() == tmp_path / "otel_runnables" / "traces.sqlite3"
-    monkeypatch.delenv("XDG_DATA_HOME")
+    setenv("XDG_DATA_HOME", "")
     assert default_store_path() == Path.home() / ".local" / "share" / "otel_runnables" / "traces.sqlite3"
     for off in ("none", "off", "FALSE", "0"):
-        monkeypatch.setenv("OTEL_RUNNABLES_STORE", off)
+        setenv("OTEL_RUNNABLES_STORE", off)
         assert default_store_path() is None
-    monkeypatch.setenv("OTEL_RUNNABLES_STORE", str(tmp_path / "x.db"))
+    setenv("OTEL_RUNNABLES_STORE", str(tmp_path / "x.db"))
     assert default_store_path() == tmp_path / "x.db"
 
 

@@ -19,18 +19,18 @@ In code: ``OtelRunnablesInstrumentor().instrument(targets=["app.worker:process"]
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Collection, Sequence
 from typing import Any
 
 # the module opts out of type checking (a file-level ignore), so its names look missing
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from otel_runnables import _settings
 from otel_runnables.instrumentation.targets import InstrumentationError, instrument, uninstrument
 
 __all__ = ["TARGETS_ENV", "OtelRunnablesInstrumentor", "parse_targets"]
 
-TARGETS_ENV = "OTEL_RUNNABLES_INSTRUMENT_TARGETS"
+TARGETS_ENV = _settings.INSTRUMENT_TARGETS.name
 
 _logger = logging.getLogger("otel_runnables.instrumentation")
 
@@ -62,7 +62,7 @@ class OtelRunnablesInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if given is not None:
             targets = [(target, "chain") for target in given]
         else:
-            targets = parse_targets(os.environ.get(TARGETS_ENV, ""))
+            targets = parse_targets(_settings.INSTRUMENT_TARGETS.value)
         self._applied = []
         for target, run_type in targets:
             try:

@@ -86,7 +86,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
         self.path = Path(path)
         self.max_queue_size = max_queue_size
         self.flush_interval = flush_interval
-        self.retention = retention if retention is not None else RetentionPolicy.from_env()
+        self.retention = retention if retention is not None else RetentionPolicy.from_settings()
         self.dropped = 0  # items the full queue could not take
         self.lost = 0  # items a database error kept out of the file
         self._queue: deque[tuple[Any, ...]] = deque()
