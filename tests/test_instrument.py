@@ -105,7 +105,7 @@ def test_generator_function_streams_within_one_run() -> None:
     with capture_runs() as captured:
         assert list(words("a b c")) == ["a", "b", "c"]
     run = captured.run("words")
-    assert run.stream_chunks == 3 and run.outputs == "abc"
+    assert run.stream_chunks == 3 and run.outputs == ["a", "b", "c"]
     assert [e.data for e in run.events] == ["a", "b", "c"]
 
 
@@ -120,7 +120,7 @@ async def test_async_generator_function_streams_within_one_run() -> None:
     with capture_runs() as captured:
         assert [chunk async for chunk in ticks(3)] == [[0], [1], [2]]
     run = captured.run("ticks")
-    assert run.stream_chunks == 3 and run.outputs == [0, 1, 2]
+    assert run.stream_chunks == 3 and run.outputs == [[0], [1], [2]]
     assert [e.data for e in run.events] == [0, 1, 2]
 
 
@@ -499,10 +499,10 @@ async def test_ainvoke_for_every_kind() -> None:
 
     with capture_runs() as captured:
         assert await double.ainvoke(2) == 4
-        assert await agen.ainvoke(3) == "012"
+        assert await agen.ainvoke(3) == ["0", "1", "2"]
         assert await ingest.ainvoke({"path": "a"}) == 100
-        assert gen.invoke(3) == "012"
-        assert await gen.ainvoke(2) == "01"
+        assert gen.invoke(3) == ["0", "1", "2"]
+        assert await gen.ainvoke(2) == ["0", "1"]
     assert [run.name for run in captured.runs] == ["double", "agen", "ingest", "gen", "gen"]
     with pytest.raises(TypeError, match="double is async: use `ainvoke`"):
         double.invoke(1)

@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 from otel_runnables import (
     BaseCallbackHandler,
+    RunnableLambda,
     adispatch_custom_event,
     bridge,
     dispatch_custom_event,
     traceable,
 )
-from otel_runnables.instrumentation._calls import StreamedOutput
+from otel_runnables.serialization import DEFAULT_LIMITS
 from otel_runnables.testing import CapturedRuns, capture_runs
 from tests.recorder import make_recorder
 
@@ -73,7 +74,7 @@ def test_closed_generator_ends_its_run_normally() -> None:
         assert [next(generator), next(generator)] == [0, 1]
         generator.close()
     run = captured.run("numbers")
-    assert run.stream_chunks == 2 and run.error is None and run.outputs == 1  # 0 + 1, as RunnableLambda adds
+    assert run.stream_chunks == 2 and run.error is None and run.outputs == [0, 1]  # what it yielded so far
     assert [e.name for e in run.events] == ["cleanup"]
     no_live_run_left(captured)
 
@@ -313,31 +314,174 @@ async def test_astream_of_an_async_generator_closed_early() -> None:
     no_live_run_left(captured)
 
 
-# -- what a generator run records as output ------------------------------------------------------
+# -- what a generator run records as output: the list of its items, or reduce(items) ----------
 
 
 @pytest.mark.parametrize(
     ("chunks", "expected"),
     [
-        ([], None),
-        (["a", "b"], "ab"),
-        ([b"a", b"b"], b"ab"),
-        ([[1], [2, 3]], [1, 2, 3]),
-        ([1, 2, 3], 6),
-        (["a", 1], 1),  # unaddable: the latest chunk, then every later one
-        (["a", 1, "b"], "b"),
-        ([{"a": 1}, {"b": 2}], {"b": 2}),
+        ([], []),
+        ([1, 2, 3], [1, 2, 3]),  # RunnableLambda would record 6
+        (["hello", "world"], ["hello", "world"]),  # not "helloworld"
+        ([[1, 2], [3]], [[1, 2], [3]]),  # rows stay rows
+        ([{"a": 1}, {"b": 2}], [{"a": 1}, {"b": 2}]),
     ],
 )
-def test_streamed_output_adds_chunks_like_runnable_lambda(chunks: list[Any], expected: Any) -> None:
-    output = StreamedOutput()
-    for chunk in chunks:
-        output.add(chunk)
-    assert output.value == expected
+def test_a_generator_records_the_list_of_its_items(chunks: list[Any], expected: Any) -> None:
+    handler = make_recorder(BaseCallbackHandler)
+
+    @traceable
+    def produce() -> Iterator[Any]:
+        yield from chunks
+
+    with capture_runs() as captured:
+        assert list(produce.stream({}, {"callbacks": [handler]})) == chunks
+        assert produce.invoke({}) == expected  # invoke returns what the run records
+    for run in captured.runs_named("produce"):
+        assert run.outputs == expected
+    ends = [r for r in handler.records if r["cb"] == "on_chain_end"]
+    assert [end["outputs"] for end in ends] == [expected]
 
 
-def test_many_string_chunks_are_added_in_linear_time() -> None:
-    output = StreamedOutput()
-    for _ in range(200_000):
-        output.add("xxxxxxxxxx")
-    assert len(output.value) == 2_000_000
+async def test_an_async_generator_records_the_list_of_its_items() -> None:
+    @traceable
+    async def words() -> AsyncIterator[str]:
+        for word in ("hello", "world"):
+            yield word
+
+    with capture_runs() as captured:
+        assert [word async for word in words()] == ["hello", "world"]
+        assert await words.ainvoke({}) == ["hello", "world"]
+        ends = [e async for e in words.astream_events({}, version="v2") if e["event"] == "on_chain_end"]
+    assert [end["data"]["output"] for end in ends] == [["hello", "world"]]
+    assert [run.outputs for run in captured.runs_named("words")] == [["hello", "world"]] * 3
+
+
+def test_reduce_turns_the_items_into_the_output() -> None:
+    @traceable(reduce=sum)
+    def numbers_summed(n: int) -> Iterator[int]:
+        yield from range(1, n + 1)
+
+    @traceable(reduce=" ".join)
+    def words_joined() -> Iterator[str]:
+        yield from ("hello", "world")
+
+    with capture_runs() as captured:
+        assert list(numbers_summed(3)) == [1, 2, 3]  # the caller still gets the items
+        assert list(numbers_summed.stream(3)) == [1, 2, 3]
+        assert numbers_summed.invoke(3) == 6
+        assert words_joined.invoke({}) == "hello world"
+    assert [run.outputs for run in captured.runs_named("numbers_summed")] == [6, 6, 6]
+    assert captured.run("words_joined").outputs == "hello world"
+
+
+async def test_reduce_of_an_async_generator() -> None:
+    seen: list[list[int]] = []
+
+    def keep(items: list[int]) -> int:
+        seen.append(list(items))
+        return max(items)
+
+    @traceable(reduce=keep)
+    async def ticks(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    with capture_runs() as captured:
+        assert await ticks.ainvoke(3) == 2
+        assert [i async for i in ticks(2)] == [0, 1]
+    assert [run.outputs for run in captured.runs_named("ticks")] == [2, 1]
+    assert seen == [[0, 1, 2], [0, 1]]  # called once per run
+
+
+def test_a_long_stream_is_recorded_bounded_and_not_held() -> None:
+    limit = DEFAULT_LIMITS.max_items
+
+    @traceable
+    def rows(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with capture_runs() as captured:
+        assert sum(rows(10_000)) == sum(range(10_000))
+    recorded = captured.run("rows").outputs
+    assert len(recorded) == limit  # as many entries as the encoder keeps of any list
+    assert recorded[:-1] == list(range(limit - 1))
+    assert recorded[-1] == f"<{10_000 - limit + 1} more items>"
+
+
+def test_invoke_returns_every_item_however_many() -> None:
+    @traceable
+    def rows(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with capture_runs() as captured:
+        assert rows.invoke(1_000) == list(range(1_000))
+    recorded = captured.run("rows")
+    assert recorded.attributes["otel_runnables.truncated"] is True  # the encoder bounds the record
+    assert len(recorded.outputs) == DEFAULT_LIMITS.max_items + 1
+
+
+def test_a_failing_reduce_never_breaks_iteration_but_fails_invoke(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(items: list[int]) -> int:
+        raise ZeroDivisionError("no summary")
+
+    @traceable(reduce=broken)
+    def numbers_broken(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with capture_runs() as captured:
+        assert list(numbers_broken(2)) == [0, 1]
+        with pytest.raises(ZeroDivisionError, match="no summary"):
+            numbers_broken.invoke(2)  # it cannot return a value reduce did not make
+    direct, invoked = captured.runs_named("numbers_broken")
+    assert direct.error is None and direct.outputs == "<reduce failed: ZeroDivisionError>"
+    assert invoked.error == "ZeroDivisionError: no summary"
+    assert "reduce of 'numbers_broken' raised ZeroDivisionError" in caplog.text
+    no_live_run_left(captured)
+
+
+def test_reduce_is_not_called_when_no_output_is_recorded() -> None:
+    calls: list[list[int]] = []
+
+    @traceable(reduce=lambda items: calls.append(items), capture_output=False)
+    def quiet(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with capture_runs() as captured:
+        assert list(quiet(3)) == [0, 1, 2]
+    assert captured.run("quiet").outputs is None and calls == []
+
+
+def test_reduce_applies_to_generators_only() -> None:
+    with pytest.raises(TypeError, match="reduce applies to generators only; 'plain' is a function"):
+
+        @traceable(reduce=sum)
+        def plain() -> int:
+            return 1
+
+    with pytest.raises(TypeError, match="reduce must be a callable"):
+        traceable(reduce=3)  # type: ignore[arg-type]
+
+    @traceable(reduce=len)
+    class Reader:
+        def rows(self) -> Iterator[str]:
+            yield from ("a", "b")
+
+        def count(self) -> int:
+            return 2
+
+    with capture_runs() as captured:
+        reader = Reader()
+        assert list(reader.rows()) == ["a", "b"] and reader.count() == 2
+    assert captured.run("Reader.rows").outputs == 2
+    assert captured.run("Reader.count").outputs == 2
+
+
+def test_runnable_lambda_keeps_langchain_cores_rule() -> None:
+    def numbers_from_one(_: Any) -> Iterator[int]:
+        yield from (1, 2, 3)
+
+    with capture_runs() as captured:
+        assert RunnableLambda(numbers_from_one).invoke(None) == 6  # chunks added, as langchain_core does
+        assert traceable(numbers_from_one).invoke(None) == [1, 2, 3]
+    assert [run.outputs for run in captured.runs_named("numbers_from_one")] == [6, [1, 2, 3]]

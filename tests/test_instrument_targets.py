@@ -213,6 +213,18 @@ def test_target_errors_name_the_target(write_module: WriteModule) -> None:
     assert issubclass(InstrumentationError, LookupError)
 
 
+def test_instrument_a_generator_with_reduce(write_module: WriteModule) -> None:
+    name = write_module("def rows(n):\n    yield from range(n)\n\ndef total(n):\n    return n\n")
+    module = importlib.import_module(name)
+    instrument(f"{name}:rows", reduce=sum)
+    with capture_runs() as captured:
+        assert list(module.rows(4)) == [0, 1, 2, 3]
+        assert module.rows.invoke(4) == 6
+    assert [run.outputs for run in captured.runs_named("rows")] == [6, 6]
+    with pytest.raises(InstrumentationError, match="reduce applies to generators only"):
+        instrument(f"{name}:total", reduce=sum)
+
+
 def test_a_function_traced_in_code_is_not_traced_twice(write_module: WriteModule) -> None:
     name = write_module("from otel_runnables import traceable\n\n@traceable\ndef done():\n    return 1\n")
     importlib.import_module(name)

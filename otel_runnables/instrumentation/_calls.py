@@ -8,7 +8,8 @@ while the user's code executes, end it with the output or the error.
 Generators: the run starts at the first ``next()`` and stays open while the
 generator is consumed; it is current only while the generator's own code
 runs (attached and detached around each step, never across a ``yield``), and
-ends when the generator is exhausted, closed or garbage-collected.
+ends when the generator is exhausted, closed or garbage-collected. Its output
+is the list of the items it yielded, or ``reduce(items)`` when given.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 
 from otel_runnables.config import RunnableConfig, ensure_config, patch_config
 from otel_runnables.instrumentation._signature import CallShape
-from otel_runnables.runnables._execution import ChunkAccumulator, enter_run, exit_run
+from otel_runnables.runnables._execution import enter_run, exit_run
 from otel_runnables.runs import Run, astart_run, start_run
+from otel_runnables.serialization import DEFAULT_LIMITS
 
-__all__ = ["ASYNC_GENERATOR", "COROUTINE", "FUNCTION", "GENERATOR", "Processor", "StreamedOutput", "Tracing"]
+__all__ = ["ASYNC_GENERATOR", "COROUTINE", "FUNCTION", "GENERATOR", "Processor", "Tracing", "YieldedItems"]
 
 _logger = logging.getLogger("otel_runnables.instrumentation")
 
@@ -32,6 +34,9 @@ FUNCTION, COROUTINE, GENERATOR, ASYNC_GENERATOR = "function", "coroutine", "gene
 
 Processor = Callable[[Any], Any]
 """Turns a call's inputs (a dict) or output into what is recorded (e.g. redacted)."""
+
+Reducer = Callable[[list[Any]], Any]
+"""Turns the items a generator yielded into its output."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -48,6 +53,8 @@ class Tracing:
     capture_output: bool
     process_inputs: Processor | None
     process_outputs: Processor | None
+    reduce: Reducer | None
+    """For generators: their output from the list of items they yielded."""
     plain_shape: CallShape
     """The parameters when called as a plain function (or staticmethod)."""
     bound_shape: CallShape
@@ -74,6 +81,26 @@ class Tracing:
         if self.process_outputs is None:
             return output
         return _processed(self.process_outputs, output, "process_outputs", self.name)
+
+    def yielded_items(self) -> YieldedItems | None:
+        """What a generator run keeps of its items for its output: nothing when
+        no output is recorded, all of them when ``reduce`` needs them, else as
+        many as the encoder would show."""
+        if not self.capture_output:
+            return None
+        return YieldedItems(keep_all=self.reduce is not None)
+
+    def generator_output(self, items: YieldedItems | None, *, strict: bool) -> Any:
+        """The generator's output: its items, or ``reduce(items)``. A failing
+        ``reduce`` raises when ``strict`` (the caller returns this value),
+        else a placeholder is recorded: the items were delivered already."""
+        if items is None:
+            return None
+        if self.reduce is None:
+            return items.list()
+        if strict:
+            return self.reduce(items.list())
+        return _processed(self.reduce, items.list(), "reduce", self.name)
 
     def run_config(self, config: RunnableConfig | None) -> RunnableConfig:
         """The call's config: inherited from the current run, then the
@@ -186,15 +213,20 @@ class Tracing:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         config: RunnableConfig | None,
+        collected: YieldedItems | None = None,
     ) -> Generator[Any, Any, Any]:
         """``generator``'s chunks, sent values, thrown errors and return value
-        passed through (PEP 380), with the run current around each step."""
+        passed through (PEP 380), with the run current around each step.
+
+        ``collected``: given by a caller that returns the output (``invoke``),
+        which finds it in ``collected.output`` once the generator is exhausted."""
         try:
             run, child = self._start(self.run_config(config), self.recorded_inputs(instance, args, kwargs))
         except BaseException:
             generator.close()
             raise
-        total = StreamedOutput() if self.capture_output else None
+        strict = collected is not None
+        total = collected if strict else self.yielded_items()
         step: Callable[[Any], Any] = generator.send
         sent: Any = None
         try:
@@ -223,12 +255,19 @@ class Tracing:
                 except BaseException as exc:  # thrown in: the generator decides
                     step, sent = generator.throw, exc
         except GeneratorExit:
-            run.end(self.recorded_output(None if total is None else total.value))
+            run.end(self.recorded_output(self.generator_output(total, strict=False)))
             raise
         except BaseException as exc:
             run.fail(exc)
             raise
-        run.end(self.recorded_output(None if total is None else total.value))
+        try:
+            output = self.generator_output(total, strict=strict)
+        except BaseException as exc:  # reduce raised, and the caller was to return its result
+            run.fail(exc)
+            raise
+        if total is not None:
+            total.output = output
+        run.end(self.recorded_output(output))
         return returned
 
     async def run_async_generator(
@@ -238,6 +277,7 @@ class Tracing:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         config: RunnableConfig | None,
+        collected: YieldedItems | None = None,
     ) -> AsyncGenerator[Any, Any]:
         """The async twin of ``run_generator`` (async generators return nothing)."""
         try:
@@ -247,7 +287,8 @@ class Tracing:
         except BaseException:
             await generator.aclose()
             raise
-        total = StreamedOutput() if self.capture_output else None
+        strict = collected is not None
+        total = collected if strict else self.yielded_items()
         step: Callable[[Any], Awaitable[Any]] = generator.asend
         sent: Any = None
         try:
@@ -276,53 +317,47 @@ class Tracing:
                     step, sent = generator.athrow, exc
         except GeneratorExit:
             # no awaiting from here: a finaliser may be closing us outside a loop
-            run.end(self.recorded_output(None if total is None else total.value))
+            run.end(self.recorded_output(self.generator_output(total, strict=False)))
             raise
         except BaseException as exc:
             await run.afail(exc)
             raise
-        await run.aend(self.recorded_output(None if total is None else total.value))
+        try:
+            output = self.generator_output(total, strict=strict)
+        except BaseException as exc:
+            await run.afail(exc)
+            raise
+        if total is not None:
+            total.output = output
+        await run.aend(self.recorded_output(output))
 
 
-class StreamedOutput:
-    """A generator's output: its chunks added up as `RunnableLambda` adds them
-    (``+`` while that works, then the latest chunk), in linear time for runs of
-    str, bytes or list chunks, which ``+`` would copy over and over."""
+class YieldedItems:
+    """The items a generator yielded, for its output. Unless all are needed
+    (``keep_all``), only as many are held as the encoder would record of a list
+    (`EncodingLimits.max_items`), so a long stream is never held in memory: the
+    list then ends with a ``"<N more items>"`` note, as the encoder's own cuts do."""
 
-    __slots__ = ("_parts", "_part_type", "_added")
+    __slots__ = ("_items", "_seen", "_limit", "output")
 
-    def __init__(self) -> None:
-        self._parts: list[Any] = []
-        self._part_type: type | None = None
-        self._added: ChunkAccumulator | None = None
+    def __init__(self, *, keep_all: bool) -> None:
+        self._items: list[Any] = []
+        self._seen = 0
+        self._limit = None if keep_all else DEFAULT_LIMITS.max_items
+        self.output: Any = None
+        """The generator's output, once it is exhausted (its list, or what ``reduce`` made of it)."""
 
-    def add(self, chunk: Any) -> None:
-        if self._added is None:
-            kind = type(chunk)
-            if kind in _JOINABLE and (self._part_type is None or self._part_type is kind):
-                self._part_type = kind
-                self._parts.append(chunk)
-                return
-            self._added = ChunkAccumulator()
-            if self._parts:
-                self._added.add(self._joined())
-                self._parts = []
-        self._added.add(chunk)
+    def add(self, item: Any) -> None:
+        self._seen += 1
+        if self._limit is None or self._seen <= self._limit:
+            self._items.append(item)
 
-    def _joined(self) -> Any:
-        if self._part_type is list:
-            return [item for part in self._parts for item in part]
-        assert self._part_type is not None
-        return self._part_type().join(self._parts)
-
-    @property
-    def value(self) -> Any:
-        if self._added is not None:
-            return self._added.value
-        return self._joined() if self._parts else None
-
-
-_JOINABLE = (str, bytes, list)
+    def list(self) -> list[Any]:
+        limit = self._limit
+        if limit is None or self._seen <= limit:
+            return self._items
+        kept = limit - 1  # with the note, exactly as many entries as the encoder keeps
+        return [*self._items[:kept], f"<{self._seen - kept} more items>"]
 
 
 def _processed(process: Processor, value: Any, what: str, name: str) -> Any:

@@ -20,12 +20,13 @@ from otel_runnables.instrumentation._calls import (
     FUNCTION,
     GENERATOR,
     Processor,
+    Reducer,
     Tracing,
 )
 from otel_runnables.instrumentation._signature import CallShape
 from otel_runnables.instrumentation.wrappers import TracedFunction, TracedMethod
 
-__all__ = ["TracingOptions", "is_traced", "public_methods", "trace_callable", "traceable"]
+__all__ = ["TracingOptions", "is_traced", "method_options", "public_methods", "trace_callable", "traceable"]
 
 T = TypeVar("T")
 
@@ -42,6 +43,7 @@ class TracingOptions:
     capture_output: bool = True
     process_inputs: Processor | None = None
     process_outputs: Processor | None = None
+    reduce: Reducer | None = None
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
@@ -60,7 +62,7 @@ class TracingOptions:
         for flag in ("capture_input", "capture_output"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"traceable {flag} must be a bool, got {getattr(self, flag)!r}")
-        for processor in ("process_inputs", "process_outputs"):
+        for processor in ("process_inputs", "process_outputs", "reduce"):
             value = getattr(self, processor)
             if value is not None and not callable(value):
                 raise TypeError(f"traceable {processor} must be a callable, got {value!r}")
@@ -82,6 +84,7 @@ def traceable(
     capture_output: bool = True,
     process_inputs: Processor | None = None,
     process_outputs: Processor | None = None,
+    reduce: Reducer | None = None,
 ) -> T: ...
 
 
@@ -98,6 +101,7 @@ def traceable(
     capture_output: bool = True,
     process_inputs: Processor | None = None,
     process_outputs: Processor | None = None,
+    reduce: Reducer | None = None,
 ) -> Callable[[T], T]: ...
 
 
@@ -113,6 +117,7 @@ def traceable(
     capture_output: bool = True,
     process_inputs: Processor | None = None,
     process_outputs: Processor | None = None,
+    reduce: Reducer | None = None,
 ) -> Any:
     """Trace every call of a function, method or class as a run (one span).
 
@@ -131,6 +136,10 @@ def traceable(
       inputs (``{}``) or of the output (``None``).
     - ``process_inputs(inputs_dict)``, ``process_outputs(output)``: return what
       is recorded instead (e.g. redacted); the call itself is unaffected.
+    - ``reduce(items)``: for generators, their output from the list of the
+      items they yielded (default: that list, recorded as the encoder bounds
+      any list); ``.invoke()`` returns the same value. Given for a class, it
+      applies to its generator methods.
 
     The inputs recorded are the bound arguments (names to values, defaults
     applied, ``self``/``cls`` left out). Put ``@traceable`` above
@@ -145,6 +154,7 @@ def traceable(
         capture_output=capture_output,
         process_inputs=process_inputs,
         process_outputs=process_outputs,
+        reduce=reduce,
     )
     if target is None:
         return lambda decorated: trace_callable(decorated, options)
@@ -159,7 +169,10 @@ def trace_callable(target: Any, options: TracingOptions) -> Any:
         raise TypeError(
             f"traceable expects a function, method or class, got {type(target).__name__}: {target!r:.80}"
         )
-    return TracedFunction(target, _tracing_for(target, options))
+    tracing = _tracing_for(target, options)
+    if options.reduce is not None and tracing.kind not in (GENERATOR, ASYNC_GENERATOR):
+        raise TypeError(f"traceable reduce applies to generators only; {tracing.name!r} is a {tracing.kind}")
+    return TracedFunction(target, tracing)
 
 
 def is_traced(obj: Any) -> bool:
@@ -185,8 +198,16 @@ def public_methods(cls: type) -> list[tuple[str, Any]]:
 def _trace_class(cls: type, options: TracingOptions) -> type:
     prefix = options.name or cls.__name__
     for attribute, member in public_methods(cls):
-        setattr(cls, attribute, trace_callable(member, replace(options, name=f"{prefix}.{attribute}")))
+        traced = trace_callable(member, method_options(options, member, f"{prefix}.{attribute}"))
+        setattr(cls, attribute, traced)
     return cls
+
+
+def method_options(options: TracingOptions, member: Any, name: str) -> TracingOptions:
+    """A class's options for one of its methods: ``reduce`` only for generators."""
+    function = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+    keeps_reduce = _kind(function) in (GENERATOR, ASYNC_GENERATOR)
+    return replace(options, name=name, reduce=options.reduce if keeps_reduce else None)
 
 
 # -- decoration-time work: everything a call needs, computed once --------------------
@@ -210,6 +231,7 @@ def _tracing_for(target: Any, options: TracingOptions) -> Tracing:
         capture_output=options.capture_output,
         process_inputs=options.process_inputs,
         process_outputs=options.process_outputs,
+        reduce=options.reduce,
         plain_shape=plain,
         bound_shape=bound,
         attributes=_code_attributes(function),

@@ -16,14 +16,20 @@ import logging
 import re
 import sys
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import wrapt
 
 from otel_runnables.errors import OtelRunnablesError
-from otel_runnables.instrumentation.decorator import TracingOptions, is_traced, public_methods, trace_callable
+from otel_runnables.instrumentation.decorator import (
+    TracingOptions,
+    is_traced,
+    method_options,
+    public_methods,
+    trace_callable,
+)
 
 __all__ = ["InstrumentationError", "instrument", "instrumented_targets", "uninstrument"]
 
@@ -83,6 +89,7 @@ def instrument(
     capture_output: bool = True,
     process_inputs: Any = None,
     process_outputs: Any = None,
+    reduce: Any = None,
 ) -> None:
     """Trace ``target`` (``"package.module:Class.method"``) as `traceable`
     would, with the same options, now or when its module is first imported.
@@ -101,6 +108,7 @@ def instrument(
         capture_output=capture_output,
         process_inputs=process_inputs,
         process_outputs=process_outputs,
+        reduce=reduce,
     )
     entry = _Instrumentation(target, module, path, options)
     with _lock:
@@ -182,7 +190,7 @@ def _apply(entry: _Instrumentation, module: ModuleType) -> list[_Patch]:
             raise InstrumentationError(f"cannot instrument {target!r}: the class has no public methods")
         prefix = entry.options.name or original.__name__
         return [
-            _patch(original, name, member, replace(entry.options, name=f"{prefix}.{name}"), target)
+            _patch(original, name, member, method_options(entry.options, member, f"{prefix}.{name}"), target)
             for name, member in methods
         ]
     return [_patch(owner, attribute, original, entry.options, target)]

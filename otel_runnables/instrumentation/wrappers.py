@@ -19,8 +19,8 @@ from otel_runnables.instrumentation._calls import (
     COROUTINE,
     FUNCTION,
     GENERATOR,
-    StreamedOutput,
     Tracing,
+    YieldedItems,
 )
 from otel_runnables.runnables._execution import closing, iterate_in_executor
 from otel_runnables.runnables.base import Runnable
@@ -62,11 +62,12 @@ class _TracedRunnable(Runnable[Any, Any]):
             raise TypeError(f"{tracing.name} is async: use `ainvoke` instead of `invoke`.")
         wrapped, instance, args, call_kwargs = self._arguments(input)
         if tracing.kind == GENERATOR:
-            output = StreamedOutput()
-            chunks = tracing.run_generator(wrapped(*args, **call_kwargs), instance, args, call_kwargs, config)
-            for chunk in chunks:
-                output.add(chunk)
-            return output.value
+            # the output the run records: the items as a list, or reduce(items)
+            collected = YieldedItems(keep_all=True)
+            generator = wrapped(*args, **call_kwargs)
+            for _ in tracing.run_generator(generator, instance, args, call_kwargs, config, collected):
+                pass
+            return collected.output
         return tracing.run_function(wrapped, instance, args, call_kwargs, config)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -76,11 +77,14 @@ class _TracedRunnable(Runnable[Any, Any]):
             coroutine = wrapped(*args, **call_kwargs)
             return await tracing.run_coroutine(coroutine, instance, args, call_kwargs, config)
         if tracing.kind == ASYNC_GENERATOR:
-            output = StreamedOutput()
-            async with closing(self.astream(input, config)) as stream:
-                async for chunk in stream:
-                    output.add(chunk)
-            return output.value
+            collected = YieldedItems(keep_all=True)
+            wrapped, instance, args, call_kwargs = self._arguments(input)
+            generator = wrapped(*args, **call_kwargs)
+            chunks = tracing.run_async_generator(generator, instance, args, call_kwargs, config, collected)
+            async with closing(chunks):
+                async for _ in chunks:
+                    pass
+            return collected.output
         return await Runnable.ainvoke(self, input, config, **kwargs)  # sync: in the executor
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
