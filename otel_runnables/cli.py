@@ -72,19 +72,25 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def _wait_for_tree(
-    backend: progress.Backend, run_or_trace: str, wait: float, console: Console
+    backend: progress.Backend, run_or_trace: str, wait: float, *, say_waiting: bool = True
 ) -> progress.RunTree:
-    """The tree, waiting up to ``wait`` seconds for a job that is just starting."""
+    """The tree, waiting up to ``wait`` seconds for a job that is just starting
+    (saying so on stderr at once, unless ``say_waiting`` is False)."""
     deadline = time.monotonic() + wait
-    told = False
+    told = not say_waiting
     while True:
         try:
             return progress.get(run_or_trace, backend)
         except progress.TraceNotFoundError:
             if time.monotonic() >= deadline:
                 raise
-            if not told and time.monotonic() >= deadline - wait + 1.0:
-                console.print(f"waiting for {run_or_trace} to appear…", style="dim")
+            if not told:
+                print(
+                    f"otel-runnables: {run_or_trace} is not known yet; "
+                    f"waiting up to {wait:g} s for it to appear (--wait)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 told = True
             time.sleep(0.2)
 
@@ -98,19 +104,29 @@ def _exit_for(tree: progress.RunTree) -> int:
 
 
 def follow(
-    backend: progress.Backend, run_or_trace: str, *, interval: float, wait: float, console: Console
+    backend: progress.Backend,
+    run_or_trace: str,
+    *,
+    interval: float,
+    wait: float,
+    console: Console,
+    say_waiting: bool = True,
 ) -> progress.RunTree:
     """Redraw the tree every ``interval`` seconds until every root run has ended."""
-    tree = _wait_for_tree(backend, run_or_trace, wait, console)
-    with Live(render.tree_view(tree), console=console, refresh_per_second=8, transient=False) as live:
-        while not _finished(tree):
-            time.sleep(interval)
-            try:
-                tree = progress.get(run_or_trace, backend)
-            except progress.BackendUnavailableError as exc:
-                live.console.print(f"[yellow]{exc}; retrying[/]")
-                continue
-            live.update(render.tree_view(tree))
+    tree = _wait_for_tree(backend, run_or_trace, wait, say_waiting=say_waiting)
+    try:
+        with Live(render.tree_view(tree), console=console, refresh_per_second=8, transient=False) as live:
+            while not _finished(tree):
+                time.sleep(interval)
+                try:
+                    tree = progress.get(run_or_trace, backend)
+                except progress.BackendUnavailableError as exc:
+                    live.console.print(f"[yellow]{exc}; retrying[/]")
+                    continue
+                live.update(render.tree_view(tree))
+    finally:
+        if not console.is_terminal:
+            console.line()  # a terminal's live view ends its last line itself; piped output must too
     return tree
 
 
@@ -121,7 +137,7 @@ def cmd_progress(args: argparse.Namespace, console: Console) -> int:
         if args.json:
             _json_out(render.tree_json(tree))
         return _exit_for(tree)
-    tree = _wait_for_tree(backend, args.id, 0, console)
+    tree = _wait_for_tree(backend, args.id, 0)
     if args.json:
         _json_out(render.tree_json(tree))
     else:
@@ -145,7 +161,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from otel_runnables import demo, telemetry
     from otel_runnables.runs import new_run_id
 
-    setup = telemetry.configure(store=args.store or True)
+    setup = telemetry.configure(store=args.store or True, service_name=demo.service_name())
     if setup.store_path is None:
         console.print("the embedded store is off (OTEL_RUNNABLES_STORE); the demo needs it", style="red")
         return EXIT_USAGE
@@ -159,19 +175,34 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             failure.append(exc)
 
     worker = threading.Thread(target=work, name="demo-job", daemon=True)
-    console.print(f"running the demo job; its spans go to [bold]{setup.store_path}[/]")
+    console.print(
+        f"running the demo job as service [bold]{demo.resource_service_name(setup)}[/]; "
+        f"its spans go to [bold]{setup.store_path}[/]",
+        soft_wrap=True,
+    )
     worker.start()
     backend = progress.make_backend("local", path=str(setup.store_path))
-    tree = follow(backend, str(run_id), interval=min(0.25, max(args.delay, 0.05)), wait=30, console=console)
+    interval = min(0.25, max(args.delay, 0.05))
+    try:
+        tree = follow(backend, str(run_id), interval=interval, wait=30, console=console, say_waiting=False)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the demo job stops here; what it recorded stays in the store "
+            f"(otel-runnables progress {run_id})",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_INTERRUPTED
     worker.join()
     telemetry.force_flush()
     steps = {child.name: child.run_id for root in tree.roots for child in root.children}
     console.print(
-        f"\nrun id    {run_id}\ntrace id  {tree.trace_id}\n"
-        f"see it again:          otel-runnables progress {run_id}\n"
+        f"\nrun id                  {run_id}\n"
+        f"see it again:           otel-runnables progress {run_id}\n"
         f"the transform's events: otel-runnables events {steps.get('transform', run_id)}\n"
-        "recent runs:           otel-runnables runs",
+        "recent runs:            otel-runnables runs",
         soft_wrap=True,
+        highlight=False,
     )
     if failure:
         console.print(f"the job failed: {failure[0]!r}", style="red")

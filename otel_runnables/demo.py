@@ -1,5 +1,6 @@
 """The demo job ``otel-runnables demo`` runs: a small ETL pipeline built from
-runnables, reporting progress with custom events, traced to the embedded store."""
+runnables, reporting progress with custom events, traced to the embedded store
+as service ``otel-runnables-demo`` (unless the environment names the service)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,29 @@ import time
 import uuid
 from typing import Any
 
-from otel_runnables import RunnableLambda, RunnableSequence, dispatch_custom_event
+from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector
 
-__all__ = ["build_job", "run_job"]
+from otel_runnables import RunnableLambda, RunnableSequence, dispatch_custom_event
+from otel_runnables.telemetry import TelemetrySetup
+
+__all__ = ["DEMO_SERVICE_NAME", "build_job", "resource_service_name", "run_job", "service_name"]
+
+DEMO_SERVICE_NAME = "otel-runnables-demo"
+
+
+def service_name() -> str | None:
+    """The service name for the provider the demo builds: ``otel-runnables-demo``,
+    or None when ``OTEL_SERVICE_NAME`` (or ``service.name`` in
+    ``OTEL_RESOURCE_ATTRIBUTES``) names it, so the SDK's reading of them stands."""
+    named = OTELResourceDetector().detect().attributes.get(SERVICE_NAME)
+    return None if named else DEMO_SERVICE_NAME
+
+
+def resource_service_name(setup: TelemetrySetup) -> str:
+    """The service name the spans carry: the provider's resource's."""
+    resource = getattr(setup.provider, "resource", None)
+    named = None if resource is None else resource.attributes.get(SERVICE_NAME)
+    return str(named) if named else "(set by the application's provider)"
 
 
 def build_job(steps: int, delay: float) -> RunnableSequence:

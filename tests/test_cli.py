@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,12 +36,17 @@ def cli(store: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPro
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     store = tmp_path_factory.mktemp("cli") / "traces.sqlite3"
     done = cli(store, "demo", "--steps", "3", "--delay", "0.05")
     assert done.returncode == 0, done.stderr
     assert str(store) in done.stdout and "otel-runnables progress" in done.stdout
-    return store
+    return store, done.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_store(demo_run: tuple[Path, str]) -> Path:
+    return demo_run[0]
 
 
 def test_runs_lists_the_demo(demo_store: Path) -> None:
@@ -48,8 +55,117 @@ def test_runs_lists_the_demo(demo_store: Path) -> None:
     (run,) = json.loads(done.stdout)
     assert run["name"] == "nightly_etl" and run["status"] == "ok"
     assert len(run["trace_id"]) == 32 and run["duration_ms"] > 0
+    assert run["service_name"] == "otel-runnables-demo"
     table = cli(demo_store, "runs")
     assert run["run_id"] in table.stdout and run["trace_id"] in table.stdout
+
+
+def test_the_demo_ends_with_one_summary_naming_each_id_once(demo_run: tuple[Path, str]) -> None:
+    store, output = demo_run
+    (run,) = json.loads(cli(store, "runs", "--json").stdout)
+    assert output.startswith("running the demo job as service otel-runnables-demo; its spans go to ")
+    assert output.count(run["trace_id"]) == 1
+    assert output.count(f"run id                  {run['run_id']}\n") == 1
+    tree, summary = output.split("\n\n")  # the live tree, then one block
+    assert tree.endswith(f"trace {run['trace_id']}")
+    assert summary.splitlines()[0] == f"run id                  {run['run_id']}"
+    assert summary.endswith("recent runs:            otel-runnables runs\n")
+
+
+def test_the_demo_keeps_a_service_name_the_environment_gives(tmp_path: Path) -> None:
+    store = tmp_path / "traces.sqlite3"
+    done = subprocess.run(
+        [sys.executable, "-m", "otel_runnables.cli", "demo", "--steps", "1", "--delay", "0"],
+        capture_output=True,
+        text=True,
+        env={**environment(store), "OTEL_SERVICE_NAME": "nightly-billing"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "as service nightly-billing;" in done.stdout
+    (run,) = json.loads(cli(store, "runs", "--json").stdout)
+    assert run["service_name"] == "nightly-billing"
+
+
+def test_ctrl_c_in_the_demo_ends_with_one_clean_line(tmp_path: Path) -> None:
+    from otel_runnables import progress
+
+    store = tmp_path / "traces.sqlite3"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "otel_runnables.cli", "demo", "--steps", "500", "--delay", "0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one stream, as a terminal shows them
+        text=True,
+        env=environment(store),
+    )
+    try:
+        backend = progress.make_backend("local", path=str(store))
+        while True:  # until the job is under way and the live view follows it
+            assert demo.poll() is None, demo.communicate()[0]
+            transform = _running_transform(backend)
+            if transform is not None and transform.progress is not None:
+                break
+            time.sleep(0.05)
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=60)
+    finally:
+        demo.kill()
+    assert demo.returncode == 130, output
+    assert "Traceback" not in output
+    assert output.endswith("\n")
+    before, interrupted = output.splitlines()[-2:]
+    assert before.startswith("trace ")  # the live view's last line, ended before the next one
+    run_id = str(progress.runs(1, backend)[0].run_id)
+    assert interrupted == (
+        "interrupted: the demo job stops here; what it recorded stays in the store "
+        f"(otel-runnables progress {run_id})"
+    )
+    (root,) = progress.get(run_id, backend).roots
+    assert root.status == "error" and "process exited" in (root.status_message or "")
+
+
+def _running_transform(backend: Any) -> Any:
+    from otel_runnables import progress
+
+    summaries = progress.runs(1, backend)
+    if not summaries:
+        return None
+    for root in progress.get(summaries[0].run_id, backend).roots:
+        for child in root.children:
+            if child.name == "transform":
+                return child
+    return None
+
+
+def test_follow_of_an_unknown_id_says_at_once_how_long_it_waits(tmp_path: Path) -> None:
+    run_id = "01234567-89ab-7def-8123-456789abcdef"
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "otel_runnables.cli", "progress", run_id, "--follow", "--wait", "600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(tmp_path / "traces.sqlite3"),
+    )
+    try:
+        assert follower.stderr is not None
+        # told before the 600 s wait is over: the line arrives while it still waits
+        line = follower.stderr.readline()
+        assert follower.poll() is None
+    finally:
+        follower.kill()
+        follower.communicate()
+    assert line == (
+        f"otel-runnables: {run_id} is not known yet; waiting up to 600 s for it to appear (--wait)\n"
+    )
+    done = cli(tmp_path / "traces.sqlite3", "progress", run_id, "--follow", "--wait", "0.3")
+    assert done.returncode == 4
+    assert done.stderr.splitlines()[0] == (
+        f"otel-runnables: {run_id} is not known yet; waiting up to 0.3 s for it to appear (--wait)"
+    )
+    assert f"no run {run_id}" in done.stderr.splitlines()[-1]
+    without_follow = cli(tmp_path / "traces.sqlite3", "progress", run_id)
+    assert without_follow.returncode == 4 and "not known yet" not in without_follow.stderr
 
 
 def test_progress_by_run_id_and_by_trace_id(demo_store: Path) -> None:
