@@ -1,33 +1,38 @@
 """The run bus: the one path from a run's lifecycle to every in-process consumer.
 
 Runs report start, custom event, stream chunk, end and error here. The bus
-calls the run's callback handlers and hands langchain_core's `astream_events`
-v2 dictionaries to the subscriptions scoped to a run subtree (or a trace).
-With no subscription, that part costs one dict-emptiness check.
+calls the run's callback handlers and appends each event once to the logs
+of the subscriptions scoped to a run subtree (or a trace); each subscription
+builds langchain_core's ``astream_events`` v2 dictionaries from that log when
+it reads (``event_log``). With no subscription, that part costs one
+dict-emptiness check.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
-import queue
 import threading
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from otel_runnables import event_dicts
 from otel_runnables._sentinel import MISSING
 from otel_runnables.callbacks import anotify, listening, notify
+from otel_runnables.event_log import END, EventLog, LogReader
 
 if TYPE_CHECKING:
     from otel_runnables.runs import Run
 
 __all__ = [
+    "CUSTOM",
     "END",
+    "FAILED",
+    "FINISH",
+    "START",
+    "STREAM",
     "EventFilter",
-    "LoopQueue",
     "Subscription",
     "achunk",
     "acustom_event",
@@ -39,6 +44,7 @@ __all__ = [
     "discarded",
     "ended",
     "failed",
+    "has_listeners",
     "live_run",
     "live_runs_in_trace",
     "started",
@@ -47,10 +53,12 @@ __all__ = [
     "unsubscribe",
 ]
 
-_STREAM_START_MARKER = {"input": ""}
-
-END = object()
-"""The last item a subscription's queue receives."""
+# what the bus appends to a subtree's logs: (kind, run, a, b)
+START = "start"  # a, b unused: the run holds its inputs
+STREAM = "stream"  # a: the chunk
+FINISH = "end"  # a: the outputs, b: the inputs given at the end (or MISSING)
+CUSTOM = "custom"  # a: (name, data, tags, metadata), b: the event's number within its run
+FAILED = "failed"  # a: the exception; v2 has no event for it, readers that end with the run use it
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,60 +88,47 @@ class EventFilter:
             include = include and all(tag not in self.exclude_tags for tag in tags)
         return include
 
+    def key(self) -> tuple[tuple[str, ...] | None, ...]:
+        """The same rules as a hashable value: subscriptions with equal keys share a log."""
+        return tuple(
+            None if rule is None else tuple(rule)
+            for rule in (
+                self.include_names,
+                self.include_types,
+                self.include_tags,
+                self.exclude_names,
+                self.exclude_types,
+                self.exclude_tags,
+            )
+        )
+
 
 ALL_EVENTS = EventFilter()
+_ALL_EVENTS_KEY = ALL_EVENTS.key()
 
 
-class LoopQueue:
-    """A queue on one event loop: a deque, and futures only for readers that
-    wait. Lighter than asyncio.Queue, which a stream of small events pays for
-    on every put and get."""
+class FilteredLog(EventLog):
+    """An event log that takes the entries its filter accepts."""
 
-    __slots__ = ("_items", "_loop", "_waiters")
+    __slots__ = ("accepts_all", "filter")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._items: collections.deque[Any] = collections.deque()
-        self._loop = loop
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+    def __init__(self, event_filter: EventFilter, *, ends_with_root: bool, shared: bool) -> None:
+        key = event_filter.key()
+        super().__init__(key, ends_with_root=ends_with_root, shared=shared)
+        self.filter = event_filter
+        self.accepts_all = key == _ALL_EVENTS_KEY
 
-    def qsize(self) -> int:
-        return len(self._items)
-
-    def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
-        self._wake_one()
-
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def pop(self) -> Any:
-        """The next item, or ``MISSING`` without waiting."""
-        return self._items.popleft() if self._items else MISSING
-
-    async def get(self) -> Any:
-        while not self._items:
-            waiter = self._loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-                if not waiter.cancelled() and self._items:
-                    self._wake_one()  # it was woken for an item it will not take: pass it on
-                raise
-        return self._items.popleft()
+    def offer(self, entry: tuple[Any, ...], name: str, event_type: str, tags: Sequence[str]) -> None:
+        if self.accepts_all or self.filter.accepts(name, event_type, tags):
+            self.append(entry)
 
 
 class Subscription:
-    """The v2 events of one run subtree (``root_id``) or one trace
-    (``trace_id``), delivered to an asyncio queue on ``loop`` or, without a
-    loop, to a thread-safe queue. Past ``max_buffer`` undelivered events new
-    ones are dropped and counted: the publisher never waits for a reader."""
+    """A reader of the v2 events of one run subtree (``root_id``) or one trace
+    (``trace_id``). It reads a log it may share with other subscriptions of the
+    same scope and filter, and builds each dictionary when it reads it.
+    ``max_buffer`` (0: unbounded) bounds its undelivered events; past it the
+    oldest are skipped and counted in ``dropped``: the publisher never waits."""
 
     def __init__(
         self,
@@ -141,23 +136,30 @@ class Subscription:
         root_id: uuid.UUID | None = None,
         trace_id: int | None = None,
         event_filter: EventFilter = ALL_EVENTS,
-        loop: asyncio.AbstractEventLoop | None = None,
         max_buffer: int = 0,
         ends_with_root: bool = False,
+        shared: bool = False,
     ) -> None:
         self.root_id = root_id
         self.root_key = None if root_id is None else str(root_id)  # runs are looked up by id text
         self.trace_id = trace_id
         self.filter = event_filter
-        self.loop = loop
         self.max_buffer = max_buffer
         self.ends_with_root = ends_with_root
-        self.dropped = 0
-        self.closed = False
-        self.queue: LoopQueue | queue.SimpleQueue[Any]
-        self.queue = LoopQueue(loop) if loop is not None else queue.SimpleQueue()
-        self._loop_thread = threading.get_ident() if loop is not None else None
-        self._accepts_all = event_filter == ALL_EVENTS
+        self.shared = shared
+        self.reader: LogReader | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def dropped(self) -> int:
+        return 0 if self.reader is None else self.reader.dropped
+
+    @property
+    def log(self) -> FilteredLog:
+        assert self.reader is not None, "not subscribed"
+        log = self.reader.log
+        assert isinstance(log, FilteredLog)
+        return log
 
     def parent_ids(self, run: Run) -> list[str]:
         """Ancestors seen by this subscription, root first."""
@@ -174,36 +176,38 @@ class Subscription:
         ids.reverse()
         return ids
 
-    def _enqueue(self, item: Any) -> None:
-        if self.closed:
-            return
-        if item is END:
-            self.closed = True
-        elif self.max_buffer and self.queue.qsize() >= self.max_buffer:
-            self.dropped += 1
-            return
-        self.queue.put_nowait(item)
-
-    def put(self, item: Any) -> None:
-        if self.loop is None or threading.get_ident() == self._loop_thread:
-            self._enqueue(item)
+    def render(self, entry: tuple[Any, ...]) -> dict[str, Any] | None:
+        """The v2 dictionary of one log entry (None for a failure, which has none)."""
+        kind, run, a, b = entry
+        if kind is CUSTOM:
+            name, data, tags, metadata = a
+            return event_dicts.custom_event(name, run.id_text, tags, metadata, data, self.parent_ids(run))
+        if kind is START:
+            data = event_dicts.start_data(run.inputs)
+        elif kind is STREAM:
+            data = {"chunk": a}
+        elif kind is FINISH:
+            data = event_dicts.end_data(a, b, run.inputs)
         else:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-                self.loop.call_soon_threadsafe(self._enqueue, item)
+            return None
+        return event_dicts.run_event(
+            kind, run.run_type, run.name, run.id_text, run.tags, run.metadata, self.parent_ids(run), data
+        )
 
-    def offer(self, event: dict[str, Any], event_type: str) -> None:
-        if self._accepts_all or self.filter.accepts(event["name"], event_type, event["tags"]):
-            self.put(event)
-
-    def close(self) -> None:
-        self.put(END)
+    def finish(self) -> None:
+        """End the stream: the reader gets END after the entries already there."""
+        if self.reader is not None:
+            self.reader.log.close()
 
 
-# subscriptions by the run id (or trace id) they are rooted at; live runs by id
-_by_run: dict[str, list[Subscription]] = {}  # by the root run's id text
-_by_trace: dict[int, list[Subscription]] = {}
+# logs by the run id (or trace id) they are rooted at, copied on write (publishers
+# iterate them without the lock); live runs by id
+_by_run: dict[str, tuple[FilteredLog, ...]] = {}  # by the root run's id text
+_by_trace: dict[int, tuple[FilteredLog, ...]] = {}
 _live: dict[str, Run] = {}  # by run id text, which every run has from its start
 _lock = threading.Lock()
+# logs a garbage-collected reader left behind: looked at again at the next chance
+_orphaned: list[weakref.ref[FilteredLog]] = []
 
 
 def live_run(run_id: uuid.UUID) -> Run | None:
@@ -214,109 +218,129 @@ def live_runs_in_trace(trace_id: int) -> list[Run]:
     return [run for run in list(_live.values()) if run.span.get_span_context().trace_id == trace_id]
 
 
+def _attach(registry: dict[Any, tuple[FilteredLog, ...]], key: Any, subscription: Subscription) -> None:
+    with _lock:
+        _sweep_locked()
+        logs = registry.get(key, ())
+        filter_key = subscription.filter.key()
+        log = None
+        if subscription.shared:
+            log = next(
+                (
+                    candidate
+                    for candidate in logs
+                    if candidate.shared
+                    and not candidate.closed
+                    and candidate.filter_key == filter_key
+                    and candidate.ends_with_root == subscription.ends_with_root
+                ),
+                None,
+            )
+        if log is None:
+            log = FilteredLog(
+                subscription.filter, ends_with_root=subscription.ends_with_root, shared=subscription.shared
+            )
+            registry[key] = (*logs, log)
+        subscription.reader = LogReader(log, subscription.max_buffer)
+    # dropped without unsubscribing: the log is looked at again (never from here: a
+    # finalizer may run while this thread holds a lock)
+    subscription._finalizer = weakref.finalize(subscription, _orphaned.append, weakref.ref(log))
+
+
 def subscribe_subtree(subscription: Subscription) -> None:
     assert subscription.root_key is not None
-    with _lock:
-        _by_run.setdefault(subscription.root_key, []).append(subscription)
+    _attach(_by_run, subscription.root_key, subscription)
 
 
 def subscribe_trace(subscription: Subscription) -> None:
     assert subscription.trace_id is not None
-    with _lock:
-        _by_trace.setdefault(subscription.trace_id, []).append(subscription)
+    _attach(_by_trace, subscription.trace_id, subscription)
 
 
 def unsubscribe(subscription: Subscription) -> None:
+    """Stop reading; the log goes when its last reader does."""
+    reader, subscription.reader = subscription.reader, None
+    if subscription._finalizer is not None:
+        subscription._finalizer.detach()
+        subscription._finalizer = None
+    if reader is None:
+        return
+    subscription.reader = None
+    last = reader.leave()
+    if last:
+        with _lock:
+            _remove_locked(reader.log)  # type: ignore[arg-type]
+
+
+def _remove_locked(log: FilteredLog) -> None:
+    _remove_from(_by_run, log)
+    _remove_from(_by_trace, log)
+
+
+def _remove_from(registry: dict[Any, tuple[FilteredLog, ...]], log: FilteredLog) -> None:
+    for key, logs in list(registry.items()):
+        if log in logs:
+            kept = tuple(other for other in logs if other is not log)
+            if kept:
+                registry[key] = kept
+            else:
+                del registry[key]
+
+
+def _sweep_locked() -> None:
+    while _orphaned:
+        log = _orphaned.pop()()
+        if log is not None and not log.readers():
+            _remove_locked(log)
+
+
+def _sweep() -> None:
     with _lock:
-        if subscription.root_key is not None:
-            _discard(_by_run, subscription.root_key, subscription)
-        if subscription.trace_id is not None:
-            _discard(_by_trace, subscription.trace_id, subscription)
+        _sweep_locked()
 
 
-def _discard(registry: dict[Any, list[Subscription]], key: Any, subscription: Subscription) -> None:
-    subs = registry.get(key)
-    if subs is not None and subscription in subs:
-        subs.remove(subscription)
-        if not subs:
-            del registry[key]
-
-
-def _listeners(run: Run) -> list[Subscription]:
-    found: list[Subscription] = []
+def _publish(run: Run, entry: tuple[Any, ...], name: str, event_type: str, tags: Sequence[str]) -> None:
+    """Append ``entry`` to every log whose subtree or trace holds ``run``."""
+    if _orphaned:
+        _sweep()
     if _by_run:
         current: Run | None = run
         while current is not None:
-            subs = _by_run.get(current.id_text)
-            if subs:
-                found.extend(subs)
+            logs = _by_run.get(current.id_text)
+            if logs:
+                for log in logs:
+                    log.offer(entry, name, event_type, tags)
             current = current.parent
     if _by_trace:
-        subs = _by_trace.get(run.span.get_span_context().trace_id)
-        if subs:
-            found.extend(subs)
-    return found
+        logs = _by_trace.get(run.span.get_span_context().trace_id)
+        if logs:
+            for log in logs:
+                log.offer(entry, name, event_type, tags)
 
 
-def _run_event(kind: str, run: Run, sub: Subscription, data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "event": f"on_{run.run_type}_{kind}",
-        "data": data,
-        "name": run.name,
-        "tags": list(run.tags),
-        "run_id": run.id_text,
-        "metadata": dict(run.metadata),
-        "parent_ids": sub.parent_ids(run),
-    }
-
-
-def _is_stream_start_marker(value: Any) -> bool:
-    try:
-        return bool(value == _STREAM_START_MARKER)
-    except Exception:  # a value whose __eq__ raises is not the marker
-        return False
-
-
-def _falsy(value: Any) -> bool:
-    try:
-        return not value
-    except Exception:
-        return False
-
-
-# -- subscriptions -----------------------------------------------------------
-
-
-def _offer_start(run: Run) -> None:
-    for sub in _listeners(run):
-        data = {} if _is_stream_start_marker(run.inputs) else {"input": run.inputs}
-        sub.offer(_run_event("start", run, sub, data), run.run_type)
-
-
-def _offer_end(run: Run, outputs: Any, inputs: Any) -> None:
-    listeners = _listeners(run)
-    if not listeners:
-        return
-    # langchain_core: the end inputs, else the start inputs, else {}
-    if inputs is MISSING or _falsy(inputs):
-        inputs = MISSING if _is_stream_start_marker(run.inputs) else run.inputs
-    if inputs is MISSING or _falsy(inputs):
-        inputs = {}
-    for sub in listeners:
-        sub.offer(_run_event("end", run, sub, {"output": outputs, "input": inputs}), run.run_type)
+def _publish_failure(run: Run, error: BaseException) -> None:
+    """A run's failure reaches every log that ends with that run, whatever its filter."""
+    entry = (FAILED, run, error, MISSING)
+    for log in _by_run.get(run.id_text, ()):
+        log.append(entry)
+    if _by_trace and run.parent is None:
+        for log in _by_trace.get(run.span.get_span_context().trace_id, ()):
+            log.append(entry)
 
 
 def _close_finished(run: Run) -> None:
-    """Subscriptions that end with a run (attached ones) end after its last event."""
-    for sub in _by_run.get(run.id_text, ()):
-        if sub.ends_with_root:
-            sub.close()
+    """Logs that end with a run (attached subscriptions) end after its last event."""
+    closing = [log for log in _by_run.get(run.id_text, ()) if log.ends_with_root]
     if _by_trace and run.parent is None:
         trace_id = run.span.get_span_context().trace_id
-        subs = _by_trace.get(trace_id)
-        if subs and not live_runs_in_trace(trace_id):
-            for sub in subs:
-                sub.close()
+        logs = _by_trace.get(trace_id)
+        if logs and not live_runs_in_trace(trace_id):
+            closing += [log for log in logs if log.ends_with_root]
+    if closing:
+        with _lock:
+            for log in closing:
+                log.close()
+                _remove_locked(log)  # the readers keep what they have not read yet
 
 
 # -- the lifecycle entry points (sync and async twins) -------------------------
@@ -345,14 +369,16 @@ def _end_kwargs(run: Run, inputs: Any) -> dict[str, Any]:
 def _register(run: Run) -> None:
     _live[run.id_text] = run
     if _by_run or _by_trace:
-        _offer_start(run)
+        _publish(run, (START, run, MISSING, MISSING), run.name, run.run_type, run.tags)
 
 
-def _unregister(run: Run, outputs: Any, inputs: Any, *, failed: bool) -> None:
+def _unregister(run: Run, outputs: Any, inputs: Any, error: BaseException | None) -> None:
     _live.pop(run.id_text, None)
     if _by_run or _by_trace:
-        if not failed:
-            _offer_end(run, outputs, inputs)
+        if error is None:
+            _publish(run, (FINISH, run, outputs, inputs), run.name, run.run_type, run.tags)
+        else:
+            _publish_failure(run, error)
         _close_finished(run)
 
 
@@ -370,55 +396,45 @@ async def astarted(run: Run, handler_extra: Mapping[str, Any] | None = None) -> 
 
 def chunk(run: Run, value: Any) -> None:
     if _by_run or _by_trace:
-        for sub in _listeners(run):
-            sub.offer(_run_event("stream", run, sub, {"chunk": value}), run.run_type)
+        _publish(run, (STREAM, run, value, MISSING), run.name, run.run_type, run.tags)
 
 
 achunk = chunk  # no handler callback for chunks: nothing to await
 
 
 def ended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
-    _unregister(run, outputs, inputs, failed=False)
+    _unregister(run, outputs, inputs, None)
     if run.handlers and (hearing := listening(run.handlers, "on_chain_end")):
         notify(hearing, "on_chain_end", (outputs,), _end_kwargs(run, inputs))
 
 
 async def aended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
-    _unregister(run, outputs, inputs, failed=False)
+    _unregister(run, outputs, inputs, None)
     if run.handlers and (hearing := listening(run.handlers, "on_chain_end")):
         await anotify(hearing, "on_chain_end", (outputs,), _end_kwargs(run, inputs))
 
 
 def discarded(run: Run) -> None:
     """A run whose start a handler refused: gone, without an error callback."""
-    _unregister(run, None, MISSING, failed=True)
+    refused = RuntimeError(f"a callback handler refused the start of run {run.id_text}")
+    _unregister(run, None, MISSING, refused)
 
 
 def failed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:
     # v2 has no error event: subscribers see the stream stop
-    _unregister(run, None, inputs, failed=True)
+    _unregister(run, None, inputs, error)
     if run.handlers and (hearing := listening(run.handlers, "on_chain_error")):
         notify(hearing, "on_chain_error", (error,), _end_kwargs(run, inputs))
 
 
 async def afailed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:
-    _unregister(run, None, inputs, failed=True)
+    _unregister(run, None, inputs, error)
     if run.handlers and (hearing := listening(run.handlers, "on_chain_error")):
         await anotify(hearing, "on_chain_error", (error,), _end_kwargs(run, inputs))
 
 
 def _offer_custom(run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any]) -> None:
-    for sub in _listeners(run):
-        event = {
-            "event": "on_custom_event",
-            "run_id": run.id_text,
-            "name": name,
-            "tags": list(tags),
-            "metadata": dict(metadata),
-            "data": data,
-            "parent_ids": sub.parent_ids(run),
-        }
-        sub.offer(event, name)
+    _publish(run, (CUSTOM, run, (name, data, tags, metadata), MISSING), name, name, tags)
 
 
 def custom_event(

@@ -8,14 +8,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from otel_runnables._sentinel import MISSING
-from otel_runnables.bridge import (
-    END,
-    EventFilter,
-    LoopQueue,
-    Subscription,
-    subscribe_subtree,
-    unsubscribe,
-)
+from otel_runnables.bridge import END, EventFilter, Subscription, subscribe_subtree, unsubscribe
 from otel_runnables.config import RunnableConfig, ensure_config
 from otel_runnables.runs import new_run_id
 
@@ -37,8 +30,10 @@ async def stream_events(
     root_id = ensured.get("run_id") or new_run_id()
     ensured["run_id"] = root_id
     # unbounded: the consumer of astream_events drives the run it streams
-    subscription = Subscription(root_id=root_id, event_filter=event_filter, loop=asyncio.get_running_loop())
+    subscription = Subscription(root_id=root_id, event_filter=event_filter)
     subscribe_subtree(subscription)
+    reader = subscription.reader
+    assert reader is not None
 
     async def produce() -> None:
         try:
@@ -46,20 +41,21 @@ async def stream_events(
                 async for _ in stream:
                     pass
         finally:
-            subscription.close()
+            subscription.finish()
 
     task = asyncio.create_task(produce())
-    queue = subscription.queue
-    assert isinstance(queue, LoopQueue)
     first_run_id: str | None = None
     first_sent = False
     try:
         while True:
-            event = queue.pop()  # usually waiting already: no await, no loop turn
-            if event is MISSING:
-                event = await queue.get()
-            if event is END:
+            entry = reader.poll()  # usually waiting already: no await, no loop turn
+            if entry is MISSING:
+                entry = await reader.get()
+            if entry is END:
                 break
+            event = subscription.render(entry)
+            if event is None:
+                continue
             if not first_sent:
                 first_sent = True
                 first_run_id = event["run_id"]

@@ -10,21 +10,24 @@
 
 A subscription sees the run's subtree from the moment it attaches and ends
 after the run's end event (or when the run fails: v2 has no error event).
-It buffers at most ``max_buffer`` undelivered events; past that, new events
-are dropped and counted in ``dropped``: a slow or absent reader never slows
-the run down.
+It keeps at most ``max_buffer`` undelivered events; a reader further behind
+skips the oldest, counted in ``dropped``: a slow or absent reader never slows
+the run down. Subscriptions with the same filter share one log and build
+their dictionaries when they read, so idle ones cost the run next to
+nothing; one that is dropped without ``close()`` is released when it is
+garbage-collected, and every subscription is released when its run ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
 from otel_runnables import bridge
+from otel_runnables._sentinel import MISSING
 from otel_runnables.errors import OtelRunnablesError
 
 __all__ = [
@@ -65,7 +68,6 @@ def _open(
     run_id: uuid.UUID | str | None,
     trace_id: int | str | None,
     event_filter: bridge.EventFilter,
-    loop: asyncio.AbstractEventLoop | None,
     max_buffer: int,
 ) -> bridge.Subscription:
     if (run_id is None) == (trace_id is None):
@@ -75,7 +77,7 @@ def _open(
     if run_id is not None:
         root = _parse_run_id(run_id)
         subscription = bridge.Subscription(
-            root_id=root, event_filter=event_filter, loop=loop, max_buffer=max_buffer, ends_with_root=True
+            root_id=root, event_filter=event_filter, max_buffer=max_buffer, ends_with_root=True, shared=True
         )
         bridge.subscribe_subtree(subscription)
         # checked after registering, so a run ending in between is not missed
@@ -86,7 +88,7 @@ def _open(
     assert trace_id is not None
     trace = _parse_trace_id(trace_id)
     subscription = bridge.Subscription(
-        trace_id=trace, event_filter=event_filter, loop=loop, max_buffer=max_buffer, ends_with_root=True
+        trace_id=trace, event_filter=event_filter, max_buffer=max_buffer, ends_with_root=True, shared=True
     )
     bridge.subscribe_trace(subscription)
     if trace == 0 or not bridge.live_runs_in_trace(trace):
@@ -109,26 +111,24 @@ class _Attached:
     def close(self) -> None:
         """Detach; the run goes on untouched."""
         bridge.unsubscribe(self._subscription)
-        self._subscription.closed = True
-
-    def _event(self, item: Any) -> dict[str, Any] | None:
-        """The event, or None (and detached) at the end of the stream."""
-        if item is bridge.END:
-            self.close()
-            return None
-        event: dict[str, Any] = item
-        return event
 
 
 class RunEvents(_Attached, AsyncIterator[dict[str, Any]]):
     """The events of an attached subscription, for async code."""
 
     async def __anext__(self) -> dict[str, Any]:
-        assert isinstance(self._subscription.queue, bridge.LoopQueue)
-        event = self._event(await self._subscription.queue.get())
-        if event is None:
-            raise StopAsyncIteration
-        return event
+        subscription = self._subscription
+        while True:
+            reader = subscription.reader
+            if reader is None:
+                raise StopAsyncIteration
+            entry = await reader.get()
+            if entry is bridge.END:
+                self.close()
+                raise StopAsyncIteration
+            event = subscription.render(entry)
+            if event is not None:
+                return event
 
     async def aclose(self) -> None:
         self.close()
@@ -150,15 +150,20 @@ class RunEventsSync(_Attached, Iterator[dict[str, Any]]):
         self._timeout = timeout
 
     def __next__(self) -> dict[str, Any]:
-        assert isinstance(self._subscription.queue, queue.SimpleQueue)
-        try:
-            item = self._subscription.queue.get(timeout=self._timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no run event within {self._timeout} s") from None
-        event = self._event(item)
-        if event is None:
-            raise StopIteration
-        return event
+        subscription = self._subscription
+        while True:
+            reader = subscription.reader
+            if reader is None:
+                raise StopIteration
+            entry = reader.get_sync(self._timeout)
+            if entry is MISSING:
+                raise TimeoutError(f"no run event within {self._timeout} s")
+            if entry is bridge.END:
+                self.close()
+                raise StopIteration
+            event = subscription.render(entry)
+            if event is not None:
+                return event
 
     def __enter__(self) -> RunEventsSync:
         return self
@@ -184,7 +189,7 @@ def subscribe(
     """Attach to a live run (or trace) from async code; events arrive on the
     running event loop. Raises RunNotFoundError when nothing with that id is live."""
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
         raise RuntimeError(
             "subscribe() needs a running event loop; use subscribe_sync() in threads"
@@ -192,7 +197,7 @@ def subscribe(
     event_filter = bridge.EventFilter(
         include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
     )
-    return RunEvents(_open(run_id, trace_id, event_filter, loop, max_buffer))
+    return RunEvents(_open(run_id, trace_id, event_filter, max_buffer))
 
 
 def subscribe_sync(
@@ -213,4 +218,4 @@ def subscribe_sync(
     event_filter = bridge.EventFilter(
         include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
     )
-    return RunEventsSync(_open(run_id, trace_id, event_filter, None, max_buffer), timeout)
+    return RunEventsSync(_open(run_id, trace_id, event_filter, max_buffer), timeout)

@@ -156,44 +156,62 @@ def test_subscribe_outside_an_event_loop_points_to_the_sync_form() -> None:
         subscribe(uuid.uuid4())
 
 
-async def test_the_loop_queue_keeps_order_wakes_its_reader_and_survives_a_cancelled_wait() -> None:
-    from otel_runnables._sentinel import MISSING
-    from otel_runnables.bridge import LoopQueue
+def test_abandoned_subscriptions_are_released_when_the_run_ends_and_when_collected() -> None:
+    import gc
+    import tracemalloc
 
-    items = LoopQueue(asyncio.get_running_loop())
-    assert items.pop() is MISSING and items.qsize() == 0
+    from otel_runnables import bridge
 
-    waiting = asyncio.ensure_future(items.get())
+    release = threading.Event()
+    started = Started()
+
+    def work(x: int) -> int:
+        release.wait(5)
+        for step in range(500):
+            dispatch_custom_event("progress", {"step": step, "blob": "x" * 200})
+        return x
+
+    worker = threading.Thread(target=RunnableLambda(work).invoke, args=(3, {"callbacks": [started]}))
+    worker.start()
+    assert started.ready.wait(5)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(200):
+        subscribe_sync(started.run_id)  # dropped at once, never closed
+    kept = [subscribe_sync(started.run_id) for _ in range(200)]  # kept, never read
+    release.set()
+    worker.join(5)
+    gc.collect()
+    # the run ended: nothing is registered for it any more
+    assert not bridge._by_run and not bridge._by_trace
+    held = tracemalloc.get_traced_memory()[0] - before
+    # 200 unread readers share one log: about 500 events' worth, not 200 copies
+    assert held < 2_000_000, held
+    tracemalloc.stop()
+    assert all(events.dropped == 0 for events in kept)
+    assert len(list(kept[0])) == 501 and len(list(kept[-1])) == 501
+    import weakref
+
+    shared_log = weakref.ref(kept[1]._subscription.log)
+    del kept
+    gc.collect()
+    assert shared_log() is None  # the last reader gone, the log and its entries go too
+
+
+async def test_a_subscription_collected_while_its_run_goes_on_stops_costing_it() -> None:
+    import gc
+
+    from otel_runnables import bridge
+
+    gates = [asyncio.Event() for _ in range(2)]
+    started = Started()
+    task = asyncio.create_task(gated_job(gates).ainvoke(0, {"callbacks": [started]}))
     await asyncio.sleep(0)
-    assert not waiting.done()
-    items.put_nowait("a")
-    items.put_nowait("b")
-    assert await waiting == "a"  # woken by the first put
-    assert (items.qsize(), items.pop(), items.pop()) == (1, "b", MISSING)
-
-    cancelled = asyncio.ensure_future(items.get())
-    await asyncio.sleep(0)
-    cancelled.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await cancelled
-    items.put_nowait("c")  # a put after a cancelled wait is kept for the next reader
-    assert await asyncio.wait_for(items.get(), 1) == "c"
-
-
-async def test_the_loop_queue_serves_two_waiting_readers_and_passes_on_a_cancelled_wake() -> None:
-    from otel_runnables.bridge import LoopQueue
-
-    items = LoopQueue(asyncio.get_running_loop())
-    first, second = asyncio.ensure_future(items.get()), asyncio.ensure_future(items.get())
-    await asyncio.sleep(0)
-    items.put_nowait(1)
-    items.put_nowait(2)
-    assert sorted(await asyncio.gather(first, second)) == [1, 2]
-
-    woken, other = asyncio.ensure_future(items.get()), asyncio.ensure_future(items.get())
-    await asyncio.sleep(0)
-    items.put_nowait(3)  # wakes `woken`, which is cancelled before it can take the item
-    woken.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await woken
-    assert await asyncio.wait_for(other, 1) == 3
+    events = subscribe(started.run_id)
+    assert bridge._by_run
+    del events
+    gc.collect()
+    gates[0].set()
+    gates[1].set()
+    await task
+    assert not bridge._by_run  # swept at the next event, at the latest when the run ended
