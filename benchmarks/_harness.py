@@ -5,6 +5,8 @@ differences medians of the per-round ratios and differences."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -14,7 +16,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Tracer
 
-from otel_runnables import AsyncCallbackHandler, BaseCallbackHandler
+from otel_runnables import AsyncCallbackHandler, BaseCallbackHandler, conventions
+from otel_runnables.runs import new_run_id_text
 
 
 class DiscardingExporter(SpanExporter):
@@ -57,6 +60,36 @@ def raw_spans(
         return raw_events(x)
 
     return raw, raw_events, araw_events
+
+
+def content_span_decorator(tracer: Tracer, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A plain OpenTelemetry span decorator that writes what ``@traceable`` writes
+    (run identity, code location, the bound arguments in, the result out) with the
+    library's own conventions and encoder: ``@traceable``'s floor, without runs,
+    handlers or the bus."""
+    signature = inspect.signature(function)
+    code = function.__code__
+    location = {
+        conventions.CODE_FUNCTION_NAME: f"{function.__module__}.{function.__qualname__}",
+        conventions.CODE_FILE_PATH: code.co_filename,
+        conventions.CODE_LINE_NUMBER: code.co_firstlineno,
+    }
+
+    @functools.wraps(function)
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        attributes = {
+            **conventions.run_identity_attributes(new_run_id_text(), None, "chain"),
+            **location,
+            **conventions.io_attributes("input", dict(bound.arguments), capture=True),
+        }
+        with tracer.start_as_current_span(function.__name__, attributes=attributes) as span:
+            result = function(*args, **kwargs)
+            span.set_attributes(conventions.io_attributes("output", result, capture=True))
+            return result
+
+    return traced
 
 
 class CountingHandler(BaseCallbackHandler):

@@ -55,6 +55,7 @@ def scenarios() -> dict[str, Scenario]:
         AsyncCountingHandler,
         CountingHandler,
         DiscardingExporter,
+        content_span_decorator,
         drain,
         programs,
         raw_spans,
@@ -83,7 +84,11 @@ def scenarios() -> dict[str, Scenario]:
         span.end()
         return 1
 
-    traced = ours.traceable(lambda x: x)
+    def work(x: int) -> int:
+        return x
+
+    traced = ours.traceable(work)
+    same_content = content_span_decorator(tracer, work)
     counting, ignoring, acounting = CountingHandler(), ours.BaseCallbackHandler(), AsyncCountingHandler()
     events, aevents = mine["events"], mine["aevents"]
     return {
@@ -113,7 +118,8 @@ def scenarios() -> dict[str, Scenario]:
         ),
         "3-level nesting (3 runs)": Scenario(lambda: mine["nested"].invoke(1), "raw", 3),
         "10-step sequence (11 runs)": Scenario(lambda: mine["sequence"].invoke(1), "raw", 11),
-        "@traceable": Scenario(lambda: traced(1), "raw"),
+        "span decorator, same content": Scenario(lambda: same_content(1), "raw"),
+        "@traceable": Scenario(lambda: traced(1), "span decorator, same content"),
     }
 
 

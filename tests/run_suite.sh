@@ -43,6 +43,8 @@ for version in $pythons; do
     echo "== ruff and mypy --strict (Python $version)"
     "$env/bin/ruff" check otel_runnables tests examples benchmarks
     "$env/bin/mypy" --strict otel_runnables
+    echo "== benchmarks, one short round each (they must still run; no timing verdict)"
+    "$env/bin/python" -m benchmarks.run_all --smoke >/dev/null
   fi
   # the load tests (a minute of bursts) run once, on the first Python
   selection=()
