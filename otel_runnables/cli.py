@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import threading
 import time
@@ -39,7 +40,11 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
         options["path"] = args.store
     else:
         options.update(
-            url=args.url, headers=headers, ca_file=args.ca_file, insecure_skip_verify=args.insecure
+            url=args.url,
+            headers=headers,
+            ca_file=args.ca_file,
+            insecure_skip_verify=args.insecure,
+            max_response_bytes=int(args.max_response_mb * 1024 * 1024),
         )
         if args.client_cert:
             options.update(client_cert=args.client_cert, client_key=args.client_key)
@@ -146,12 +151,12 @@ def cmd_progress(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_events(args: argparse.Namespace, console: Console) -> int:
-    events = progress.events(args.run_id, _backend(args))
+    events = progress.events(args.id, _backend(args))
     if args.json:
         for event in events:
             print(json.dumps(render.event_json(event), ensure_ascii=False, default=str))
     elif events:
-        console.print(render.events_table(events))
+        console.print(render.events_table(events, with_runs=len({event.run_id for event in events}) > 1))
     else:
         console.print("no custom events", style="dim")
     return EXIT_OK
@@ -212,6 +217,36 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 # -- arguments ----------------------------------------------------------------------------
 
 
+def _seconds(text: str, *, zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds {'>= 0' if zero else '> 0'}, got {text!r}"
+        )
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    return _seconds(text, zero=False)
+
+
+def _seconds_or_zero(text: str) -> float:
+    return _seconds(text, zero=True)
+
+
+def _positive_megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value * 1024 * 1024 < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of MiB, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -232,7 +267,15 @@ def _parser() -> argparse.ArgumentParser:
         "--url", help="Jaeger (default http://localhost:16686) or Tempo (http://localhost:3200)"
     )
     group.add_argument("--header", action="append", metavar="'NAME: VALUE'", help="HTTP header, e.g. auth")
-    group.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    group.add_argument(
+        "--timeout", type=_positive_seconds, default=10.0, help="seconds for each whole request (default 10)"
+    )
+    group.add_argument(
+        "--max-response-mb",
+        type=_positive_megabytes,
+        default=64.0,
+        help="refuse an answer larger than this many MiB (default 64)",
+    )
     group.add_argument("--ca-file", help="CA bundle for https")
     group.add_argument("--client-cert", help="client certificate for mutual TLS")
     group.add_argument("--client-key", help="its key")
@@ -257,17 +300,22 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("progress", parents=[backend], help="a run tree with progress", epilog=_EPILOG)
     show.add_argument("id", help="a trace id (hex) or a run id (UUID)")
     show.add_argument("--follow", "-f", action="store_true", help="redraw until the run ends")
-    show.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (default 1)")
     show.add_argument(
-        "--wait", type=float, default=30.0, help="seconds to wait for the run to appear (default 30)"
+        "--interval", type=_positive_seconds, default=1.0, help="seconds between redraws (default 1)"
+    )
+    show.add_argument(
+        "--wait",
+        type=_seconds_or_zero,
+        default=30.0,
+        help="seconds to wait for the run to appear (default 30)",
     )
     show.add_argument("--json", action="store_true", help="the tree as JSON (with --follow: once it ends)")
     show.set_defaults(handler=cmd_progress)
 
     events = commands.add_parser(
-        "events", parents=[backend], help="the custom events of a run", epilog=_EPILOG
+        "events", parents=[backend], help="the custom events of a run or a trace", epilog=_EPILOG
     )
-    events.add_argument("run_id", help="a run id (UUID)")
+    events.add_argument("id", help="a run id (UUID): its events; a trace id (hex): those of all its runs")
     events.add_argument("--json", action="store_true", help="JSON Lines")
     events.set_defaults(handler=cmd_events)
 
@@ -291,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         errors.print("interrupted")
         return EXIT_INTERRUPTED
-    except (progress.InvalidIdError, progress.UnknownBackendError) as exc:
+    except (progress.InvalidIdError, progress.UnknownBackendError, progress.InvalidOptionError) as exc:
         errors.print(f"otel-runnables: {exc}", markup=False)
         return EXIT_USAGE
     except progress.TraceNotFoundError as exc:

@@ -196,12 +196,31 @@ def test_events_as_lines_and_json_lines(demo_store: Path) -> None:
     assert "chunk 2 of 3" in cli(demo_store, "events", transform_id).stdout
 
 
+def test_events_of_a_trace_are_those_of_all_its_runs(demo_store: Path) -> None:
+    (run,) = json.loads(cli(demo_store, "runs", "--json").stdout)
+    done = cli(demo_store, "events", run["trace_id"], "--json")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    by_run = json.loads(cli(demo_store, "progress", run["trace_id"], "--json").stdout)
+    expected = []
+    stack = list(by_run["runs"])
+    while stack:
+        node = stack.pop()
+        expected += [(event["time_ns"], node["run_id"], node["name"]) for event in node["events"]]
+        stack += node["children"]
+    assert [(e["time_ns"], e["run_id"], e["run_name"]) for e in events] == sorted(expected)
+    assert len(events) >= 3
+    table = cli(demo_store, "events", run["trace_id"]).stdout
+    assert "transform" in table and "chunk 2 of 3" in table
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
         (["progress", "not-an-id"], 2, "neither a trace id"),
         (["progress", "0" * 31 + "1"], 4, "no trace"),
-        (["events", "0123"], 2, "not a run id"),
+        (["events", "not-an-id"], 2, "neither a trace id"),
+        (["events", "0" * 31 + "1"], 4, "no trace"),
         (["runs", "--backend", "jaeger", "--url", "http://127.0.0.1:1"], 3, "http://127.0.0.1:1"),
         (["runs", "--backend", "tempo", "--url", "http://127.0.0.1:1", "--timeout", "1"], 3, "unreachable"),
         (["runs", "--header", "no-colon", "--backend", "jaeger"], 2, "no-colon"),

@@ -12,7 +12,9 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendUnavailableError",
+    "InvalidOptionError",
     "MalformedResponseError",
+    "ResponseTooLargeError",
     "TraceNotFoundError",
 ]
 
@@ -27,6 +29,14 @@ class BackendUnavailableError(BackendError):
 
 class MalformedResponseError(BackendError):
     """The backend answered with a body that is not the documented shape."""
+
+
+class ResponseTooLargeError(BackendError):
+    """The backend's answer was larger than the configured cap (``max_response_bytes``)."""
+
+
+class InvalidOptionError(OtelRunnablesError, ValueError):
+    """A backend option (URL, timeout, header, TLS file, size cap) is not usable; the message names it."""
 
 
 class TraceNotFoundError(BackendError, LookupError):

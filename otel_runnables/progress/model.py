@@ -74,6 +74,8 @@ class RunEvent:
     time_ns: int
     data: Any  # the decoded ``otel_runnables.event.data`` JSON, or None without content capture
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    run_id: str | None = None  # filled in by ``progress.events``
+    run_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +171,7 @@ def _event_data(attributes: Mapping[str, Any]) -> Any:
     if isinstance(text, str):
         try:
             return json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return text
     prefix = EVENT_DATA + "."
     flat = {key[len(prefix) :]: value for key, value in attributes.items() if key.startswith(prefix)}
@@ -181,7 +183,7 @@ def _metadata(attributes: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(text, str):
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
         if isinstance(value, dict):
             return value

@@ -44,7 +44,7 @@ def hex_id(value: Any, width: int) -> str | None:
 
 
 def value_of(any_value: Any) -> Any:
-    """An OTLP AnyValue as a plain Python value."""
+    """An OTLP AnyValue as a plain Python value (None for anything unrecognised)."""
     if not isinstance(any_value, Mapping):
         return None
     if "stringValue" in any_value:
@@ -52,20 +52,19 @@ def value_of(any_value: Any) -> Any:
     if "boolValue" in any_value:
         return bool(any_value["boolValue"])
     if "intValue" in any_value:
-        try:
-            return int(any_value["intValue"])
-        except (TypeError, ValueError):
-            return None
+        return _int(any_value["intValue"])
     if "doubleValue" in any_value:
         try:
             return float(any_value["doubleValue"])
         except (TypeError, ValueError):
             return None
     if "arrayValue" in any_value:
-        values = (any_value.get("arrayValue") or {}).get("values") or []
-        return [value_of(item) for item in values]
+        array = any_value.get("arrayValue")
+        values = array.get("values") if isinstance(array, Mapping) else None
+        return [value_of(item) for item in values] if isinstance(values, list) else []
     if "kvlistValue" in any_value:
-        return attributes_of((any_value.get("kvlistValue") or {}).get("values"))
+        kvlist = any_value.get("kvlistValue")
+        return attributes_of(kvlist.get("values") if isinstance(kvlist, Mapping) else None)
     if "bytesValue" in any_value:
         return any_value["bytesValue"]
     return None
@@ -73,33 +72,53 @@ def value_of(any_value: Any) -> Any:
 
 def attributes_of(items: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for item in items or ():
+    for item in items if isinstance(items, list) else ():
         if isinstance(item, Mapping) and isinstance(item.get("key"), str):
             out[item["key"]] = value_of(item.get("value"))
     return out
 
 
 def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
         return None
 
 
-def _span(span: Mapping[str, Any], service: str | None) -> SpanRecord | None:
+def _objects(value: Any, what: str, source: str) -> list[Mapping[str, Any]]:
+    """A list of JSON objects; a missing one is empty."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
+        raise MalformedResponseError(f"{source}: {what} is not a list of objects")
+    return value
+
+
+def _status(span: Mapping[str, Any]) -> tuple[SpanStatus, str]:
+    status = span.get("status")
+    if not isinstance(status, Mapping):
+        return "unset", ""
+    code = status.get("code", 0)
+    known = _STATUS.get(code, "unset") if isinstance(code, (int, str)) else "unset"
+    message = status.get("message", "")
+    return known, message if isinstance(message, str) else str(message)
+
+
+def _span(span: Mapping[str, Any], service: str | None, source: str) -> SpanRecord | None:
     trace_id, span_id = hex_id(span.get("traceId"), 32), hex_id(span.get("spanId"), 16)
     start = _int(span.get("startTimeUnixNano"))
     if trace_id is None or span_id is None or start is None:
         return None
-    status = span.get("status") or {}
+    status, message = _status(span)
     events = [
         EventRecord(
             name=str(event.get("name", "")),
             time_ns=_int(event.get("timeUnixNano")) or 0,
             attributes=attributes_of(event.get("attributes")),
         )
-        for event in span.get("events") or ()
-        if isinstance(event, Mapping)
+        for event in _objects(span.get("events"), "a span's events", source)
     ]
     return SpanRecord(
         trace_id=trace_id,
@@ -108,8 +127,8 @@ def _span(span: Mapping[str, Any], service: str | None) -> SpanRecord | None:
         name=str(span.get("name", "")),
         start_ns=start,
         end_ns=_int(span.get("endTimeUnixNano")) or start,
-        status=_STATUS.get(status.get("code", 0), "unset") if isinstance(status, Mapping) else "unset",
-        status_message=str(status.get("message", "")) if isinstance(status, Mapping) else "",
+        status=status,
+        status_message=message,
         attributes=attributes_of(span.get("attributes")),
         events=tuple(sorted(events, key=lambda event: event.time_ns)),  # backends re-sort them
         service_name=service,
@@ -117,28 +136,27 @@ def _span(span: Mapping[str, Any], service: str | None) -> SpanRecord | None:
 
 
 def parse_resource_spans(document: Any, source: str) -> list[SpanRecord]:
-    """Every span in an OTLP/JSON ``TracesData``-shaped document."""
+    """Every span in an OTLP/JSON ``TracesData``-shaped document; any other shape
+    raises ``MalformedResponseError`` naming ``source``."""
     if not isinstance(document, Mapping):
         raise MalformedResponseError(f"{source}: expected a JSON object with resourceSpans")
-    resources = document.get("resourceSpans", document.get("batches"))
-    if resources is None:
-        return []
-    if not isinstance(resources, list):
-        raise MalformedResponseError(f"{source}: resourceSpans is not a list")
+    try:
+        return _resource_spans(document, source)
+    except RecursionError:  # attribute values nested thousands deep
+        raise MalformedResponseError(f"{source}: values nested too deeply to read") from None
+
+
+def _resource_spans(document: Mapping[str, Any], source: str) -> list[SpanRecord]:
     records: list[SpanRecord] = []
-    for resource_spans in resources:
-        if not isinstance(resource_spans, Mapping):
-            raise MalformedResponseError(f"{source}: a resourceSpans entry is not an object")
-        resource = attributes_of((resource_spans.get("resource") or {}).get("attributes"))
-        service = resource.get("service.name")
-        scopes = resource_spans.get("scopeSpans", resource_spans.get("instrumentationLibrarySpans")) or []
-        for scope in scopes:
-            for span in (scope or {}).get("spans") or ():
-                record = (
-                    _span(span, service if isinstance(service, str) else None)
-                    if isinstance(span, Mapping)
-                    else None
-                )
+    resources = document.get("resourceSpans", document.get("batches"))
+    for resource_spans in _objects(resources, "resourceSpans", source):
+        resource = resource_spans.get("resource")
+        attributes = attributes_of(resource.get("attributes") if isinstance(resource, Mapping) else None)
+        service = attributes.get("service.name")
+        scopes = resource_spans.get("scopeSpans", resource_spans.get("instrumentationLibrarySpans"))
+        for scope in _objects(scopes, "scopeSpans", source):
+            for span in _objects(scope.get("spans"), "spans", source):
+                record = _span(span, service if isinstance(service, str) else None, source)
                 if record is not None:
                     records.append(record)
     return records

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from otel_runnables.errors import OtelRunnablesError
 from otel_runnables.progress.backend import Backend, TraceNotFoundError
+from otel_runnables.progress.http import DEFAULT_MAX_RESPONSE_BYTES, HttpOptions, check_url
 from otel_runnables.progress.model import RunEvent, RunSummary, RunTree, build_tree, find_run, summarise
 
 __all__ = ["BACKENDS", "InvalidIdError", "UnknownBackendError", "events", "get", "make_backend", "runs"]
@@ -36,26 +38,27 @@ def make_backend(
     client_cert: str | None = None,
     client_key: str | None = None,
     insecure_skip_verify: bool = False,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     path: str | None = None,
 ) -> Backend:
     """``local`` (the embedded store at ``path``, default: this machine's), ``jaeger`` or ``tempo``
-    (at ``url``, with auth ``headers``, ``timeout`` seconds and TLS options)."""
+    (at ``url``, with auth ``headers``, ``timeout`` seconds for each whole request, TLS options and
+    a cap on the size of an answer). Bad options raise ``InvalidOptionError`` naming them."""
     if name == "local":
         from otel_runnables.progress.local import LocalBackend
 
         return LocalBackend(path)
     if name not in BACKENDS:
         raise UnknownBackendError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
-    from otel_runnables.progress.http import HttpOptions
-
     options = HttpOptions(
-        url=(url or _DEFAULT_URLS[name]).rstrip("/"),
+        url=check_url(url or _DEFAULT_URLS[name]).rstrip("/"),
         headers=dict(headers or {}),
         timeout=timeout,
         ca_file=ca_file,
         client_cert=client_cert,
         client_key=client_key,
         insecure_skip_verify=insecure_skip_verify,
+        max_response_bytes=max_response_bytes,
     )
     if name == "jaeger":
         from otel_runnables.progress.jaeger import JaegerBackend
@@ -114,9 +117,14 @@ def runs(last: int = 10, backend: str | Backend = "local", **options: Any) -> li
     return summarise(_backend(backend, options).recent_root_runs(last))[:last]
 
 
-def events(run_id: str, backend: str | Backend = "local", **options: Any) -> list[RunEvent]:
-    """The custom events of one run, in time order."""
-    if "-" not in run_id or _run_id(run_id.strip()) is None:
-        raise InvalidIdError(f"{run_id!r} is not a run id (a UUID)")
-    (node,) = get(run_id, backend, **options).roots
-    return list(node.events)
+def events(trace_or_run_id: str, backend: str | Backend = "local", **options: Any) -> list[RunEvent]:
+    """The custom events of one run (a run id), or of every run in a trace (a trace id),
+    in time order; each names its run (``run_id``, ``run_name``)."""
+    tree = get(trace_or_run_id, backend, **options)
+    found: list[RunEvent] = []
+    stack = list(tree.roots)
+    while stack:
+        node = stack.pop()
+        found += (replace(event, run_id=node.run_id, run_name=node.name) for event in node.events)
+        stack.extend(node.children)
+    return sorted(found, key=lambda event: (event.time_ns, event.name))

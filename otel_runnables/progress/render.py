@@ -112,13 +112,17 @@ def runs_table(summaries: Sequence[RunSummary]) -> Table:
     return table
 
 
-def events_table(events: Sequence[RunEvent]) -> Table:
+def events_table(events: Sequence[RunEvent], *, with_runs: bool = False) -> Table:
+    """Time, name and data of each event; ``with_runs``: and the run it belongs to."""
     table = Table(box=None, header_style="bold")
     table.add_column("time", no_wrap=True)
+    if with_runs:
+        table.add_column("run")
     table.add_column("name")
     table.add_column("data", overflow="fold")
     for event in events:
-        table.add_row(iso(event.time_ns) or "", event.name, _compact(event.data))
+        run = [event.run_name or event.run_id or ""] if with_runs else []
+        table.add_row(iso(event.time_ns) or "", *run, event.name, _compact(event.data))
     return table
 
 
@@ -149,7 +153,10 @@ def _progress_json(progress: Progress | None) -> dict[str, Any] | None:
 
 
 def event_json(event: RunEvent) -> dict[str, Any]:
-    return {"name": event.name, "time": iso(event.time_ns), "time_ns": event.time_ns, "data": event.data}
+    shown = {"name": event.name, "time": iso(event.time_ns), "time_ns": event.time_ns, "data": event.data}
+    if event.run_id is not None:
+        shown.update(run_id=event.run_id, run_name=event.run_name)
+    return shown
 
 
 def node_json(node: RunNode) -> dict[str, Any]:
