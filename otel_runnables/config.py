@@ -32,7 +32,9 @@ __all__ = [
     "current_child_config",
     "own_child_config",
     "register_foreign_context",
+    "register_run_entry",
     "unregister_foreign_context",
+    "unregister_run_entry",
     "ensure_config",
     "get_config_list",
     "merge_configs",
@@ -106,6 +108,26 @@ def register_foreign_context(source: ForeignContext) -> None:
 def unregister_foreign_context(source: ForeignContext) -> None:
     if source in _foreign_contexts:
         _foreign_contexts.remove(source)
+
+
+RunEntry = Callable[["Run"], "Callable[[], None] | None"]
+"""Called where a run's code starts or resumes executing (the run is current);
+returns what undoes it where that code pauses or ends, or None."""
+
+RUN_ENTRIES: list[RunEntry] = []
+"""Registered run entries; empty unless an integration needs one (the check is one truth test)."""
+
+
+def register_run_entry(entry: RunEntry) -> None:
+    """Let an integration make its library's context follow our runs (see
+    integrations/langchain: LangChain's own child config)."""
+    if entry not in RUN_ENTRIES:
+        RUN_ENTRIES.append(entry)
+
+
+def unregister_run_entry(entry: RunEntry) -> None:
+    if entry in RUN_ENTRIES:
+        RUN_ENTRIES.remove(entry)
 
 
 def own_child_config() -> RunnableConfig | None:

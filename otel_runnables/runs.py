@@ -26,7 +26,6 @@ from otel_runnables.telemetry import get_tracer
 
 __all__ = [
     "MISSING",
-    "ForeignRun",
     "Run",
     "astart_run",
     "new_run_id",
@@ -161,6 +160,7 @@ class Run:
         run_type: str = "chain",
         streaming: bool = False,
         attributes: Mapping[str, Any] | None = None,
+        capture: bool | None = None,
     ) -> None:
         scope = config.get("callbacks")
         parent: Run | None
@@ -201,7 +201,8 @@ class Run:
         self.stream_chunks = 0
         self.ended = False
         self.announced = False
-        self.capture = _settings.CAPTURE_CONTENT.value  # read once per run
+        # read once per run; an integration may decide for its kind of run
+        self.capture = _settings.CAPTURE_CONTENT.value if capture is None else capture
         self.span = self._start_span(attributes)
         if self.span.is_recording():
             liveness.run_started(self)
@@ -335,38 +336,6 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, id={self.id}, parent_id={self.parent_id})"
-
-
-class ForeignRun(Run):
-    """Another library's run (e.g. LangChain's) that our runs nest under: an
-    id, a name and a span, but no lifecycle of ours (we never end it)."""
-
-    __slots__ = ()
-
-    @classmethod
-    def adopt(
-        cls,
-        run_id: uuid.UUID,
-        name: str,
-        span: Span,
-        *,
-        parent: Run | None,
-        handlers: list[BaseCallbackHandler],
-        tags: list[str],
-        metadata: dict[str, Any],
-    ) -> ForeignRun:
-        run = cls.__new__(cls)
-        run._id, run.parent, run.name, run.run_type = run_id, parent, name, "chain"
-        run.id_text = str(run_id)
-        run.tags, run.inheritable_tags, run.metadata = list(tags), list(tags), dict(metadata)
-        run.handlers, run.inputs, run.streaming, run.span = handlers, None, False, span
-        run.inheritable_handlers = handlers
-        run.stream_chunks, run.ended, run.announced = 0, True, True
-        run.capture = _settings.CAPTURE_CONTENT.value
-        return run
-
-    def record_custom_event(self, name: str, data: Any) -> None:
-        """The owning library records it (its handlers are told through ours)."""
 
 
 def emit_span_event(span: Span, name: str, attributes: Mapping[str, Any], time_ns: int | None = None) -> None:

@@ -11,12 +11,19 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import context as otel_context
 
-from otel_runnables.config import RunnableConfig, context_with_child_config, ensure_config, patch_config
+from otel_runnables.config import (
+    RUN_ENTRIES,
+    RunnableConfig,
+    context_with_child_config,
+    ensure_config,
+    patch_config,
+)
 from otel_runnables.runs import MISSING, Run, astart_run, start_run
 
 if TYPE_CHECKING:
@@ -30,12 +37,50 @@ STREAM_EXTRA: Mapping[str, Any] = {"run_type": None, "defers_inputs": False}
 STREAM_START_INPUTS: Mapping[str, str] = {"input": ""}
 
 
+_logger = logging.getLogger("otel_runnables")
+
+
+class _Entered:
+    """An attached context plus what registered run entries set, undone in reverse."""
+
+    __slots__ = ("token", "undo")
+
+    def __init__(self, token: object, undo: list[Callable[[], None]]) -> None:
+        self.token = token
+        self.undo = undo
+
+
+def _entries(run: Run) -> list[Callable[[], None]]:
+    undo: list[Callable[[], None]] = []
+    for entry in RUN_ENTRIES:
+        try:
+            done = entry(run)
+        except Exception:  # an integration's bug must not break the user's call
+            _logger.exception("a run entry failed for run %s", run.name)
+            continue
+        if done is not None:
+            undo.append(done)
+    return undo
+
+
 def enter_run(run: Run, child_config: RunnableConfig) -> object:
     """Make ``run`` current: its span and its child config."""
-    return otel_context.attach(context_with_child_config(child_config, run.span))
+    token = otel_context.attach(context_with_child_config(child_config, run.span))
+    if RUN_ENTRIES:
+        undo = _entries(run)
+        if undo:
+            return _Entered(token, undo)
+    return token
 
 
 def exit_run(token: object) -> None:
+    if type(token) is _Entered:
+        for undo in reversed(token.undo):
+            try:
+                undo()
+            except Exception:
+                _logger.exception("undoing a run entry failed")
+        token = token.token
     otel_context.detach(token)  # type: ignore[arg-type]
 
 

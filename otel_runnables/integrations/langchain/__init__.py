@@ -22,9 +22,14 @@ from typing import Any
 
 import wrapt
 
-from otel_runnables.config import register_foreign_context, unregister_foreign_context
+from otel_runnables.config import (
+    register_foreign_context,
+    register_run_entry,
+    unregister_foreign_context,
+    unregister_run_entry,
+)
 from otel_runnables.integrations.langchain.handler import OtelRunnablesLangChainHandler
-from otel_runnables.integrations.langchain.nesting import LangChainContext
+from otel_runnables.integrations.langchain.nesting import LangChainContext, enter_langchain_child_config
 
 __all__ = [
     "OtelRunnablesLangChainHandler",
@@ -63,6 +68,7 @@ def instrument_langchain() -> OtelRunnablesLangChainHandler:
             # our runnables inside LangChain runs nest under them
             _context = LangChainContext(_handler)
             register_foreign_context(_context)
+            register_run_entry(enter_langchain_child_config)
         return _handler
 
 
@@ -77,6 +83,7 @@ def uninstrument_langchain() -> None:
         BaseCallbackManager.__init__ = _original_init  # type: ignore[method-assign]
         if _context is not None:
             unregister_foreign_context(_context)
+        unregister_run_entry(enter_langchain_child_config)
         _handler, _context, _original_init = None, None, None
 
 

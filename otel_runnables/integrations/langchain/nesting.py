@@ -1,17 +1,21 @@
-"""Our runnables inside a LangChain run: they nest under it, and LangChain's
-own callbacks (its handlers, its ``astream_events``) see them.
+"""Our runnables inside a LangChain run: they nest under it, LangChain's own
+callbacks (its handlers, its ``astream_events``) hear them, and LangChain
+runs started by their code nest under them.
 
 While LangChain runs a function it publishes its child config in its own
 context variable. When that LangChain run is the innermost run here, our
-runs take it as their parent (a ForeignRun carrying its span), and a
-forwarding handler reports our runs and custom events to LangChain's
-callback manager, as if they were LangChain runs.
+runs take it as their parent, and a forwarding handler reports our runs and
+custom events to LangChain's callback manager, as if they were LangChain
+runs. While one of those runs' code executes, LangChain's context variable
+holds that run's child config, so a LangChain runnable called there is its
+child for LangChain too.
 """
 
 from __future__ import annotations
 
 import inspect
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.callbacks.manager import AsyncCallbackManager, CallbackManager
@@ -19,10 +23,10 @@ from langchain_core.runnables.config import var_child_runnable_config
 
 from otel_runnables.callbacks import BaseCallbackHandler
 from otel_runnables.config import RunnableConfig, RunScope
-from otel_runnables.integrations.langchain.handler import OtelRunnablesLangChainHandler
-from otel_runnables.runs import ForeignRun
+from otel_runnables.integrations.langchain.handler import OtelRunnablesLangChainHandler, forwarding
+from otel_runnables.runs import Run
 
-__all__ = ["LangChainContext"]
+__all__ = ["LangChainContext", "enter_langchain_child_config"]
 
 _FORWARDED_EXTRA = ("run_type", "defers_inputs")
 
@@ -30,14 +34,21 @@ _FORWARDED_EXTRA = ("run_type", "defers_inputs")
 class _ForwardToLangChain(BaseCallbackHandler):
     """Reports our runs under one LangChain run to LangChain's callbacks."""
 
-    def __init__(self, manager: CallbackManager | AsyncCallbackManager, foreign_id: uuid.UUID) -> None:
+    def __init__(self, manager: CallbackManager | AsyncCallbackManager, lc_config: dict[str, Any]) -> None:
         self._base = manager
-        self._foreign_id = foreign_id
+        self._lc_config = lc_config
         self._managers: dict[uuid.UUID, Any] = {}
 
     def _manager_under(self, parent_run_id: uuid.UUID | None) -> Any:
         run_manager = self._managers.get(parent_run_id) if parent_run_id is not None else None
         return self._base if run_manager is None else run_manager.get_child()
+
+    def child_config(self, run_id: uuid.UUID) -> dict[str, Any] | None:
+        """LangChain's child config for our run ``run_id``, once LangChain knows the run."""
+        run_manager = self._managers.get(run_id)
+        if run_manager is None:
+            return None
+        return {**self._lc_config, "callbacks": run_manager.get_child()}
 
     def on_chain_start(
         self,
@@ -52,28 +63,32 @@ class _ForwardToLangChain(BaseCallbackHandler):
     ) -> Any:
         extra = {key: kwargs[key] for key in _FORWARDED_EXTRA if key in kwargs}
         manager = self._manager_under(parent_run_id)
-        result = manager.on_chain_start(serialized, inputs, run_id=run_id, name=kwargs.get("name"), **extra)
+        with forwarding():
+            result = manager.on_chain_start(
+                serialized, inputs, run_id=run_id, name=kwargs.get("name"), **extra
+            )
         if inspect.isawaitable(result):
             return self._keep(run_id, result)
         self._managers[run_id] = result
         return None
 
     async def _keep(self, run_id: uuid.UUID, pending: Any) -> None:
-        self._managers[run_id] = await pending
+        with forwarding():
+            self._managers[run_id] = await pending
 
     def on_chain_end(self, outputs: Any, *, run_id: uuid.UUID, **kwargs: Any) -> Any:
         run_manager = self._managers.pop(run_id, None)
         if run_manager is None:
             return None
         extra = {"inputs": kwargs["inputs"]} if "inputs" in kwargs else {}
-        return run_manager.on_chain_end(outputs, **extra)
+        return _forwarded(lambda: run_manager.on_chain_end(outputs, **extra))
 
     def on_chain_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> Any:
         run_manager = self._managers.pop(run_id, None)
         if run_manager is None:
             return None
         extra = {"inputs": kwargs["inputs"]} if "inputs" in kwargs else {}
-        return run_manager.on_chain_error(error, **extra)
+        return _forwarded(lambda: run_manager.on_chain_error(error, **extra))
 
     def on_custom_event(
         self,
@@ -87,7 +102,34 @@ class _ForwardToLangChain(BaseCallbackHandler):
     ) -> Any:
         run_manager = self._managers.get(run_id)
         manager: Any = self._base if run_manager is None else run_manager.get_child()
-        return manager.on_custom_event(name, data, run_id=run_id)
+        return _forwarded(lambda: manager.on_custom_event(name, data, run_id=run_id))
+
+
+def _forwarded(call: Callable[[], Any]) -> Any:
+    """``call()`` marked as forwarded; an awaitable result is awaited marked too."""
+    with forwarding():
+        result = call()
+    if inspect.isawaitable(result):
+        return _await_forwarded(result)
+    return result
+
+
+async def _await_forwarded(pending: Any) -> Any:
+    with forwarding():
+        return await pending
+
+
+def enter_langchain_child_config(run: Run) -> Callable[[], None] | None:
+    """The run entry: while the code of one of our runs under a LangChain run
+    executes, LangChain's context holds that run's child config."""
+    for handler in run.handlers:
+        if type(handler) is _ForwardToLangChain:
+            config = handler.child_config(run.id)
+            if config is None:
+                return None
+            token = var_child_runnable_config.set(config)  # type: ignore[arg-type]
+            return lambda: var_child_runnable_config.reset(token)
+    return None
 
 
 class LangChainContext:
@@ -105,32 +147,22 @@ class LangChainContext:
             return None
         live = self._handler.live_run(manager.parent_run_id)
         if live is None:
-            return None
+            return None  # not a LangChain run we trace (e.g. one of ours, reported to LangChain)
         own_scope = None if own is None else own.get("callbacks")
         own_run = own_scope.parent if isinstance(own_scope, RunScope) else None
         if own_run is not None and own_run is not live.enclosing:
             return None  # one of our runs started inside the LangChain run: it is innermost
-        forwarder = _ForwardToLangChain(manager, manager.parent_run_id)
+        forwarder = _ForwardToLangChain(manager, dict(lc_config))
         handlers: list[BaseCallbackHandler] = [forwarder]
         if isinstance(own_scope, RunScope):
             handlers = [*own_scope.handlers, forwarder]
-        foreign = ForeignRun.adopt(
-            manager.parent_run_id,
-            live.name,
-            live.span,
-            parent=own_run,
-            handlers=handlers,
-            tags=live.tags,
-            metadata=live.metadata,
-        )
         tags = list(lc_config.get("tags") or [])
         metadata = dict(lc_config.get("metadata") or {})
+        inheritable_tags = list(manager.inheritable_tags)
         return {
             "tags": tags,
             "metadata": metadata,
-            "callbacks": RunScope(
-                foreign, handlers, list(manager.inheritable_tags), list(manager.inheritable_tags), metadata
-            ),
+            "callbacks": RunScope(live, handlers, inheritable_tags, inheritable_tags, metadata),
             "recursion_limit": int(lc_config.get("recursion_limit") or 25),
             "configurable": dict(lc_config.get("configurable") or {}),
         }
