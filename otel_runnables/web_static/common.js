@@ -177,3 +177,22 @@ export function treeProgress(root) {
   for (const child of root.children || []) visit(child);
   return best;
 }
+
+// Event data as JSON: one line when it is short, indented when it is not.
+export function formatJSON(value) {
+  const oneLine = inlineJSON(value);
+  if (oneLine === undefined) return String(value);
+  return oneLine.length <= 80 ? oneLine : JSON.stringify(value, null, 2);
+}
+
+function inlineJSON(value) {
+  if (Array.isArray(value)) return `[${value.map((item) => inlineJSON(item) ?? "null").join(", ")}]`;
+  if (value !== null && typeof value === "object" && typeof value.toJSON !== "function") {
+    const fields = Object.entries(value)
+      .map(([key, item]) => [key, inlineJSON(item)])
+      .filter(([, item]) => item !== undefined)
+      .map(([key, item]) => `${JSON.stringify(key)}: ${item}`);
+    return `{${fields.join(", ")}}`;
+  }
+  return JSON.stringify(value);
+}

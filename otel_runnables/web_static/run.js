@@ -7,6 +7,7 @@
 import {
   HttpError,
   formatDuration,
+  formatJSON,
   formatTime,
   getJSON,
   h,
@@ -199,7 +200,7 @@ function eventItem(event, node) {
       offset === null ? null : h("span", { className: "muted offset" }, `+${formatDuration(offset)}`),
       h("span", { className: "event-name" }, event.name),
     ),
-    h("pre", { className: "json" }, JSON.stringify(event.data, null, 2) ?? "undefined"),
+    h("pre", { className: "json" }, formatJSON(event.data)),
   );
 }
 
