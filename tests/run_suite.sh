@@ -25,6 +25,22 @@ quiet_pip() {
   { "$@" 2>&1; } | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 }
 
+# the page tests drive Debian's Chromium through Playwright (tests/browser.py):
+# install it when missing (as root directly, else through sudo), and make a
+# missing browser a failure rather than a skip
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing Debian's chromium for the browser tests"
+  as_root=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "chromium is missing and sudo is not there to install it" >&2; exit 1; }
+    as_root=(sudo -n)
+  fi
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+export OTEL_RUNNABLES_REQUIRE_BROWSER=1
+
 missing=()
 ran=0
 first=""
@@ -46,9 +62,10 @@ for version in $pythons; do
     echo "== benchmarks, one short round each (they must still run; no timing verdict)"
     "$env/bin/python" -m benchmarks.run_all --smoke >/dev/null
   fi
-  # the load tests (a minute of bursts) run once, on the first Python
+  # the load tests (a minute of bursts) and the browser tests (the pages are the
+  # same JavaScript whatever the Python) run once, on the first Python
   selection=()
-  [ "$env" = "$first" ] || selection=(-m "not load")
+  [ "$env" = "$first" ] || selection=(-m "not load and not browser")
   echo "== pytest on Python $version ($("$env/bin/python" --version)) ${selection[*]:-}"
   status=0
   "$env/bin/python" -m pytest -p no:cacheprovider "${selection[@]}" || status=$?

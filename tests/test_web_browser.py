@@ -1,0 +1,346 @@
+"""The pages of ``otel-runnables serve`` in a real headless Chromium, watching
+jobs that run in other processes: live progress without a reload, a failed
+job's error, span values that try to inject
+HTML or script shown as text, and the README's screenshot.
+
+The jobs wait for the test (a line on their stdin) before each step, so what
+the page must show at each moment does not depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+from otel_runnables import progress, web_pages
+from otel_runnables.progress import render
+from tests.browser import chromium_context
+
+ROOT = Path(__file__).resolve().parent.parent
+WAIT_MS = 30_000  # an upper bound for a slow machine, not an expected time
+pytestmark = pytest.mark.browser
+
+JOB = """
+    import sys, uuid
+    from otel_runnables import RunnableLambda, dispatch_custom_event
+
+    run_id, outcome, steps = uuid.UUID(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+
+    def prepare(rows):
+        dispatch_custom_event("progress", {"step": 1, "total": 1, "message": "read orders.csv"})
+        return rows
+
+    def work(rows):
+        for step in range(1, steps + 1):
+            sys.stdin.readline()  # the test's go-ahead
+            message = f"chunk {step} of {steps}"
+            dispatch_custom_event("progress", {"step": step, "total": steps, "message": message})
+            print("step", step, flush=True)
+        if outcome == "fail":
+            raise RuntimeError("disk full on /data")
+        if outcome == "inject":
+            dispatch_custom_event(
+                "<img src=x onerror=\\"window.__pwned='event name'\\">",
+                {"html": "<img src=x onerror=\\"window.__pwned='event data'\\">",
+                 "script": "</script><script>window.__pwned='script data'</script>"},
+            )
+            raise RuntimeError("<img src=x onerror=\\"window.__pwned='error'\\"></script>")
+        return {"rows": rows}
+
+    names = {"inject": "<script>window.__pwned='run name'</script>"}
+    job = (RunnableLambda(prepare) | RunnableLambda(work)).with_config(
+        run_name=names.get(outcome, "nightly_import"),
+        tags=["import", "<b>tag</b>"] if outcome == "inject" else ["import"],
+        metadata={"team": "<i>data</i>" if outcome == "inject" else "data"},
+    )
+    print("started", flush=True)
+    job.invoke(100, {"run_id": run_id})
+"""
+
+
+def environment(store: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update(OTEL_RUNNABLES_STORE=str(store), PYTHONPATH=str(ROOT), NO_COLOR="1")
+    return env
+
+
+class Job:
+    """A job in its own process that takes one step per ``step()``."""
+
+    def __init__(self, store: Path, run_id: str, outcome: str, steps: int) -> None:
+        self.run_id = run_id
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(JOB), run_id, outcome, str(steps)],
+            env=environment(store),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.read_line() == "started"
+
+    def read_line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError(
+                f"the job stopped: {self.process.stderr.read() if self.process.stderr else ''}"
+            )
+        return line.strip()
+
+    def step(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        assert self.read_line().startswith("step ")
+
+    def finish(self) -> int:
+        return self.process.wait(60)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(60)
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class RoutedPages:
+    """The pages and the JSON they read, answered inside the browser's request routing
+    for the origin ``url``: the packaged files with their security headers
+    (``web_pages``), ``/api/runs`` as ``runs --json`` and ``/api/runs/<id>`` as
+    ``progress <id> --json`` read from ``store``. There is no event stream
+    here, so the run page follows by polling."""
+
+    url = "http://pages.localhost"
+
+    def __init__(self, context: Any, store: Path) -> None:
+        self.context = context
+        self.backend = progress.make_backend("local", path=str(store))
+        context.route(f"{self.url}/**", self._answer)
+
+    def _api(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        try:
+            if path == "/api/runs":
+                last = int(query.get("last", ["10"])[0])
+                return 200, [render.summary_json(summary) for summary in progress.runs(last, self.backend)]
+            found = re.fullmatch(r"/api/runs/([^/]+)", path)
+            if found:
+                return 200, render.tree_json(progress.get(unquote(found.group(1)), self.backend))
+        except progress.TraceNotFoundError as exc:
+            return 404, {"error": str(exc)}
+        except progress.InvalidIdError as exc:
+            return 400, {"error": str(exc)}
+        return 404, {"error": f"no route {path}"}
+
+    def _answer(self, route: Any, request: Any) -> None:
+        url = urlsplit(request.url)
+        headers = {name.decode(): value.decode() for name, value in web_pages.SECURITY_HEADERS}
+        if url.path.startswith("/api/"):
+            status, body = self._api(url.path, parse_qs(url.query))
+            route.fulfill(
+                status=status, headers=headers, content_type="application/json", body=json.dumps(body)
+            )
+            return
+        found = web_pages.resolve(url.path)
+        if found is None:
+            route.fulfill(status=404, headers=headers, content_type="text/plain", body="not found")
+        else:
+            route.fulfill(status=200, headers=headers, content_type=found[0], body=found[1])
+
+    def close(self) -> None:
+        self.context.unroute(f"{self.url}/**", self._answer)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("web") / "traces.sqlite3"
+
+
+@pytest.fixture(scope="module")
+def browser_context() -> Iterator[Any]:
+    with chromium_context() as context:
+        yield context
+
+
+@pytest.fixture(scope="module")
+def server(browser_context: Any, store: Path) -> Iterator[RoutedPages]:
+    served = RoutedPages(browser_context, store)
+    yield served
+    served.close()
+
+
+class Watched:
+    """A page, and everything it said that a clean page never says."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.problems: list[str] = []
+        page.on("pageerror", lambda error: self.problems.append(f"script error: {error}"))
+        page.on(
+            "dialog", lambda dialog: (self.problems.append(f"dialog: {dialog.message}"), dialog.dismiss())
+        )
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        # the browser reports a blocked inline script, style or Trusted Types sink here
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            self.problems.append(f"console: {message.text}")
+
+
+@pytest.fixture
+def watched(browser_context: Any) -> Iterator[Watched]:
+    page = browser_context.new_page()
+    watched = Watched(page)
+    yield watched
+    page.close()
+    assert watched.problems == []
+
+
+@pytest.fixture
+def job_factory(store: Path) -> Iterator[Any]:
+    jobs: list[Job] = []
+
+    def start(run_id: str, outcome: str = "ok", steps: int = 4) -> Job:
+        job = Job(store, run_id, outcome, steps)
+        jobs.append(job)
+        return job
+
+    yield start
+    for job in jobs:
+        job.close()
+
+
+def expect() -> Any:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    return expect
+
+
+def run_item(page: Any, name: str) -> Any:
+    """The tree entry of the run called ``name`` (its own line, not its children's)."""
+    return page.locator("li.run", has=page.locator(":scope > .run-head .run-name", has_text=name)).first
+
+
+def test_a_running_job_shows_live_until_it_ends(
+    server: RoutedPages, watched: Watched, job_factory: Any
+) -> None:
+    check = expect()
+    page = watched.page
+    run_id = "01934b1e-8f7a-7c3e-9d2a-3f5e6a7b8c91"
+    job = job_factory(run_id)
+    page.goto(server.url + "/")
+    row = page.locator(f'#runs tbody tr[data-run-id="{run_id}"]')
+    check(row).to_contain_text("nightly_import")
+    check(row).to_contain_text("running")
+    row.get_by_role("link", name="nightly_import").click()
+    page.wait_for_url(f"**/runs/{run_id}")
+    # a reload or navigation would drop this mark
+    page.evaluate("window.__sameDocument = true")
+
+    work = run_item(page, "work")
+    bar = work.locator(":scope > .run-head progress")
+    for step in range(1, 5):
+        job.step()
+        check(work.locator(":scope > .run-head .progress-text")).to_have_text(
+            f"{step}/4  {round(100 * step / 4)}%  chunk {step} of 4"
+        )
+        check(bar).to_have_attribute("value", str(25 * step))
+        check(work.locator(":scope > .run-events ol.events > li")).to_have_count(step)
+    assert job.finish() == 0
+    check(page.locator("#summary .status")).to_have_text("✓ ok")
+    check(page.locator("#live")).to_have_text("ended")
+    events = work.locator(":scope > .run-events ol.events > li")
+    check(events.last.locator(".event-name")).to_have_text("progress")
+    check(events.last.locator("pre.json")).to_contain_text('"message": "chunk 4 of 4"')
+    check(page.locator(f'#timeline .tl-row[data-run-id="{run_id}"] .tl-bar')).to_have_class(
+        re.compile("status-ok")
+    )
+    assert page.locator("#timeline .tl-marker").count() == 5  # prepare's event and work's four
+    assert page.evaluate("window.__sameDocument") is True
+
+
+def test_a_failed_job_shows_its_error(server: RoutedPages, watched: Watched, job_factory: Any) -> None:
+    check = expect()
+    page = watched.page
+    run_id = "01934b1e-8f7a-7c3e-9d2a-3f5e6a7b8c92"
+    job = job_factory(run_id, "fail", steps=1)
+    page.goto(f"{server.url}/runs/{run_id}")
+    check(page.locator("#summary .status")).to_have_text("… running")
+    job.step()
+    assert job.finish() == 1
+    work = run_item(page, "work")
+    check(work.locator(":scope > .run-head .error-message")).to_contain_text("disk full on /data")
+    check(page.locator("#summary .status")).to_have_text("✗ error")
+    check(page.locator("#live")).to_have_text("ended with an error")
+
+
+def test_values_from_spans_are_text_never_markup(
+    server: RoutedPages, watched: Watched, job_factory: Any
+) -> None:
+    check = expect()
+    page = watched.page
+    run_id = "01934b1e-8f7a-7c3e-9d2a-3f5e6a7b8c94"
+    job = job_factory(run_id, "inject", steps=1)
+    job.step()
+    assert job.finish() == 1
+    page.goto(f"{server.url}/runs/{run_id}")
+    check(page.locator("#summary h1")).to_have_text("<script>window.__pwned='run name'</script>")
+    work = run_item(page, "work")
+    event = work.locator(":scope > .run-events ol.events > li").last
+    check(event.locator(".event-name")).to_have_text("<img src=x onerror=\"window.__pwned='event name'\">")
+    data = event.locator("pre.json")
+    check(data).to_contain_text("<img src=x onerror=\\\"window.__pwned='event data'\\\">")
+    check(data).to_contain_text("</script><script>window.__pwned='script data'</script>")
+    check(work.locator(":scope > .run-head .error-message")).to_contain_text(
+        "<img src=x onerror=\"window.__pwned='error'\"></script>"
+    )
+    check(page.locator("#tree").get_by_text("<b>tag</b>", exact=True).first).to_be_visible()
+    check(page.locator("#tree").get_by_text("team=<i>data</i>", exact=True).first).to_be_visible()
+    page.goto(f"{server.url}/?name=script")
+    check(page.locator(f'#runs tbody tr[data-run-id="{run_id}"] a').first).to_have_text(
+        "<script>window.__pwned='run name'</script>"
+    )
+    for url in (f"{server.url}/runs/{run_id}", f"{server.url}/"):
+        page.goto(url)
+        check(page.locator("#live")).not_to_have_text("connecting…")
+        assert page.locator("img, b, i, script:not([src])").count() == 0
+        assert page.evaluate("window.__pwned") is None
+
+
+def test_the_run_page_screenshot(server: RoutedPages, watched: Watched, store: Path, tmp_path: Path) -> None:
+    """The README's picture: the demo's run page (OTEL_RUNNABLES_SCREENSHOT=docs/run-page.png
+    writes it there)."""
+    check = expect()
+    page = watched.page
+    demo = subprocess.run(
+        [sys.executable, "-m", "otel_runnables.cli", "demo", "--steps", "6", "--delay", "0.05"],
+        env=environment(store),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stderr
+    found = re.search(r"run id\s+([0-9a-f-]{36})", demo.stdout)
+    assert found, demo.stdout
+    page.set_viewport_size({"width": 1000, "height": 800})
+    page.goto(f"{server.url}/runs/{found.group(1)}")
+    check(page.locator("#live")).to_have_text("ended")
+    check(page.locator("#timeline .tl-marker")).to_have_count(8)  # fetch 1, transform 6, load 1
+    target = Path(os.environ.get("OTEL_RUNNABLES_SCREENSHOT") or tmp_path / "run-page.png")
+    page.screenshot(path=str(target), full_page=True)
+    image = target.read_bytes()
+    assert image.startswith(b"\x89PNG\r\n\x1a\n") and len(image) > 20_000
