@@ -11,10 +11,19 @@ OpenTelemetry span, and whose custom events are span events.
     work.invoke(1, {"callbacks": [handler], "tags": ["demo"]})
 """
 
+from typing import TYPE_CHECKING, Any
+
 from otel_runnables._version import __version__
 from otel_runnables.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from otel_runnables.config import RunnableConfig, ensure_config
-from otel_runnables.errors import InvalidConfigError, InvalidEventError, OtelRunnablesError
+from otel_runnables.errors import (
+    InvalidConfigError,
+    InvalidEventError,
+    OtelRunnablesError,
+    RunFailedError,
+    RunLostError,
+    RunNotFoundError,
+)
 from otel_runnables.events import adispatch_custom_event, dispatch_custom_event
 from otel_runnables.instrumentation import InstrumentationError, instrument, traceable, uninstrument
 from otel_runnables.runnables import (
@@ -26,7 +35,7 @@ from otel_runnables.runnables import (
     RunnableSequence,
     chain,
 )
-from otel_runnables.subscriptions import RunNotFoundError, subscribe, subscribe_sync
+from otel_runnables.subscriptions import subscribe, subscribe_sync
 from otel_runnables.telemetry import ConfigurationError, configure, force_flush, shutdown
 
 __all__ = [
@@ -38,6 +47,8 @@ __all__ = [
     "InvalidEventError",
     "OtelRunnablesError",
     "Runnable",
+    "RunFailedError",
+    "RunLostError",
     "RunNotFoundError",
     "RunnableBinding",
     "RunnableConfig",
@@ -51,6 +62,8 @@ __all__ = [
     "configure",
     "dispatch_custom_event",
     "ensure_config",
+    "follow",
+    "follow_sync",
     "force_flush",
     "instrument",
     "shutdown",
@@ -59,3 +72,16 @@ __all__ = [
     "traceable",
     "uninstrument",
 ]
+
+
+if TYPE_CHECKING:
+    from otel_runnables.progress.follow import follow, follow_sync
+
+
+def __getattr__(name: str) -> Any:
+    # follow() reads records (sqlite3, HTTP): imported on first use, not with every run
+    if name in ("follow", "follow_sync"):
+        import importlib
+
+        return getattr(importlib.import_module("otel_runnables.progress.follow"), name)
+    raise AttributeError(f"module 'otel_runnables' has no attribute {name!r}")

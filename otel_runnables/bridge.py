@@ -57,7 +57,7 @@ __all__ = [
 START = "start"  # a, b unused: the run holds its inputs
 STREAM = "stream"  # a: the chunk
 FINISH = "end"  # a: the outputs, b: the inputs given at the end (or MISSING)
-CUSTOM = "custom"  # a: (name, data, tags, metadata), b: the event's number within its run
+CUSTOM = "custom"  # a: (name, data, tags, metadata), b: its recorded timestamp (None: not recorded)
 FAILED = "failed"  # a: the exception; v2 has no event for it, readers that end with the run use it
 
 
@@ -433,16 +433,25 @@ async def afailed(run: Run, error: BaseException, inputs: Any = MISSING) -> None
         await anotify(hearing, "on_chain_error", (error,), _end_kwargs(run, inputs))
 
 
-def _offer_custom(run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any]) -> None:
-    _publish(run, (CUSTOM, run, (name, data, tags, metadata), MISSING), name, name, tags)
+def _offer_custom(
+    run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any], recorded_at: int | None
+) -> None:
+    _publish(run, (CUSTOM, run, (name, data, tags, metadata), recorded_at), name, name, tags)
 
 
 def custom_event(
-    run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any], handlers: Sequence[Any]
+    run: Run,
+    name: str,
+    data: Any,
+    tags: list[str],
+    metadata: dict[str, Any],
+    handlers: Sequence[Any],
+    recorded_at: int | None = None,
 ) -> None:
-    """``handlers``: those ``listening`` to on_custom_event (may be empty)."""
+    """``handlers``: those ``listening`` to on_custom_event (may be empty);
+    ``recorded_at``: the event's timestamp in the run's record."""
     if _by_run or _by_trace:
-        _offer_custom(run, name, data, tags, metadata)
+        _offer_custom(run, name, data, tags, metadata, recorded_at)
     if handlers:
         notify(
             handlers, "on_custom_event", (name, data), {"run_id": run.id, "tags": tags, "metadata": metadata}
@@ -450,11 +459,17 @@ def custom_event(
 
 
 async def acustom_event(
-    run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any], handlers: Sequence[Any]
+    run: Run,
+    name: str,
+    data: Any,
+    tags: list[str],
+    metadata: dict[str, Any],
+    handlers: Sequence[Any],
+    recorded_at: int | None = None,
 ) -> None:
-    """``handlers``: those ``listening`` to on_custom_event (may be empty)."""
+    """As ``custom_event``, awaiting async handlers."""
     if _by_run or _by_trace:
-        _offer_custom(run, name, data, tags, metadata)
+        _offer_custom(run, name, data, tags, metadata, recorded_at)
     if handlers:
         await anotify(
             handlers, "on_custom_event", (name, data), {"run_id": run.id, "tags": tags, "metadata": metadata}

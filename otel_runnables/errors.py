@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "InvalidConfigError", "InvalidEventError", "OtelRunnablesError"]
+__all__ = [
+    "ConfigurationError",
+    "InvalidConfigError",
+    "InvalidEventError",
+    "OtelRunnablesError",
+    "RunFailedError",
+    "RunLostError",
+    "RunNotFoundError",
+]
 
 
 class OtelRunnablesError(Exception):
@@ -19,3 +27,29 @@ class InvalidEventError(OtelRunnablesError, ValueError, TypeError):
 
 class ConfigurationError(OtelRunnablesError, ValueError):
     """A ``configure()`` argument or an ``OTEL_*`` variable is invalid, or needs a missing extra."""
+
+
+class RunNotFoundError(OtelRunnablesError, LookupError):
+    """No run (or trace) has the id a subscriber or follower asked for, within its wait."""
+
+
+class RunFailedError(OtelRunnablesError):
+    """The followed run ended with an error; ``error_type`` and ``error_message``
+    are what its record holds (the exception itself stayed in its process)."""
+
+    def __init__(self, run_id: str, error_type: str, error_message: str) -> None:
+        text = f"{error_type}: {error_message}" if error_type else error_message
+        super().__init__(f"run {run_id} failed: {text}" if text else f"run {run_id} failed")
+        self.run_id = run_id
+        self.error_type = error_type
+        self.error_message = error_message
+
+
+class RunLostError(OtelRunnablesError):
+    """The followed run's process went away before the run ended."""
+
+    def __init__(self, run_id: str, reason: str = "") -> None:
+        message = f"run {run_id} was lost: its process stopped before it ended"
+        super().__init__(f"{message} ({reason})" if reason else message)
+        self.run_id = run_id
+        self.reason = reason

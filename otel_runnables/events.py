@@ -29,13 +29,13 @@ NO_RUN_MESSAGE = (
 )
 
 
-_Told = tuple[Run, list[str], dict[str, Any], Sequence[BaseCallbackHandler]]
+_Told = tuple[Run, list[str], dict[str, Any], Sequence[BaseCallbackHandler], int | None]
 
 
 def _record(name: object, data: Any, config: RunnableConfig | None) -> _Told | None:
     """Write the event on its run's span; then what the run's handlers and the
-    bridge are told (run, tags, metadata, the handlers that hear it), or None
-    when nobody listens."""
+    bridge are told (run, tags, metadata, the handlers that hear it, the
+    event's recorded timestamp), or None when nobody listens."""
     if not isinstance(name, str):
         raise InvalidEventError(f"custom event name must be a str, got {type(name).__name__}")
     if not name:
@@ -46,12 +46,12 @@ def _record(name: object, data: Any, config: RunnableConfig | None) -> _Told | N
         raise RuntimeError(NO_RUN_MESSAGE)
     assert effective is not None
     run = scope.parent
-    run.record_custom_event(name, data)
+    recorded_at = run.record_custom_event(name, data)
     hearing = listening(scope.handlers, "on_custom_event") if scope.handlers else ()
     if not hearing and not bridge.has_listeners():
         return None
     tags, metadata = _scope_tags_and_metadata(effective, scope)
-    return run, tags, metadata, hearing
+    return run, tags, metadata, hearing, recorded_at
 
 
 def _scope_tags_and_metadata(config: RunnableConfig, scope: RunScope) -> tuple[list[str], dict[str, Any]]:
@@ -75,13 +75,13 @@ def dispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None
     """
     told = _record(name, data, config)
     if told is not None:
-        run, tags, metadata, hearing = told
-        bridge.custom_event(run, name, data, tags, metadata, hearing)
+        run, tags, metadata, hearing, recorded_at = told
+        bridge.custom_event(run, name, data, tags, metadata, hearing, recorded_at)
 
 
 async def adispatch_custom_event(name: str, data: Any, *, config: RunnableConfig | None = None) -> None:
     """Emit a custom event from async code running inside a run."""
     told = _record(name, data, config)
     if told is not None:
-        run, tags, metadata, hearing = told
-        await bridge.acustom_event(run, name, data, tags, metadata, hearing)
+        run, tags, metadata, hearing, recorded_at = told
+        await bridge.acustom_event(run, name, data, tags, metadata, hearing, recorded_at)

@@ -261,8 +261,9 @@ class Run:
     async def anotify_start(self, handler_extra: Mapping[str, Any] | None = None) -> None:
         await bridge.astarted(self, handler_extra)
 
-    def record_custom_event(self, name: str, data: Any) -> None:
-        """Write the event on the span (handlers are notified by the dispatcher)."""
+    def record_custom_event(self, name: str, data: Any) -> int | None:
+        """Write the event on the span (handlers are notified by the dispatcher);
+        its timestamp, which identifies it in the record, or None when not recorded."""
         span = self.span
         if span.is_recording():
             attributes = conventions.custom_event_attributes(data, capture_content=self.capture)
@@ -270,6 +271,8 @@ class Run:
             now = time.time_ns()
             emit_span_event(span, name, attributes, now)
             liveness.event_recorded(self, name, now, attributes)
+            return now
+        return None
 
     def record_chunk(self, chunk: Any) -> None:
         self.stream_chunks += 1

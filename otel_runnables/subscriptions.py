@@ -28,7 +28,7 @@ from typing import Any
 
 from otel_runnables import bridge
 from otel_runnables._sentinel import MISSING
-from otel_runnables.errors import OtelRunnablesError
+from otel_runnables.errors import RunNotFoundError
 
 __all__ = [
     "DEFAULT_MAX_BUFFER",
@@ -40,10 +40,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BUFFER = 10_000
-
-
-class RunNotFoundError(OtelRunnablesError, LookupError):
-    """No live run (or live trace) has the id a subscriber asked for."""
 
 
 def _parse_run_id(run_id: uuid.UUID | str) -> uuid.UUID:

@@ -13,7 +13,16 @@ from otel_runnables.progress.backend import Backend, TraceNotFoundError
 from otel_runnables.progress.http import DEFAULT_MAX_RESPONSE_BYTES, HttpOptions, check_url
 from otel_runnables.progress.model import RunEvent, RunSummary, RunTree, build_tree, find_run, summarise
 
-__all__ = ["BACKENDS", "InvalidIdError", "UnknownBackendError", "events", "get", "make_backend", "runs"]
+__all__ = [
+    "BACKENDS",
+    "InvalidIdError",
+    "UnknownBackendError",
+    "events",
+    "get",
+    "make_backend",
+    "parse_id",
+    "runs",
+]
 
 BACKENDS = ("local", "jaeger", "tempo")
 _DEFAULT_URLS = {"jaeger": "http://localhost:16686", "tempo": "http://localhost:3200"}
@@ -85,17 +94,23 @@ def _trace_id(text: str) -> str | None:
     return text.lower().rjust(32, "0") if _HEX.match(text) else None
 
 
-def get(trace_or_run_id: str, backend: str | Backend = "local", **options: Any) -> RunTree:
-    """The run tree of a trace id, or the subtree of a run id (a UUID).
-
-    Raises ``InvalidIdError`` for anything else and ``TraceNotFoundError`` when
-    the backend holds no such trace or run."""
+def parse_id(trace_or_run_id: str) -> tuple[str | None, str | None]:
+    """(run id, None) for a UUID, (None, trace id) for hex; ``InvalidIdError`` otherwise."""
     text = trace_or_run_id.strip()
     # run ids are shown with dashes; bare hex is a trace id
     run_id = _run_id(text) if "-" in text else None
     trace_id = None if run_id is not None else _trace_id(text)
     if run_id is None and trace_id is None:
         raise InvalidIdError(f"{trace_or_run_id!r} is neither a trace id (hex) nor a run id (UUID)")
+    return run_id, trace_id
+
+
+def get(trace_or_run_id: str, backend: str | Backend = "local", **options: Any) -> RunTree:
+    """The run tree of a trace id, or the subtree of a run id (a UUID).
+
+    Raises ``InvalidIdError`` for anything else and ``TraceNotFoundError`` when
+    the backend holds no such trace or run."""
+    run_id, trace_id = parse_id(trace_or_run_id)
     source = _backend(backend, options)
     if trace_id is not None:
         return build_tree(source.trace(trace_id), trace_id)

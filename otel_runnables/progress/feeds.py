@@ -1,0 +1,520 @@
+"""Where a follower's facts come from: batches of runs and custom events.
+
+- ``StorePoller``: one thread per store file per process tails it for every
+  follower (``store.tail``: rows newer than a cursor, nothing read twice);
+  a new follower gets the trace's history from the same snapshot, then the
+  increments.
+- ``RemoteFeed``: a thread that reads the trace from Jaeger or Tempo every
+  ``interval`` (their APIs have no "since"), waiting out search lag.
+- ``BusFeed``: a run live in this process, whose store this process writes:
+  the history from the store, then the bus (no polling).
+
+Each hands its follower ``Batch`` items through an inbox; the follower's
+``Replayer`` takes repeats in its stride, so a source may always resend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from otel_runnables import bridge
+from otel_runnables._sentinel import MISSING
+from otel_runnables.conventions import RUN_ID, SPAN_TYPE, SPAN_TYPE_RUN
+from otel_runnables.errors import RunNotFoundError
+from otel_runnables.event_log import END, EventLog, LogReader
+from otel_runnables.progress.backend import Backend, BackendError, TraceNotFoundError
+from otel_runnables.progress.facts import (
+    RecordedEvent,
+    RecordedRun,
+    event_from_record,
+    facts_from_entry,
+    facts_from_spans,
+    run_from_span,
+)
+from otel_runnables.progress.records import EventRecord, SpanRecord
+from otel_runnables.store.tail import StoreTail
+
+__all__ = ["BATCH", "ERROR", "BusFeed", "Feed", "InboxFeed", "RemoteFeed", "StorePoller", "Target"]
+
+logger = logging.getLogger(__name__)
+
+BATCH = "batch"  # (BATCH, runs, events, emit): emit False for history a follower skips
+ERROR = "error"  # (ERROR, exception, None, None): the follow cannot go on
+
+STORE_POLL_INTERVAL = 0.02  # seconds between looks at the store file (a look costs one PRAGMA)
+INBOX_LIMIT = 10_000  # batches waiting for a follower; past it, it re-reads the record instead
+_REMOTE_FAILURES = 3  # consecutive failed polls of Jaeger/Tempo before the follow gives up
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is followed: a run (its subtree) or a trace (all its roots)."""
+
+    run_id: str | None
+    trace_id: str | None
+
+    def describe(self) -> str:
+        return f"run {self.run_id}" if self.run_id is not None else f"trace {self.trace_id}"
+
+
+class Feed(Protocol):
+    """A follower's source of items; ``None`` from ``next`` means the wait timed out."""
+
+    @property
+    def dropped(self) -> int: ...
+
+    def next_sync(self, timeout: float | None) -> tuple[Any, ...] | None: ...
+
+    async def next(self, timeout: float | None) -> tuple[Any, ...] | None: ...
+
+    def close(self) -> None: ...
+
+
+class InboxFeed:
+    """Items a source thread puts in a bounded inbox. A follower that falls
+    more than ``INBOX_LIMIT`` batches behind skips them (counted in
+    ``dropped``) and asks the source to send the history again instead."""
+
+    def __init__(self) -> None:
+        self.inbox = EventLog(None, ends_with_root=True, shared=False)
+        self._reader = LogReader(self.inbox, INBOX_LIMIT)
+        self._seen_skips = 0
+        self.resync_wanted = threading.Event()
+        self.closed = threading.Event()
+
+    @property
+    def dropped(self) -> int:
+        return self._reader.dropped
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        self.inbox.append(item)
+
+    def fail(self, error: BaseException) -> None:
+        self.inbox.append((ERROR, error, None, None))
+        self.inbox.close()
+
+    def _checked(self, item: Any) -> tuple[Any, ...] | None:
+        if self._reader.skipped != self._seen_skips:
+            self._seen_skips = self._reader.skipped
+            self.resync_wanted.set()
+        if item is END:
+            return (ERROR, RuntimeError("the feed ended before the run did"), None, None)
+        return None if item is MISSING else item
+
+    def next_sync(self, timeout: float | None) -> tuple[Any, ...] | None:
+        return self._checked(self._reader.get_sync(timeout))
+
+    async def next(self, timeout: float | None) -> tuple[Any, ...] | None:
+        try:
+            item = await asyncio.wait_for(self._reader.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        return self._checked(item)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.inbox.close()
+
+
+def history_batch(
+    spans: Sequence[SpanRecord], events: Sequence[tuple[str, str, EventRecord]], emit: bool
+) -> tuple[Any, ...]:
+    """A trace read whole from the store (span rows, event rows), as one batch."""
+    by_span: dict[str, list[EventRecord]] = {}
+    for _, span_id, event in events:
+        by_span.setdefault(span_id, []).append(event)
+    records = [
+        SpanRecord(
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            parent_span_id=span.parent_span_id,
+            name=span.name,
+            start_ns=span.start_ns,
+            end_ns=span.end_ns,
+            status=span.status,
+            status_message=span.status_message,
+            attributes=span.attributes,
+            events=tuple(by_span.get(span.span_id, ())),
+        )
+        for span in spans
+    ]
+    runs, found = facts_from_spans(records)
+    return (BATCH, runs, found, emit)
+
+
+# -- the embedded store: one poller per file ------------------------------------------------
+
+
+@dataclass
+class _StoreFollower:
+    feed: InboxFeed
+    target: Target
+    deadline: float
+    emit_history: bool
+    trace_id: str | None = None
+    has_history: bool = False
+
+
+@dataclass
+class _TraceState:
+    open_spans: set[str] = field(default_factory=set)
+    run_of_span: dict[str, str] = field(default_factory=dict)
+
+    def learn(self, span: SpanRecord) -> RecordedRun | None:
+        if span.attributes.get(SPAN_TYPE) != SPAN_TYPE_RUN or not isinstance(
+            span.attributes.get(RUN_ID), str
+        ):
+            return None
+        run = run_from_span(span)
+        self.run_of_span[span.span_id] = run.run_id
+        if span.end_ns is None:
+            self.open_spans.add(span.span_id)
+        else:
+            self.open_spans.discard(span.span_id)
+        return run
+
+
+_pollers: dict[Path, StorePoller] = {}
+_pollers_lock = threading.Lock()
+
+
+class StorePoller:
+    """Tails one store file for every follower of it in this process."""
+
+    def __init__(self, path: Path, interval: float) -> None:
+        self.path = path
+        self.interval = interval
+        self._followers: list[_StoreFollower] = []
+        self._traces: dict[str, _TraceState] = {}
+        self._wake = threading.Event()
+        self._tail = StoreTail(path)
+        self._thread = threading.Thread(target=self._run, name="otel_runnables-follow-store", daemon=True)
+
+    @classmethod
+    def join(cls, path: Path, feed: InboxFeed, target: Target, *, wait: float, emit_history: bool) -> None:
+        follower = _StoreFollower(feed, target, time.monotonic() + wait, emit_history)
+        resolved = path.resolve()
+        with _pollers_lock:
+            poller = _pollers.get(resolved)
+            if poller is None or not poller._thread.is_alive():
+                poller = _pollers[resolved] = StorePoller(resolved, STORE_POLL_INTERVAL)
+                poller._followers.append(follower)
+                poller._thread.start()
+            else:
+                poller._followers.append(follower)
+        poller._wake.set()
+
+    @classmethod
+    def active(cls) -> int:
+        """Poller threads running (for tests: followers of one file share one)."""
+        with _pollers_lock:
+            return sum(1 for poller in _pollers.values() if poller._thread.is_alive())
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with _pollers_lock:
+                    self._followers = [f for f in self._followers if not f.feed.closed.is_set()]
+                    if not self._followers:
+                        _pollers.pop(self.path, None)
+                        return
+                    followers = list(self._followers)
+                try:
+                    self._tick(followers)
+                except Exception as exc:  # the file went away, or cannot be read: every follower hears why
+                    for follower in followers:
+                        follower.feed.fail(exc)
+                    with _pollers_lock:
+                        self._followers.clear()
+                        _pollers.pop(self.path, None)
+                    return
+                self._wake.wait(self.interval)
+                self._wake.clear()
+        finally:
+            self._tail.close()
+
+    def _tick(self, followers: list[_StoreFollower]) -> None:
+        tail = self._tail
+        tail.check_file()
+        for follower in followers:
+            if follower.feed.resync_wanted.is_set():
+                follower.feed.resync_wanted.clear()
+                follower.has_history = False
+        unsettled = [f for f in followers if not f.has_history]
+        if not tail.open():
+            self._expire(unsettled, "there is no store file yet")
+            return
+        if not tail.changed() and not unsettled:
+            return
+        with tail.snapshot() as connection:
+            for follower in unsettled:
+                if follower.trace_id is None:
+                    follower.trace_id = self._resolve(connection, follower.target)
+            traced = sorted({f.trace_id for f in followers if f.trace_id is not None and f.has_history})
+            spans = tail.new_spans(connection, traced)
+            events = tail.new_events(connection, traced)
+            ended = {
+                trace_id: tail.ended_spans(connection, trace_id, self._traces[trace_id].open_spans)
+                for trace_id in traced
+                if trace_id in self._traces and self._traces[trace_id].open_spans
+            }
+            histories = {
+                trace_id: tail.trace(connection, trace_id)
+                for trace_id in {f.trace_id for f in unsettled if f.trace_id is not None}
+            }
+        updates = self._updates(spans, events, ended)
+        for follower in followers:
+            if follower.trace_id is None:
+                continue
+            if not follower.has_history:
+                history_spans, history_events = histories[follower.trace_id]
+                state = self._traces.setdefault(follower.trace_id, _TraceState())
+                for span in history_spans:
+                    state.learn(span)
+                follower.feed.put(history_batch(history_spans, history_events, follower.emit_history))
+                follower.has_history = True
+                follower.emit_history = True  # a history sent again (a resync) is news the follower missed
+            elif follower.trace_id in updates:
+                runs, found = updates[follower.trace_id]
+                follower.feed.put((BATCH, runs, found, True))
+        self._expire([f for f in unsettled if f.trace_id is None], "")
+        live = {f.trace_id for f in followers if f.trace_id is not None}
+        for trace_id in list(self._traces):
+            if trace_id not in live:
+                del self._traces[trace_id]
+
+    def _resolve(self, connection: Any, target: Target) -> str | None:
+        if target.run_id is not None:
+            return self._tail.trace_of_run(connection, target.run_id)
+        assert target.trace_id is not None
+        return target.trace_id if self._tail.has_trace(connection, target.trace_id) else None
+
+    def _updates(
+        self,
+        spans: list[SpanRecord],
+        events: list[tuple[str, str, EventRecord]],
+        ended: dict[str, list[SpanRecord]],
+    ) -> dict[str, tuple[list[RecordedRun], list[RecordedEvent]]]:
+        updates: dict[str, tuple[list[RecordedRun], list[RecordedEvent]]] = {}
+        for span in [*spans, *(span for found in ended.values() for span in found)]:
+            state = self._traces.get(span.trace_id)
+            if state is None:
+                continue
+            run = state.learn(span)
+            if run is not None:
+                updates.setdefault(span.trace_id, ([], []))[0].append(run)
+        for trace_id, span_id, event in events:
+            state = self._traces.get(trace_id)
+            run_id = None if state is None else state.run_of_span.get(span_id)
+            if run_id is None:
+                continue
+            recorded = event_from_record(run_id, event)
+            if recorded is not None:
+                updates.setdefault(trace_id, ([], []))[1].append(recorded)
+        return updates
+
+    def _expire(self, waiting: list[_StoreFollower], why: str) -> None:
+        now = time.monotonic()
+        for follower in waiting:
+            if follower.trace_id is None and now >= follower.deadline:
+                detail = f" ({why})" if why else ""
+                follower.feed.fail(
+                    RunNotFoundError(f"no {follower.target.describe()} in the store {self.path}{detail}")
+                )
+
+
+def _reset_after_fork() -> None:
+    global _pollers_lock
+    _pollers.clear()
+    _pollers_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+# -- Jaeger and Tempo ----------------------------------------------------------------------
+
+
+class RemoteFeed(InboxFeed):
+    """Reads the whole trace from a query backend every ``interval`` seconds."""
+
+    def __init__(
+        self, backend: Backend, target: Target, *, wait: float, interval: float, emit_history: bool
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.target = target
+        self.wait = wait
+        self.interval = interval
+        self.emit_history = emit_history
+        self._thread = threading.Thread(target=self._run, name="otel_runnables-follow-remote", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            trace_id = self._locate()
+            if trace_id is None:
+                return
+            emit = self.emit_history
+            failures = 0
+            while not self.closed.is_set():
+                try:
+                    records = self.backend.trace(trace_id)
+                    failures = 0
+                except TraceNotFoundError:
+                    records = []  # between the search and the trace: not readable yet
+                except BackendError:
+                    failures += 1
+                    if failures >= _REMOTE_FAILURES:
+                        raise
+                    records = []
+                if records:
+                    runs, events = facts_from_spans(records)
+                    self.put((BATCH, runs, events, emit))
+                    emit = True
+                if self.closed.wait(self.interval):
+                    return
+        except BaseException as exc:
+            self.fail(exc)
+
+    def _locate(self) -> str | None:
+        """The trace id, waiting up to ``wait`` seconds for a search to find it."""
+        deadline = time.monotonic() + self.wait
+        failures = 0
+        while not self.closed.is_set():
+            try:
+                if self.target.run_id is not None:
+                    found = self.backend.trace_id_of_run(self.target.run_id)
+                else:
+                    assert self.target.trace_id is not None
+                    self.backend.trace(self.target.trace_id)
+                    found = self.target.trace_id
+                failures = 0
+            except TraceNotFoundError:
+                found = None
+            except BackendError:
+                failures += 1
+                if failures >= _REMOTE_FAILURES or time.monotonic() >= deadline:
+                    raise
+                found = None
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                raise RunNotFoundError(
+                    f"no {self.target.describe()} in {self.backend.name} after waiting {self.wait:g} s"
+                )
+            if self.closed.wait(min(self.interval, max(0.0, deadline - time.monotonic()))):
+                return None
+        return None
+
+
+# -- a run live in this process ----------------------------------------------------------------
+
+
+class BusFeed:
+    """History from the store this process writes, then the run bus itself."""
+
+    def __init__(
+        self,
+        subscription: bridge.Subscription,
+        store: Path,
+        flush: Any,
+        target: Target,
+        emit_history: bool,
+    ) -> None:
+        self.subscription = subscription
+        self.store = store
+        self.flush = flush  # the store processor's force_flush
+        self.target = target
+        self.emit_history = emit_history
+        self._history_sent = False
+        self._seen_drops = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.subscription.dropped
+
+    def _history(self) -> tuple[Any, ...]:
+        """The record so far: everything before the subscription began is in it once flushed."""
+        self.flush()
+        tail = StoreTail(self.store)
+        try:
+            if not tail.open():
+                return (BATCH, [], [], self.emit_history)
+            with tail.snapshot() as connection:
+                trace_id = self.target.trace_id
+                if self.target.run_id is not None:
+                    trace_id = tail.trace_of_run(connection, self.target.run_id)
+                if trace_id is None:
+                    return (BATCH, [], [], self.emit_history)
+                spans, events = tail.trace(connection, trace_id)
+        finally:
+            tail.close()
+        return history_batch(spans, events, self.emit_history)
+
+    def _from_entry(self, entry: Any) -> tuple[Any, ...]:
+        if entry is END:
+            return (ERROR, RuntimeError("the run's bus closed before its end"), None, None)
+        runs, events = facts_from_entry(entry, time.time_ns())
+        return (BATCH, runs, events, True)
+
+    def _pending_resync(self) -> bool:
+        dropped = self.subscription.dropped
+        if dropped != self._seen_drops:
+            self._seen_drops = dropped
+            return True
+        return not self._history_sent
+
+    def next_sync(self, timeout: float | None) -> tuple[Any, ...] | None:
+        if self._pending_resync():
+            self._history_sent = True
+            batch = self._history()
+            self.emit_history = True
+            return batch
+        reader = self.subscription.reader
+        if reader is None:
+            return (ERROR, RuntimeError("the follow was closed"), None, None)
+        entry = reader.get_sync(timeout)
+        return None if entry is MISSING else self._from_entry(entry)
+
+    async def next(self, timeout: float | None) -> tuple[Any, ...] | None:
+        if self._pending_resync():
+            self._history_sent = True
+            batch = await asyncio.to_thread(self._history)
+            self.emit_history = True
+            return batch
+        reader = self.subscription.reader
+        if reader is None:
+            return (ERROR, RuntimeError("the follow was closed"), None, None)
+        try:
+            entry = await asyncio.wait_for(reader.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        return self._from_entry(entry)
+
+    def close(self) -> None:
+        bridge.unsubscribe(self.subscription)
+
+
+def live_here(target: Target) -> bool:
+    """Whether the followed run (or a run of the followed trace) is live in this process."""
+    if target.run_id is not None:
+        return bridge.live_run(uuid.UUID(target.run_id)) is not None
+    assert target.trace_id is not None
+    return bool(bridge.live_runs_in_trace(int(target.trace_id, 16)))
+
+
+def close_quietly(feed: Feed) -> None:
+    with contextlib.suppress(Exception):
+        feed.close()

@@ -1,0 +1,318 @@
+"""``follow()``: a run's ``astream_events(version="v2")`` dictionaries from its
+record, replayed and then live, from any process.
+
+    async for event in otel_runnables.follow(run_id):        # the embedded store
+        ...
+    for event in otel_runnables.follow_sync(run_id, backend="jaeger", url=...):
+        ...
+
+It yields the subtree of a run id (or every root of a trace id): what has
+already happened (``since="start"``; ``"now"`` skips it), then each run
+start, custom event and run end as it is recorded, and it ends after the
+followed run's end. A run that failed ends the iteration with
+``RunFailedError`` (its error type and message from the record), one whose
+process died with ``RunLostError``; an id not known within ``wait`` seconds
+raises ``RunNotFoundError``. Payloads are the recorded JSON values (bounded,
+redacted); stream chunks, which the record does not keep, are not yielded.
+
+From the embedded store, followers of one file in a process share one
+poller that reads only new rows; a run live in this process (whose store
+this process writes) is followed on the run bus itself, after its history.
+Jaeger and Tempo are read every ``interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from otel_runnables import bridge
+from otel_runnables.bridge import EventFilter
+from otel_runnables.progress.backend import Backend
+from otel_runnables.progress.feeds import (
+    BATCH,
+    ERROR,
+    BusFeed,
+    Feed,
+    InboxFeed,
+    RemoteFeed,
+    StorePoller,
+    Target,
+    close_quietly,
+    live_here,
+)
+from otel_runnables.progress.local import LocalBackend
+from otel_runnables.progress.query import (
+    BACKENDS,
+    InvalidIdError,
+    UnknownBackendError,
+    make_backend,
+    parse_id,
+)
+from otel_runnables.progress.replay import Replayer
+
+__all__ = ["DEFAULT_WAIT", "Follow", "follow", "follow_sync"]
+
+DEFAULT_WAIT = 30.0
+DEFAULT_REMOTE_INTERVAL = 1.0
+
+
+class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
+    """The events of one followed run: iterate it with ``async for`` (``follow``)
+    or ``for`` (``follow_sync``); ``close()`` releases its poller or thread."""
+
+    def __init__(self, feed: Feed, replayer: Replayer, *, timeout: float | None = None) -> None:
+        self._feed = feed
+        self._replayer = replayer
+        self._pending: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._timeout = timeout
+        self._closed = False
+        self.delivered = 0
+        self.last_event_id: str | None = None
+        """The id of the event last returned: the same event has the same id in
+        every follow of the run (an SSE ``id:``, for ``Last-Event-ID``)."""
+        self._finalizer = weakref.finalize(self, close_quietly, feed)
+
+    @property
+    def dropped(self) -> int:
+        """Batches this follower fell too far behind to keep: it re-read the
+        record instead, so no event was lost to the reader."""
+        return self._feed.dropped
+
+    @property
+    def finished(self) -> bool:
+        return self._replayer.finished and not self._pending
+
+    def _take(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == ERROR:
+            self.close()
+            raise item[1]
+        if kind == BATCH:
+            _, runs, events, emit = item
+            self._pending.extend(self._replayer.update(runs, events, emit=emit))
+
+    def _next_ready(self) -> dict[str, Any] | None:
+        if self._pending:
+            self.delivered += 1
+            self.last_event_id, event = self._pending.popleft()
+            return event
+        if self._replayer.finished or self._closed:
+            self.close()
+            self._replayer.raise_outcome()
+            return None
+        return None
+
+    async def next_event(self, timeout: float | None) -> dict[str, Any] | None:
+        """The next event, or None when ``timeout`` seconds passed without one.
+        Raises StopAsyncIteration at the end (or the run's failure)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ready = self._next_ready()
+            if ready is not None:
+                return ready
+            if self._closed:
+                raise StopAsyncIteration
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            item = await self._feed.next(remaining)
+            if item is None:
+                return None
+            self._take(item)
+
+    def next_event_sync(self, timeout: float | None) -> dict[str, Any] | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ready = self._next_ready()
+            if ready is not None:
+                return ready
+            if self._closed:
+                raise StopIteration
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            item = self._feed.next_sync(remaining)
+            if item is None:
+                return None
+            self._take(item)
+
+    # -- async iteration -----------------------------------------------------------------
+
+    async def __anext__(self) -> dict[str, Any]:
+        event = await self.next_event(self._timeout)
+        if event is None:
+            raise TimeoutError(f"no event within {self._timeout} s")
+        return event
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Follow:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- sync iteration ------------------------------------------------------------------
+
+    def __next__(self) -> dict[str, Any]:
+        event = self.next_event_sync(self._timeout)
+        if event is None:
+            raise TimeoutError(f"no event within {self._timeout} s")
+        return event
+
+    def __enter__(self) -> Follow:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop following: the poller, thread or bus subscription is released."""
+        if not self._closed:
+            self._closed = True
+            self._finalizer()
+
+
+def _target(id: str | uuid.UUID) -> Target:
+    if isinstance(id, uuid.UUID):
+        return Target(str(id), None)
+    if not isinstance(id, str):
+        raise InvalidIdError(f"expected a run id (UUID) or a trace id (hex), got {type(id).__name__}")
+    run_id, trace_id = parse_id(id)
+    return Target(run_id, trace_id)
+
+
+def _store_writer(path: Path) -> Any:
+    """The force_flush of this process's store processor writing ``path``, if any."""
+    from otel_runnables.store.processor import _processors
+
+    resolved = path.resolve()
+    for processor in list(_processors):
+        if not processor._closed and processor.path.resolve() == resolved:
+            return processor.force_flush
+    return None
+
+
+def _check_options(since: str, wait: float, interval: float | None) -> None:
+    if since not in ("start", "now"):
+        raise ValueError(f'since must be "start" or "now", got {since!r}')
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
+        raise ValueError(f"wait must be a number of seconds >= 0, got {wait!r}")
+    if interval is not None and (
+        isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0
+    ):
+        raise ValueError(f"interval must be a number of seconds > 0, got {interval!r}")
+
+
+def _open(
+    id: str | uuid.UUID,
+    backend: str | Backend | None,
+    url: str | None,
+    since: str,
+    wait: float,
+    interval: float | None,
+    event_filter: EventFilter,
+    timeout: float | None,
+    options: dict[str, Any],
+) -> Follow:
+    _check_options(since, wait, interval)
+    target = _target(id)
+    if backend is None:
+        backend = "local"
+    if isinstance(backend, str) and backend not in BACKENDS:
+        raise UnknownBackendError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if url is not None:
+        options["url"] = url
+    source = make_backend(backend, **options) if isinstance(backend, str) else backend
+    replayer = Replayer(target.run_id, event_filter)
+    emit_history = since == "start"
+    feed: Feed
+    if isinstance(source, LocalBackend):
+        path = source.store.path
+        flush = _store_writer(path)
+        if flush is not None and live_here(target):
+            subscription = bridge.Subscription(
+                root_id=None if target.run_id is None else uuid.UUID(target.run_id),
+                trace_id=None if target.trace_id is None else int(target.trace_id, 16),
+                ends_with_root=True,
+            )
+            if target.run_id is not None:
+                bridge.subscribe_subtree(subscription)
+            else:
+                bridge.subscribe_trace(subscription)
+            feed = BusFeed(subscription, path, flush, target, emit_history)
+        else:
+            inbox = InboxFeed()
+            StorePoller.join(path, inbox, target, wait=wait, emit_history=emit_history)
+            feed = inbox
+    else:
+        feed = RemoteFeed(
+            source,
+            target,
+            wait=wait,
+            interval=interval if interval is not None else DEFAULT_REMOTE_INTERVAL,
+            emit_history=emit_history,
+        )
+    return Follow(feed, replayer, timeout=timeout)
+
+
+def follow(
+    id: str | uuid.UUID,
+    *,
+    backend: str | Backend | None = None,
+    url: str | None = None,
+    since: str = "start",
+    wait: float = DEFAULT_WAIT,
+    interval: float | None = None,
+    include_names: Sequence[str] | None = None,
+    include_types: Sequence[str] | None = None,
+    include_tags: Sequence[str] | None = None,
+    exclude_names: Sequence[str] | None = None,
+    exclude_types: Sequence[str] | None = None,
+    exclude_tags: Sequence[str] | None = None,
+    **options: Any,
+) -> Follow:
+    """Follow a run (its id, a UUID) or a trace (its hex id) from its record;
+    ``async for event in follow(...)``. ``backend``: ``"local"`` (default: the
+    embedded store; ``path=`` another file), ``"jaeger"`` or ``"tempo"`` with
+    ``url`` and the options of ``progress.get`` (``headers``, ``timeout``,
+    ``ca_file``, ``client_cert``, ``client_key``, ``insecure_skip_verify``).
+    ``interval``: seconds between reads of Jaeger/Tempo (default 1)."""
+    event_filter = EventFilter(
+        include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
+    )
+    return _open(id, backend, url, since, wait, interval, event_filter, None, dict(options))
+
+
+def follow_sync(
+    id: str | uuid.UUID,
+    *,
+    backend: str | Backend | None = None,
+    url: str | None = None,
+    since: str = "start",
+    wait: float = DEFAULT_WAIT,
+    interval: float | None = None,
+    timeout: float | None = None,
+    include_names: Sequence[str] | None = None,
+    include_types: Sequence[str] | None = None,
+    include_tags: Sequence[str] | None = None,
+    exclude_names: Sequence[str] | None = None,
+    exclude_types: Sequence[str] | None = None,
+    exclude_tags: Sequence[str] | None = None,
+    **options: Any,
+) -> Follow:
+    """``follow`` from a thread: ``for event in follow_sync(...)``; each step
+    waits at most ``timeout`` seconds (``TimeoutError`` after that; default: as
+    long as the run goes on)."""
+    event_filter = EventFilter(
+        include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
+    )
+    return _open(id, backend, url, since, wait, interval, event_filter, timeout, dict(options))
