@@ -287,14 +287,21 @@ def test_follow_a_job_running_in_another_process(tmp_path: Path, outcome: str, c
     try:
         # the job is stored as running, held at step 1 until the follower is attached
         deadline = time.monotonic() + 60
-        while not any(
-            run["run_id"] == run_id and run["status"] == "running" for run in stored_runs(store)
-        ):
+        while not any(run["run_id"] == run_id and run["status"] == "running" for run in stored_runs(store)):
             assert job.poll() is None and time.monotonic() < deadline, "the job never showed as running"
             time.sleep(0.05)
         follower = subprocess.Popen(
-            [sys.executable, "-m", "otel_runnables.cli", "progress", run_id, "--follow", "--interval", "0.1",
-             "--json"],
+            [
+                sys.executable,
+                "-m",
+                "otel_runnables.cli",
+                "progress",
+                run_id,
+                "--follow",
+                "--interval",
+                "0.1",
+                "--json",
+            ],
             env=environment(store),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

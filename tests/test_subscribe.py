@@ -140,15 +140,54 @@ def test_sync_subscription_from_a_thread() -> None:
     assert [e["event"] for e in seen] == ["on_custom_event", "on_custom_event", "on_chain_end"]
 
 
-async def test_unknown_ids_are_typed_errors() -> None:
-    with pytest.raises(RunNotFoundError, match="no live run"):
-        subscribe(uuid.uuid4())
+async def test_unknown_ids_are_typed_errors_after_the_wait() -> None:
+    from otel_runnables import bridge
+
+    with pytest.raises(RunNotFoundError, match=r"no run .* started within 0.05 s"):
+        await anext(subscribe(uuid.uuid4(), wait=0.05))
+    with pytest.raises(RunNotFoundError, match=r"no trace 0+1 started"):
+        async with subscribe(trace_id="0" * 31 + "1", wait=0):
+            pass
     with pytest.raises(RunNotFoundError, match="not a run id"):
         subscribe("nope")
-    with pytest.raises(RunNotFoundError, match="no live run in trace"):
-        subscribe(trace_id="0" * 31 + "1")
     with pytest.raises(TypeError):
         subscribe()
+    with pytest.raises(ValueError, match="since"):
+        subscribe(uuid.uuid4(), since="later")
+    with pytest.raises(ValueError, match="wait"):
+        subscribe(uuid.uuid4(), wait=-1)
+    with pytest.raises(RunNotFoundError, match="within"):
+        next(subscribe_sync(uuid.uuid4(), wait=0))
+    assert not bridge._by_run and not bridge._by_trace  # nothing left registered
+
+
+async def test_subscribing_before_the_run_starts_waits_for_it() -> None:
+    from otel_runnables.runs import new_run_id
+
+    run_id = new_run_id()
+    events = subscribe(run_id, wait=10)  # right after create_task: not started yet
+    task = asyncio.create_task(gated_job([]).ainvoke(5, {"run_id": run_id}))
+    seen = [e async for e in events]
+    assert await task == 5
+    assert [(e["event"], e["name"]) for e in seen] == [("on_chain_start", "job"), ("on_chain_end", "job")]
+    assert seen[0]["run_id"] == str(run_id)
+
+
+def test_a_failed_run_ends_the_subscription_and_keeps_its_error() -> None:
+    from otel_runnables.runs import new_run_id
+
+    run_id = new_run_id()
+    events = subscribe_sync(run_id, wait=10)
+
+    def fail(x: int) -> int:
+        dispatch_custom_event("progress", {"step": 1})
+        raise KeyError("missing row")
+
+    with pytest.raises(KeyError):
+        RunnableLambda(fail).invoke(1, {"run_id": run_id})
+    seen = list(events)
+    assert [e["event"] for e in seen] == ["on_chain_start", "on_custom_event"]
+    assert isinstance(events.error, KeyError)
 
 
 def test_subscribe_outside_an_event_loop_points_to_the_sync_form() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,9 +30,11 @@ __all__ = [
     "RecordedEvent",
     "RecordedRun",
     "event_from_record",
+    "entry_id",
     "event_tags",
     "facts_from_entry",
     "facts_from_spans",
+    "key_text",
     "recorded_value",
     "run_from_span",
 ]
@@ -190,3 +193,23 @@ def facts_from_entry(entry: tuple[Any, ...], now_ns: int) -> tuple[list[Recorded
         recorded = _event_data(attributes)
         return [], [RecordedEvent(run.id_text, name, time_ns, (name, time_ns), recorded)]
     return [], []
+
+
+def key_text(key: Any) -> str:
+    """An event's key as id text: a sequence number, or a (name, timestamp) pair."""
+    if isinstance(key, tuple) and len(key) == 2:
+        name, time_ns = key
+        return f"{time_ns}-{zlib.crc32(str(name).encode()):08x}"
+    return str(key)
+
+
+def entry_id(entry: tuple[Any, ...]) -> str | None:
+    """The id a replay gives the event of a bus entry (None: no recorded event)."""
+    kind, run, a, b = entry
+    if kind is bridge.START:
+        return f"{run.id_text}/start"
+    if kind is bridge.FINISH:
+        return f"{run.id_text}/end"
+    if kind is bridge.CUSTOM and isinstance(b, int):
+        return f"{run.id_text}/{key_text((a[0], b))}"
+    return None

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,6 +91,7 @@ class InboxFeed:
         self._seen_skips = 0
         self.resync_wanted = threading.Event()
         self.closed = threading.Event()
+        self.attached = threading.Event()  # set with the first batch: the history
 
     @property
     def dropped(self) -> int:
@@ -98,6 +99,7 @@ class InboxFeed:
 
     def put(self, item: tuple[Any, ...]) -> None:
         self.inbox.append(item)
+        self.attached.set()
 
     def fail(self, error: BaseException) -> None:
         self.inbox.append((ERROR, error, None, None))
@@ -446,22 +448,8 @@ class BusFeed:
         return self.subscription.dropped
 
     def _history(self) -> tuple[Any, ...]:
-        """The record so far: everything before the subscription began is in it once flushed."""
         self.flush()
-        tail = StoreTail(self.store)
-        try:
-            if not tail.open():
-                return (BATCH, [], [], self.emit_history)
-            with tail.snapshot() as connection:
-                trace_id = self.target.trace_id
-                if self.target.run_id is not None:
-                    trace_id = tail.trace_of_run(connection, self.target.run_id)
-                if trace_id is None:
-                    return (BATCH, [], [], self.emit_history)
-                spans, events = tail.trace(connection, trace_id)
-        finally:
-            tail.close()
-        return history_batch(spans, events, self.emit_history)
+        return read_history(self.store, self.target, self.emit_history)
 
     def _from_entry(self, entry: Any) -> tuple[Any, ...]:
         if entry is END:
@@ -505,6 +493,46 @@ class BusFeed:
 
     def close(self) -> None:
         bridge.unsubscribe(self.subscription)
+
+
+def this_process_store() -> tuple[Path, Callable[[], bool]] | None:
+    """The store file this process writes and its writer's flush, or None (store off)."""
+    from otel_runnables.store.processor import _processors
+
+    for processor in list(_processors):
+        if not processor._closed:
+            return processor.path, processor.force_flush
+    return None
+
+
+def store_writer(path: Path) -> Callable[[], bool] | None:
+    """The flush of this process's store writer of ``path``, or None (not written here)."""
+    from otel_runnables.store.processor import _processors
+
+    resolved = path.resolve()
+    for processor in list(_processors):
+        if not processor._closed and processor.path.resolve() == resolved:
+            return processor.force_flush
+    return None
+
+
+def read_history(store: Path, target: Target, emit: bool) -> tuple[Any, ...]:
+    """The record of a run's trace as one batch (empty when it holds none): once
+    the writer is flushed, everything the run did until then is in it."""
+    tail = StoreTail(store)
+    try:
+        if not tail.open():
+            return (BATCH, [], [], emit)
+        with tail.snapshot() as connection:
+            trace_id = target.trace_id
+            if target.run_id is not None:
+                trace_id = tail.trace_of_run(connection, target.run_id)
+            if trace_id is None:
+                return (BATCH, [], [], emit)
+            spans, events = tail.trace(connection, trace_id)
+    finally:
+        tail.close()
+    return history_batch(spans, events, emit)
 
 
 def live_here(target: Target) -> bool:

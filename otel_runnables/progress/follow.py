@@ -28,7 +28,6 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -46,6 +45,7 @@ from otel_runnables.progress.feeds import (
     Target,
     close_quietly,
     live_here,
+    store_writer,
 )
 from otel_runnables.progress.local import LocalBackend
 from otel_runnables.progress.query import (
@@ -190,17 +190,6 @@ def _target(id: str | uuid.UUID) -> Target:
     return Target(run_id, trace_id)
 
 
-def _store_writer(path: Path) -> Any:
-    """The force_flush of this process's store processor writing ``path``, if any."""
-    from otel_runnables.store.processor import _processors
-
-    resolved = path.resolve()
-    for processor in list(_processors):
-        if not processor._closed and processor.path.resolve() == resolved:
-            return processor.force_flush
-    return None
-
-
 def _check_options(since: str, wait: float, interval: float | None) -> None:
     if since not in ("start", "now"):
         raise ValueError(f'since must be "start" or "now", got {since!r}')
@@ -237,7 +226,7 @@ def _open(
     feed: Feed
     if isinstance(source, LocalBackend):
         path = source.store.path
-        flush = _store_writer(path)
+        flush = store_writer(path)
         if flush is not None and live_here(target):
             subscription = bridge.Subscription(
                 root_id=None if target.run_id is None else uuid.UUID(target.run_id),

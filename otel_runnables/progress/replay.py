@@ -13,7 +13,6 @@ failed or lost end means.
 from __future__ import annotations
 
 import itertools
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from otel_runnables import event_dicts
 from otel_runnables._sentinel import MISSING
 from otel_runnables.bridge import ALL_EVENTS, EventFilter
 from otel_runnables.errors import RunFailedError, RunLostError
-from otel_runnables.progress.facts import FINAL_STATUSES, RecordedEvent, RecordedRun, event_tags
+from otel_runnables.progress.facts import FINAL_STATUSES, RecordedEvent, RecordedRun, event_tags, key_text
 
 __all__ = ["Replayer"]
 
@@ -49,6 +48,7 @@ class Replayer:
         self._early: dict[str, list[RecordedEvent]] = {}  # events of runs not seen yet
         self._arrival = itertools.count()
         self._outcome: RecordedRun | None = None
+        self._taken: set[str] = set()
         self.finished = False
 
     # -- what the record says --------------------------------------------------
@@ -140,12 +140,13 @@ class Replayer:
             elif phase == _EVENT:
                 made, made_id = (
                     self._custom_event(state.record, event, chain),
-                    f"{run_id}/{_key_text(event.key)}",
+                    f"{run_id}/{key_text(event.key)}",
                 )
             else:
                 state.ended = True
                 made = self._run_event("end", state.record, chain) if state.record.status == "ok" else None
                 made_id = f"{run_id}/end"
+            self._taken.add(made_id)
             if emit and made is not None:
                 produced.append((made_id, made))
             if phase == _END and self._ends_the_follow(state.record):
@@ -170,6 +171,22 @@ class Replayer:
                 self._outcome = record
             return True
         return False
+
+    def taken_ids(self) -> set[str]:
+        """The ids of every event taken so far, yielded or not (filtered, or history skipped)."""
+        return set(self._taken)
+
+    def status_of_root(self) -> str | None:
+        """The followed run's status in the record (for a trace: ``running`` until
+        every root has ended), or None while the record does not know it."""
+        if self.root is not None:
+            state = self._runs.get(self.root)
+            return None if state is None else state.record.status
+        if not self._runs:
+            return None
+        if not self.finished:
+            return "running"
+        return "ok" if self._outcome is None else self._outcome.status
 
     def raise_outcome(self) -> None:
         """Raise ``RunFailedError`` / ``RunLostError`` when the followed run ended so."""
@@ -206,14 +223,6 @@ class Replayer:
         return event_dicts.custom_event(
             event.name, record.run_id, tags, dict(record.metadata), event.data, list(chain)
         )
-
-
-def _key_text(key: Any) -> str:
-    """An event key as id text: a sequence number, or a (name, timestamp) pair."""
-    if isinstance(key, tuple) and len(key) == 2:
-        name, time_ns = key
-        return f"{time_ns}-{zlib.crc32(str(name).encode()):08x}"
-    return str(key)
 
 
 def _merged(known: RecordedRun, newer: RecordedRun) -> RecordedRun:
