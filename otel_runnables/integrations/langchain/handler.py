@@ -298,8 +298,8 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
             return  # dispatched by our code: recorded and on the bus already
         run = self._runs.get(run_id)
         if run is not None:
-            run.record_custom_event(name, data)
+            recorded_at = run.record_custom_event(name, data)
             if bridge.has_listeners():
                 bridge.custom_event(
-                    run, name, data, list(tags or run.tags), dict(metadata or run.metadata), ()
+                    run, name, data, list(tags or run.tags), dict(metadata or run.metadata), (), recorded_at
                 )
