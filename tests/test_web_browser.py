@@ -285,6 +285,11 @@ def test_a_failed_job_shows_its_error(server: RoutedPages, watched: Watched, job
     check(work.locator(":scope > .run-head .error-message")).to_contain_text("disk full on /data")
     check(page.locator("#summary .status")).to_have_text("✗ error")
     check(page.locator("#live")).to_have_text("ended with an error")
+    # the whole trace, by its trace id: every run in it links to its own page
+    page.locator("#summary a", has_text=re.compile("^[0-9a-f]{32}$")).click()
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f]{32}$"))
+    check(page.locator("#tree a.run-name", has_text="work")).to_have_attribute("href", re.compile("/runs/.+"))
+    check(run_item(page, "work").locator(":scope > .run-head .error-message")).to_contain_text("disk full")
 
 
 def test_values_from_spans_are_text_never_markup(

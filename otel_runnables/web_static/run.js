@@ -164,7 +164,7 @@ function durationElement(node) {
 
 function headOf(node) {
   const name =
-    node.run_id === id || node.trace_id === id
+    node.run_id === id
       ? h("span", { className: "run-name" }, node.name)
       : h("a", { className: "run-name", href: runHref(node.run_id) }, node.name);
   const parts = [statusBadge(node.status), " ", name, h("span", { className: "muted run-type" }, node.run_type), durationElement(node)];

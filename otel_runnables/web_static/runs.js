@@ -79,7 +79,7 @@ function render() {
         h(
           "td",
           { className: "id" },
-          h("a", { href: runHref(row.trace_id), title: `trace ${row.trace_id}` }, row.trace_id.slice(0, 8)),
+          h("a", { href: runHref(row.trace_id), title: `trace ${row.trace_id}` }, String(row.trace_id).slice(0, 8)),
         ),
       ),
     ),
