@@ -1,6 +1,12 @@
 """The runnables: `Runnable` and its concrete kinds."""
 
-from otel_runnables.runnables.base import AddableDict, Runnable, RunnableBinding, coerce_to_runnable
+from otel_runnables.runnables.base import (
+    AddableDict,
+    Runnable,
+    RunnableBinding,
+    coerce_to_runnable,
+    register_coercer,
+)
 from otel_runnables.runnables.lambdas import RunnableLambda, chain
 from otel_runnables.runnables.parallel import RunnableParallel
 from otel_runnables.runnables.passthrough import RunnablePassthrough
@@ -16,4 +22,5 @@ __all__ = [
     "RunnableSequence",
     "chain",
     "coerce_to_runnable",
+    "register_coercer",
 ]

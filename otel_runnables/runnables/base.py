@@ -19,7 +19,7 @@ Input = TypeVar("Input")
 Output = TypeVar("Output")
 Other = TypeVar("Other")
 
-__all__ = ["AddableDict", "Runnable", "RunnableBinding", "coerce_to_runnable"]
+__all__ = ["AddableDict", "Runnable", "RunnableBinding", "coerce_to_runnable", "register_coercer"]
 
 
 class AddableDict(dict[str, Any]):
@@ -317,10 +317,41 @@ class RunnableBinding(Runnable[Input, Output]):
         return f"RunnableBinding(bound={self.bound!r}, config={self.config!r})"
 
 
+Coercer = Callable[[Any], "Runnable[Any, Any] | None"]
+"""Turns another library's runnable into one of ours, or returns None."""
+
+_coercers: list[Coercer] = []
+# another library's runnables are coerced by our integration with it, imported when first met
+_INTEGRATIONS = {"langchain_core": "otel_runnables.integrations.langchain"}
+
+
+def register_coercer(coercer: Coercer) -> None:
+    """Let an integration turn its library's runnables into ours (in ``|`` and dicts)."""
+    if coercer not in _coercers:
+        _coercers.append(coercer)
+
+
+def _integration_for(thing: Any) -> bool:
+    """Import the integration for ``thing``'s library, if there is one; whether it loaded."""
+    module = _INTEGRATIONS.get(type(thing).__module__.partition(".")[0])
+    if module is None:
+        return False
+    import importlib
+
+    importlib.import_module(module)
+    return True
+
+
 def coerce_to_runnable(thing: Any) -> Runnable[Any, Any]:
-    """A runnable from a runnable, a callable or a dict of those."""
+    """A runnable from a runnable, another library's runnable (through its
+    integration), a callable or a dict of those."""
     if isinstance(thing, Runnable):
         return thing
+    if _coercers or _integration_for(thing):
+        for coercer in _coercers:
+            coerced = coercer(thing)
+            if coerced is not None:
+                return coerced
     if isinstance(thing, Mapping):
         from otel_runnables.runnables.parallel import RunnableParallel
 
@@ -329,4 +360,7 @@ def coerce_to_runnable(thing: Any) -> Runnable[Any, Any]:
         from otel_runnables.runnables.lambdas import RunnableLambda
 
         return RunnableLambda(thing)
-    raise TypeError(f"Expected a Runnable, a callable or a dict, got {type(thing).__name__}: {thing!r}")
+    kind = type(thing)
+    raise TypeError(
+        f"Expected a Runnable, a callable or a dict, got {kind.__module__}.{kind.__qualname__}: {thing!r}"
+    )

@@ -28,17 +28,21 @@ from otel_runnables.config import (
     unregister_foreign_context,
     unregister_run_entry,
 )
+from otel_runnables.integrations.langchain.compose import enable_composition, from_langchain, to_langchain
 from otel_runnables.integrations.langchain.handler import OtelRunnablesLangChainHandler
 from otel_runnables.integrations.langchain.nesting import LangChainContext, enter_langchain_child_config
 
 __all__ = [
     "OtelRunnablesLangChainHandler",
+    "from_langchain",
     "instrument_langchain",
     "is_instrumented",
+    "to_langchain",
     "uninstrument_langchain",
 ]
 
 _lock = threading.Lock()
+enable_composition()  # `lc | ours` and `ours | lc` work from here on
 _handler: OtelRunnablesLangChainHandler | None = None
 _context: LangChainContext | None = None
 _original_init: Any = None
@@ -85,6 +89,11 @@ def uninstrument_langchain() -> None:
             unregister_foreign_context(_context)
         unregister_run_entry(enter_langchain_child_config)
         _handler, _context, _original_init = None, None, None
+
+
+def current_handler() -> OtelRunnablesLangChainHandler | None:
+    """The handler tracing LangChain runs, while instrumented."""
+    return _handler
 
 
 def is_instrumented() -> bool:

@@ -300,6 +300,5 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
         if run is not None:
             recorded_at = run.record_custom_event(name, data)
             if bridge.has_listeners():
-                bridge.custom_event(
-                    run, name, data, list(tags or run.tags), dict(metadata or run.metadata), (), recorded_at
-                )
+                # the dispatching scope's tags and metadata, as LangChain gives them
+                bridge.custom_event(run, name, data, list(tags or ()), dict(metadata or {}), (), recorded_at)

@@ -158,11 +158,12 @@ class LangChainContext:
             handlers = [*own_scope.handlers, forwarder]
         tags = list(lc_config.get("tags") or [])
         metadata = dict(lc_config.get("metadata") or {})
-        inheritable_tags = list(manager.inheritable_tags)
+        # the manager's own tags may hold a local one (seq:step:N, map:key:K) for this child only
+        scope = RunScope(live, handlers, list(manager.tags), list(manager.inheritable_tags), metadata)
         return {
             "tags": tags,
             "metadata": metadata,
-            "callbacks": RunScope(live, handlers, inheritable_tags, inheritable_tags, metadata),
+            "callbacks": scope,
             "recursion_limit": int(lc_config.get("recursion_limit") or 25),
             "configurable": dict(lc_config.get("configurable") or {}),
         }
