@@ -139,6 +139,8 @@ class Subscription:
         max_buffer: int = 0,
         ends_with_root: bool = False,
         shared: bool = False,
+        sees_root_parent: bool = False,
+        own_chunks_only: bool = False,
     ) -> None:
         self.root_id = root_id
         self.root_key = None if root_id is None else str(root_id)  # runs are looked up by id text
@@ -147,6 +149,8 @@ class Subscription:
         self.max_buffer = max_buffer
         self.ends_with_root = ends_with_root
         self.shared = shared
+        self.sees_root_parent = sees_root_parent
+        self.own_chunks_only = own_chunks_only  # stream events of the root run only
         self.reader: LogReader | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
@@ -162,22 +166,24 @@ class Subscription:
         return log
 
     def parent_ids(self, run: Run) -> list[str]:
-        """Ancestors seen by this subscription, root first."""
+        """Ancestors seen by this subscription, root first. With
+        ``sees_root_parent`` (astream_events) the root's own parent counts
+        too: langchain_core's stream learns it from the root's start."""
         ids: list[str] = []
         root = self.root_key
-        if run.id_text == root:
-            return ids
-        ancestor = run.parent
-        while ancestor is not None:
-            ids.append(ancestor.id_text)
-            if ancestor.id_text == root:
-                break
+        ancestor: Run | None = run
+        while ancestor is not None and ancestor.id_text != root:
             ancestor = ancestor.parent
+            if ancestor is not None:
+                ids.append(ancestor.id_text)
+        if self.sees_root_parent and ancestor is not None and ancestor.parent is not None:
+            ids.append(ancestor.parent.id_text)
         ids.reverse()
         return ids
 
     def render(self, entry: tuple[Any, ...]) -> dict[str, Any] | None:
-        """The v2 dictionary of one log entry (None for a failure, which has none)."""
+        """The v2 dictionary of one log entry (None for a failure, which has
+        none, and for a chunk this subscription does not show)."""
         kind, run, a, b = entry
         if kind is CUSTOM:
             name, data, tags, metadata = a
@@ -185,6 +191,8 @@ class Subscription:
         if kind is START:
             data = event_dicts.start_data(run.inputs)
         elif kind is STREAM:
+            if self.own_chunks_only and run.id_text != self.root_key:
+                return None
             data = {"chunk": a}
         elif kind is FINISH:
             data = event_dicts.end_data(a, b, run.inputs)

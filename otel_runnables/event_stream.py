@@ -9,13 +9,25 @@ from typing import TYPE_CHECKING, Any
 
 from otel_runnables._sentinel import MISSING
 from otel_runnables.bridge import END, EventFilter, Subscription, subscribe_subtree, unsubscribe
-from otel_runnables.config import RunnableConfig, ensure_config
-from otel_runnables.runs import new_run_id
+from otel_runnables.config import RunnableConfig, RunScope, ensure_config
+from otel_runnables.runs import Run, new_run_id
 
 if TYPE_CHECKING:
     from otel_runnables.runnables.base import Runnable
 
 __all__ = ["stream_events"]
+
+# the roots of the astream_events streams running now, by run id text
+_streamed_roots: set[str] = set()
+
+
+def _inside_a_stream(parent: Run | None) -> bool:
+    """Whether a run under ``parent`` is already covered by another astream_events."""
+    while parent is not None:
+        if parent.id_text in _streamed_roots:
+            return True
+        parent = parent.parent
+    return False
 
 
 async def stream_events(
@@ -29,9 +41,21 @@ async def stream_events(
     ensured = ensure_config(config)
     root_id = ensured.get("run_id") or new_run_id()
     ensured["run_id"] = root_id
-    # unbounded: the consumer of astream_events drives the run it streams
-    subscription = Subscription(root_id=root_id, event_filter=event_filter)
+    scope = ensured.get("callbacks")
+    parent = scope.parent if isinstance(scope, RunScope) else None
+    # unbounded: the consumer of astream_events drives the run it streams. A
+    # stream inside another one gets the chunks of its own root only: as with
+    # langchain_core, where the outer stream's handler comes first and is the
+    # one every streamed run inside reports its chunks to
+    subscription = Subscription(
+        root_id=root_id,
+        event_filter=event_filter,
+        sees_root_parent=True,
+        own_chunks_only=_inside_a_stream(parent),
+    )
     subscribe_subtree(subscription)
+    root_key = str(root_id)
+    _streamed_roots.add(root_key)
     reader = subscription.reader
     assert reader is not None
 
@@ -75,6 +99,7 @@ async def stream_events(
         task.cancel(exc.args[0] if exc.args else None)
         raise
     finally:
+        _streamed_roots.discard(root_key)
         unsubscribe(subscription)
         if not task.done():
             task.cancel()

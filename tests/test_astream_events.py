@@ -157,6 +157,170 @@ async def unknown_version(lib: Any) -> list[Any]:
     return ["no error"]
 
 
+# -- astream_events consumed inside a running run: the streamed root's parent
+# is in parent_ids (langchain_core learns it from the root's start), nothing above it
+
+
+async def nested_streams(lib: Any, inner: Any, make_outer: Any, value: Any, **inner_kwargs: Any) -> list[Any]:
+    """The events of ``inner`` streamed from inside the run ``make_outer(consume)``
+    builds, then the outer stream: each stream in its own order (how two
+    consumers interleave is up to the scheduler)."""
+    inner_events: list[Any] = []
+
+    async def consume(x: Any, config: Any = None) -> Any:
+        async for event in inner.astream_events(x, config, version="v2", **inner_kwargs):
+            inner_events.append(plain(event))
+        return x
+
+    outer_events = await events(make_outer(consume), value)
+    return [{"inner": inner_events}, {"outer": outer_events}]
+
+
+def evented_leaf(lib: Any) -> Any:
+    async def leaf(x: int) -> int:
+        await lib.adispatch_custom_event("leaf", {"x": x})
+        return x + 1
+
+    return lib.RunnableLambda(leaf)
+
+
+@program
+async def stream_consumed_inside_a_lambda(lib: Any) -> list[Any]:
+    inner = evented_leaf(lib) | lib.RunnableLambda(lambda x: x * 2)
+    return await nested_streams(lib, inner, lambda consume: lib.RunnableLambda(consume), 1)
+
+
+@program
+async def stream_consumed_two_runs_down(lib: Any) -> list[Any]:
+    inner = evented_leaf(lib)
+
+    def make_outer(consume: Any) -> Any:
+        middle = lib.RunnableLambda(consume).with_config(tags=["mid"])
+
+        async def top(x: int) -> int:
+            return await middle.ainvoke(x)
+
+        return lib.RunnableLambda(top)
+
+    return await nested_streams(lib, inner, make_outer, 2)
+
+
+@program
+async def stream_consumed_in_a_sequence_step_and_a_parallel_branch(lib: Any) -> list[Any]:
+    inner = evented_leaf(lib)
+    in_step = await nested_streams(
+        lib, inner, lambda consume: lib.RunnableLambda(lambda x: x) | lib.RunnableLambda(consume), 3
+    )
+    in_branch = await nested_streams(
+        lib, inner, lambda consume: lib.RunnableParallel(only=lib.RunnableLambda(consume)), 4
+    )
+    return in_step + in_branch
+
+
+@program
+async def stream_consumed_inside_ainvoke_gets_every_chunk(lib: Any) -> list[Any]:
+    # no stream around it: the inner stream reports its steps' chunks too
+    async def tokens(x: str) -> Any:
+        for part in x.split():
+            await lib.adispatch_custom_event("token", part)
+            yield part
+
+    inner = lib.RunnableLambda(lambda x: x.strip()) | lib.RunnableLambda(tokens) | lib.RunnablePassthrough()
+    inner_events: list[Any] = []
+
+    async def consume(x: str) -> str:
+        async for event in inner.astream_events(x, version="v2"):
+            inner_events.append(plain(event))
+        return x
+
+    handler = make_recorder(lib.AsyncCallbackHandler, is_async=True)
+    result = await lib.RunnableLambda(consume).ainvoke(" a b ", {"callbacks": [handler], "tags": ["t"]})
+    return [{"inner": inner_events}, result, handler.records]
+
+
+@program
+async def streams_nested_three_deep(lib: Any) -> list[Any]:
+    async def gen(x: int) -> Any:
+        yield x
+        yield x + 1
+
+    inner = lib.RunnableLambda(gen) | lib.RunnableLambda(gen)
+    innermost: list[Any] = []
+    middle: list[Any] = []
+
+    async def read_inner(x: int) -> int:
+        async for event in inner.astream_events(x, version="v2"):
+            innermost.append(plain(event))
+        return x
+
+    reads_inner = lib.RunnableLambda(read_inner) | lib.RunnableLambda(gen)
+
+    async def read_middle(x: int) -> int:
+        async for event in reads_inner.astream_events(x, version="v2"):
+            middle.append(plain(event))
+        return x
+
+    outer = await events(lib.RunnableLambda(read_middle), 1)
+    return [{"innermost": innermost}, {"middle": middle}, {"outer": outer}]
+
+
+@program
+async def stream_consumed_with_the_config_passed_on(lib: Any) -> list[Any]:
+    # the function's config passed explicitly: the same parent as the implicit way
+    inner = evented_leaf(lib)
+    inner_events: list[Any] = []
+
+    async def consume(x: int, config: Any) -> int:
+        async for event in inner.astream_events(x, config, version="v2"):
+            inner_events.append(plain(event))
+        return x
+
+    outer_events = await events(lib.RunnableLambda(consume), 5, {"tags": ["outer"]})
+    return [{"inner": inner_events}, {"outer": outer_events}]
+
+
+@program
+async def stream_consumed_with_its_own_callbacks_starts_a_new_root(lib: Any) -> list[Any]:
+    # callbacks given to the inner call replace the inherited ones: no parent
+    inner = evented_leaf(lib)
+    handler = make_recorder(lib.AsyncCallbackHandler, is_async=True)
+    inner_events: list[Any] = []
+
+    async def consume(x: int) -> int:
+        async for event in inner.astream_events(x, {"callbacks": [handler]}, version="v2"):
+            inner_events.append(plain(event))
+        return x
+
+    outer_events = await events(lib.RunnableLambda(consume), 6)
+    return [{"inner": inner_events}, {"outer": outer_events}, handler.records]
+
+
+@program
+async def filtered_stream_consumed_inside_a_run(lib: Any) -> list[Any]:
+    inner = evented_leaf(lib) | lib.RunnableLambda(lambda x: x)
+    return await nested_streams(
+        lib, inner, lambda consume: lib.RunnableLambda(consume), 7, include_names=["leaf"]
+    )
+
+
+@program
+async def stream_consumed_inside_a_sync_function(lib: Any) -> list[Any]:
+    # a sync function running a stream on a loop of its own, in its worker thread
+    inner = evented_leaf(lib)
+    inner_events: list[Any] = []
+
+    def consume(x: int) -> int:
+        async def read() -> None:
+            async for event in inner.astream_events(x, version="v2"):
+                inner_events.append(plain(event))
+
+        asyncio.run(read())
+        return x
+
+    outer_events = await events(lib.RunnableLambda(consume), 8)
+    return [{"inner": inner_events}, {"outer": outer_events}]
+
+
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 async def test_same_events_as_langchain_core(name: str) -> None:
     expected = normalise(await PROGRAMS[name](REFERENCE))
