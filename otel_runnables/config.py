@@ -38,6 +38,7 @@ __all__ = [
     "ensure_config",
     "get_config_list",
     "merge_configs",
+    "own_copy",
     "patch_config",
 ]
 
@@ -250,6 +251,18 @@ def ensure_config(config: RunnableConfig | None = None) -> RunnableConfig:
             if isinstance(value, str) and key not in ensured["metadata"]:
                 ensured["metadata"] = {**ensured["metadata"], key: value}
     return ensured  # type: ignore[return-value]
+
+
+def own_copy(config: RunnableConfig) -> RunnableConfig:
+    """The config a function receives: its own copy (tags, metadata and
+    configurable too), so what the function changes never reaches the children
+    it calls without passing it, nor its custom events (as in langchain_core)."""
+    copied: dict[str, Any] = dict(config)
+    for key in _COPIED_KEYS:
+        value = copied.get(key)
+        if value is not None:
+            copied[key] = value.copy()
+    return copied  # type: ignore[return-value]
 
 
 def patch_config(

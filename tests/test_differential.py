@@ -218,6 +218,95 @@ async def a_function_mutating_its_config_changes_nothing_outside(lib: Any) -> li
     return out + h.records + ah.records
 
 
+def _change(config: Any, label: str) -> None:
+    """What a function may do to the config it received."""
+    config["tags"].append(f"{label}_tag")
+    config["metadata"][f"{label}_key"] = True
+    config["configurable"][f"{label}_conf"] = 1
+    config["run_name"] = f"{label}_name"
+
+
+def _report_config(config: Any) -> dict[str, Any]:
+    return {
+        "tags": config.get("tags"),
+        "metadata": config.get("metadata"),
+        "configurable": config.get("configurable"),
+        "run_name": config.get("run_name"),
+    }
+
+
+@program
+async def a_function_changing_its_config_keeps_the_change_to_itself_sync(lib: Any) -> list[Any]:
+    seen: list[Any] = []
+    child = lib.RunnableLambda(lambda x, config: seen.append(_report_config(config)) or x)
+
+    def changes(x: int, config: Any) -> int:
+        _change(config, "sync")
+        lib.dispatch_custom_event("after_change", x)
+        child.invoke(x)  # implicit: the run's config, not the changed copy
+        child.batch([x, x])
+        lib.RunnableLambda(lambda y: lib.dispatch_custom_event("grandchild", y)).invoke(x)
+        child.invoke(x, config)  # explicit: the change goes where it is passed
+        return x
+
+    def replaces(x: int, config: Any) -> int:
+        config["tags"] = ["replaced"]
+        config["metadata"] = {"replaced": True}
+        config["callbacks"] = []
+        config.pop("configurable")
+        lib.dispatch_custom_event("after_replace", x)
+        return child.invoke(x)
+
+    def generator(x: int, config: Any) -> Any:
+        yield x
+        _change(config, "gen")
+        lib.dispatch_custom_event("after_change", x)
+        yield child.invoke(x)
+
+    h = sync_recorder(lib)
+    cfg = {"callbacks": [h], "tags": ["root"], "metadata": {"m": 1}, "configurable": {"c": 1}}
+    out = [outcome(lambda: lib.RunnableLambda(changes).invoke(1, dict(cfg)))]
+    out.append(outcome(lambda: lib.RunnableLambda(replaces).invoke(2, dict(cfg))))
+    out.append({"chunks": list(lib.RunnableLambda(generator).stream(3, dict(cfg)))})
+    # a sibling step never sees what an earlier step changed
+    seq = lib.RunnableLambda(changes) | child
+    out.append(outcome(lambda: seq.invoke(4, dict(cfg))))
+    out.append({"chunks": list(seq.stream(5, dict(cfg)))})
+    return out + seen + h.records
+
+
+@program
+async def a_function_changing_its_config_keeps_the_change_to_itself_async(lib: Any) -> list[Any]:
+    import asyncio
+
+    seen: list[Any] = []
+    child = lib.RunnableLambda(lambda x, config: seen.append(_report_config(config)) or x)
+
+    async def changes(x: int, config: Any) -> int:
+        _change(config, "async")
+        await lib.adispatch_custom_event("after_change", x)
+        await child.ainvoke(x)
+        await asyncio.create_task(child.ainvoke(x))  # a task copies the context as it is
+        await child.abatch([x])
+        await child.ainvoke(x, config)
+        return x
+
+    async def agenerator(x: int, config: Any) -> Any:
+        yield x
+        _change(config, "agen")
+        await lib.adispatch_custom_event("after_change", x)
+        yield await child.ainvoke(x)
+
+    h = async_recorder(lib)
+    cfg = {"callbacks": [h], "tags": ["root"], "metadata": {"m": 1}, "configurable": {"c": 1}}
+    out = [await aoutcome(lambda: lib.RunnableLambda(changes).ainvoke(1, dict(cfg)))]
+    out.append({"chunks": [c async for c in lib.RunnableLambda(agenerator).astream(2, dict(cfg))]})
+    seq = lib.RunnableLambda(changes) | child
+    out.append(await aoutcome(lambda: seq.ainvoke(3, dict(cfg))))
+    out.append({"chunks": [c async for c in seq.astream(4, dict(cfg))]})
+    return out + seen + h.records
+
+
 @program
 async def ensure_config_outside_and_inside_a_run(lib: Any) -> list[Any]:
     out: list[Any] = [lib.ensure_config(), lib.ensure_config({"tags": ["a"], "foo": 1, "run_name": "n"})]

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from otel_runnables.config import RunnableConfig, patch_config
+from otel_runnables.config import RunnableConfig, own_copy, patch_config
 from otel_runnables.runnables._execution import (
     acall_with_config,
     accepts_config,
@@ -70,13 +70,13 @@ class RunnableLambda(Runnable[Any, Any]):
     def _call_sync(self, value: Any, config: RunnableConfig) -> Any:
         assert self.func is not None
         if self._func_config:
-            return self.func(value, config=config)
+            return self.func(value, config=own_copy(config))
         return self.func(value)
 
     def _call_async(self, value: Any, config: RunnableConfig) -> Any:
         assert self.afunc is not None
         if self._afunc_config:
-            return self.afunc(value, config=config)
+            return self.afunc(value, config=own_copy(config))
         return self.afunc(value)
 
     @staticmethod
