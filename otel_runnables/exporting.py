@@ -5,22 +5,33 @@ Precedence, highest first: ``configure()`` arguments, ``OTEL_EXPORTER_OTLP_TRACE
 ``OTEL_EXPORTER_OTLP_*``, the exporter's own defaults. With ``OTEL_TRACES_EXPORTER``
 unset, OTLP is used only when an OTLP endpoint is set, so a program with no
 settings exports to the embedded store alone and never waits on a server.
+
+Every exporter sits behind a ``BoundedBatchSpanProcessor`` whose export timeout
+bounds flush and shutdown: the OTLP timeout (``timeout=``,
+``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT``, ``OTEL_EXPORTER_OTLP_TIMEOUT``; seconds, as
+the Python SDK reads them; 10 by default) for OTLP, ``OTEL_BSP_EXPORT_TIMEOUT``
+(milliseconds, 30000) for the others. ``OTEL_BSP_SCHEDULE_DELAY`` (1000 ms here:
+pending spans are worth little if they wait the SDK's 5 s), ``OTEL_BSP_MAX_QUEUE_SIZE``
+(2048) and ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` (512) are honoured.
+
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from otel_runnables.errors import ConfigurationError
-from otel_runnables.export_health import CountingExporter, DropCountingBatchSpanProcessor
+from otel_runnables.export_health import BoundedBatchSpanProcessor, CountingExporter
 
 __all__ = [
     "ConfigurationError",
@@ -28,16 +39,22 @@ __all__ = [
     "Protocol",
     "build_processors",
     "exporter_names",
+    "COMPRESSIONS",
+    "EXPORTERS",
+    "PROTOCOLS",
+    "otlp_timeout",
     "store_path_setting",
 ]
 
 logger = logging.getLogger(__name__)
 
 Protocol = Literal["http/protobuf", "grpc"]
-_PROTOCOLS: tuple[str, ...] = ("http/protobuf", "grpc")
-_EXPORTERS = ("otlp", "console", "none")
+PROTOCOLS: tuple[str, ...] = ("http/protobuf", "grpc")
+EXPORTERS = ("otlp", "console", "none")
+COMPRESSIONS = ("gzip", "deflate", "none")
 # pending spans are worth little if they wait the SDK's default 5 s in the queue
 _LIVE_SCHEDULE_DELAY_MS = 1000
+_OTLP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -77,10 +94,10 @@ def exporter_names(settings: ExportSettings) -> list[str]:
             return ["otlp"] if endpoint else []
         names = [part.strip().lower() for part in raw.split(",") if part.strip()]
         source = "OTEL_TRACES_EXPORTER"
-    unknown = [name for name in names if name not in _EXPORTERS]
+    unknown = [name for name in names if name not in EXPORTERS]
     if unknown:
         raise ConfigurationError(
-            f"{source} names unknown exporter(s) {unknown}; valid: {', '.join(_EXPORTERS)}"
+            f"{source} names unknown exporter(s) {unknown}; valid: {', '.join(EXPORTERS)}"
         )
     return [name for name in dict.fromkeys(names) if name != "none"]
 
@@ -88,9 +105,9 @@ def exporter_names(settings: ExportSettings) -> list[str]:
 def _protocol(settings: ExportSettings) -> str:
     raw = settings.protocol or _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
     protocol = (raw or "http/protobuf").strip().lower()
-    if protocol not in _PROTOCOLS:
+    if protocol not in PROTOCOLS:
         source = "protocol" if settings.protocol else "OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL"
-        raise ConfigurationError(f"{source}={raw!r} is not supported; use one of {', '.join(_PROTOCOLS)}")
+        raise ConfigurationError(f"{source}={raw!r} is not supported; use one of {', '.join(PROTOCOLS)}")
     return protocol
 
 
@@ -100,13 +117,52 @@ def _http_traces_url(endpoint: str) -> str:
     return stripped if stripped.endswith("/v1/traces") else f"{stripped}/v1/traces"
 
 
+def _env_number(name: str, default: float, *, unit: str) -> float:
+    """A positive number from the variable ``name``, else ``default``."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{name}={raw!r} is not valid: expected a number of {unit} > 0")
+    return value
+
+
+def otlp_timeout(settings: ExportSettings) -> float:
+    """Seconds one OTLP export may take: ``timeout``, else the variables, else 10."""
+    if settings.timeout is not None:
+        return float(settings.timeout)
+    traces = _env_number("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", 0.0, unit="seconds")
+    return traces or _env_number("OTEL_EXPORTER_OTLP_TIMEOUT", _OTLP_TIMEOUT_S, unit="seconds")
+
+
+def _otlp_endpoint_from_env(protocol: str) -> None:
+    """An http/protobuf endpoint from the environment must be a URL (the exporter would
+    fail on every export with "No connection adapters"); gRPC takes ``host:port`` too."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        raw = _env(name)
+        if raw is None:
+            continue
+        parts = urllib.parse.urlsplit(raw)
+        if protocol != "grpc" and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ConfigurationError(
+                f"{name}={raw!r} is not valid: expected a URL starting with http:// or https://, "
+                "e.g. http://localhost:4318"
+            )
+        return
+
+
 def _otlp_exporter(settings: ExportSettings) -> SpanExporter:
     protocol = _protocol(settings)
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, object] = {"timeout": otlp_timeout(settings)}
     if settings.headers is not None:
         kwargs["headers"] = dict(settings.headers)
-    if settings.timeout is not None:
-        kwargs["timeout"] = settings.timeout
+    if settings.endpoint is None:
+        _otlp_endpoint_from_env(protocol)
+    compression = None if settings.compression is None else settings.compression.strip().lower()
     try:
         if protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
@@ -114,12 +170,14 @@ def _otlp_exporter(settings: ExportSettings) -> SpanExporter:
             if settings.endpoint is not None:
                 kwargs["endpoint"] = settings.endpoint
                 kwargs["insecure"] = settings.endpoint.startswith("http://")
-            if settings.compression is not None:
+            if compression is not None:
                 from grpc import Compression  # type: ignore[import-untyped]
 
-                kwargs["compression"] = {"gzip": Compression.Gzip, "none": Compression.NoCompression}[
-                    settings.compression
-                ]
+                kwargs["compression"] = {
+                    "gzip": Compression.Gzip,
+                    "deflate": Compression.Deflate,
+                    "none": Compression.NoCompression,
+                }[compression]
             if settings.certificate_file is not None:
                 from grpc import ssl_channel_credentials
 
@@ -130,8 +188,8 @@ def _otlp_exporter(settings: ExportSettings) -> SpanExporter:
 
         if settings.endpoint is not None:
             kwargs["endpoint"] = _http_traces_url(settings.endpoint)
-        if settings.compression is not None:
-            kwargs["compression"] = HttpCompression(settings.compression)
+        if compression is not None:
+            kwargs["compression"] = HttpCompression(compression)
         if settings.certificate_file is not None:
             kwargs["certificate_file"] = settings.certificate_file
         exporter: SpanExporter = HttpExporter(**kwargs)  # type: ignore[call-overload]
@@ -140,17 +198,21 @@ def _otlp_exporter(settings: ExportSettings) -> SpanExporter:
         raise ConfigurationError(
             f"OTLP export over {protocol} needs the otlp extra: pip install 'otel-runnables[otlp]' ({exc})"
         ) from exc
-    except (KeyError, ValueError) as exc:
-        raise ConfigurationError(
-            f"compression={settings.compression!r} is not supported: use gzip or none"
-        ) from exc
 
 
-def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
-    counted = CountingExporter(exporter)
-    if _env("OTEL_BSP_SCHEDULE_DELAY") is None:
-        return DropCountingBatchSpanProcessor(counted, schedule_delay_millis=_LIVE_SCHEDULE_DELAY_MS)
-    return DropCountingBatchSpanProcessor(counted)
+def _batch(exporter: SpanExporter, export_timeout: float | None = None) -> BoundedBatchSpanProcessor:
+    """``exporter`` behind a batch processor; ``export_timeout`` (seconds) defaults to
+    ``OTEL_BSP_EXPORT_TIMEOUT``."""
+    if export_timeout is None:
+        export_timeout = _env_number("OTEL_BSP_EXPORT_TIMEOUT", 30_000, unit="milliseconds") / 1000
+    delay_ms = _env_number("OTEL_BSP_SCHEDULE_DELAY", _LIVE_SCHEDULE_DELAY_MS, unit="milliseconds")
+    return BoundedBatchSpanProcessor(
+        CountingExporter(exporter),
+        export_timeout=export_timeout,
+        schedule_delay=delay_ms / 1000,
+        max_queue_size=int(_env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048, unit="spans")),
+        max_export_batch_size=int(_env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, unit="spans")),
+    )
 
 
 def store_path_setting(store: bool | str | os.PathLike[str] | None) -> Path | None:
@@ -174,7 +236,7 @@ def build_processors(settings: ExportSettings, store_path: Path | None) -> list[
         processors.append(LocalStoreSpanProcessor(store_path))
     for name in exporter_names(settings):
         if name == "otlp":
-            processors.append(_batch(_otlp_exporter(settings)))
+            processors.append(_batch(_otlp_exporter(settings), otlp_timeout(settings)))
         elif name == "console":
             processors.append(_batch(ConsoleSpanExporter()))
     processors.extend(_batch(exporter) for exporter in settings.extra_exporters)

@@ -26,6 +26,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_runnables import _settings
 from otel_runnables._version import __version__
+from otel_runnables.arguments import check_arguments
+from otel_runnables.export_health import BoundedBatchSpanProcessor
 from otel_runnables.exporting import (
     ConfigurationError,
     ExportSettings,
@@ -76,31 +79,61 @@ class TelemetrySetup:
     owns_provider: bool = False  # we built it, so we shut it down
     is_global: bool = False
 
+    def _batches(self) -> list[BoundedBatchSpanProcessor]:
+        return [p for p in self.processors if isinstance(p, BoundedBatchSpanProcessor)]
+
+    def export_timeout(self) -> float:
+        """The longest export timeout of our exporters (seconds): what shutdown waits at most."""
+        return max((batch.export_timeout for batch in self._batches()), default=0.0)
+
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export what every processor holds; False if some of it was not delivered
+        within ``timeout_millis`` in all (the exporters flush at the same time)."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        for batch in self._batches():
+            batch.request_flush()
         flushed = True
         for processor in self.processors:
             try:
-                flushed = processor.force_flush(timeout_millis) and flushed
+                flushed = processor.force_flush(_millis_left(deadline)) and flushed
             except Exception:
                 logger.exception("flushing %r failed", processor)
                 flushed = False
         return flushed
 
-    def shutdown(self) -> None:
-        if self.owns_provider and isinstance(self.provider, SdkTracerProvider):
-            self.provider.shutdown()
-            return
+    def shutdown(self, timeout_millis: int | None = None) -> bool:
+        """Export what is queued and stop, within ``timeout_millis`` in all (default: the
+        longest export timeout, e.g. ``OTEL_EXPORTER_OTLP_TIMEOUT``); False if some spans
+        were not delivered (they are counted and logged)."""
+        batches = self._batches()
+        seconds = self.export_timeout() if timeout_millis is None else timeout_millis / 1000
+        deadline = time.monotonic() + seconds
+        for batch in batches:
+            batch.stop_accepting()  # every exporter drains at the same time
+        done = True
         for processor in self.processors:
             try:
-                processor.shutdown()
+                if isinstance(processor, BoundedBatchSpanProcessor):
+                    done = processor.shutdown_within(_millis_left(deadline)) and done
+                else:
+                    processor.shutdown()
             except Exception:
                 logger.exception("shutting down %r failed", processor)
+                done = False
+        if self.owns_provider and isinstance(self.provider, SdkTracerProvider):
+            self.provider.shutdown()  # our processors are stopped: this returns at once
+        return done
+
+
+def _millis_left(deadline: float) -> int:
+    return max(0, int((deadline - time.monotonic()) * 1000))
 
 
 _lock = threading.RLock()
 _pinned: trace.Tracer | None = None  # the tracer every run uses, once decided
 _private: trace.Tracer | None = None  # the zero-config default's, while no application provider exists
 _setup: TelemetrySetup | None = None
+_retiring: list[TelemetrySetup] = []  # given way to an application's provider, shutting down
 _adopted: set[int] = set()  # ids of application providers we already added the store to
 
 
@@ -133,7 +166,10 @@ def _resolve() -> trace.Tracer:
         if not isinstance(application, trace.ProxyTracerProvider) or _sdk_disabled():
             # the application's provider (or, disabled, the API's no-op one): never replaced
             if _setup is not None and _setup.owns_provider and not _setup.is_global:
-                _setup.shutdown()  # our private default gives way
+                # our private default gives way, in the background: the user's call never
+                # waits on export (shutdown() and the exit wait for it)
+                _retiring.append(_setup)
+                threading.Thread(target=_setup.shutdown, name="otel_runnables-shutdown", daemon=True).start()
                 _setup, _private = None, None
             if not _sdk_disabled():
                 try:
@@ -220,8 +256,10 @@ def configure(
     - ``exporters``: any of ``"otlp"``, ``"console"``, ``"none"`` (default: ``OTEL_TRACES_EXPORTER``,
       else OTLP if an endpoint is set). ``endpoint`` is the base URL, as ``OTEL_EXPORTER_OTLP_ENDPOINT``
       (``/v1/traces`` is added for http/protobuf); giving one implies ``"otlp"``.
-    - ``protocol``: ``"http/protobuf"`` (default) or ``"grpc"``; ``headers``, ``timeout`` (s),
-      ``compression`` (``"gzip"``/``"none"``), ``certificate_file`` as their ``OTEL_EXPORTER_OTLP_*`` twins.
+    - ``protocol``: ``"http/protobuf"`` (default) or ``"grpc"``; ``headers``, ``timeout`` (seconds
+      for one export, and the most ``shutdown()`` and the exit wait for the exporter),
+      ``compression`` (``"gzip"``/``"deflate"``/``"none"``), ``certificate_file`` as their
+      ``OTEL_EXPORTER_OTLP_*`` twins.
     - ``store``: False for no embedded store, a path for another file (default:
       ``OTEL_RUNNABLES_STORE``, else the per-user data directory).
     - ``liveness_spans`` / ``liveness_after``: pending and event-mirror spans, and after how many
@@ -230,16 +268,17 @@ def configure(
     - ``tracer_provider``: add our processors to this provider instead (it is not made global).
     - ``set_global``: make the provider we build the global one (for other instrumentations too).
 
-    The ``OTEL_RUNNABLES_*`` variables are read again (a bad one raises ``ConfigurationError``).
+    An argument of the wrong form raises ``ConfigurationError`` naming it and the form expected
+    (``endpoint="http://localhost:4318"``, not ``4318`` or ``"localhost:4318"``), before anything
+    changes. The ``OTEL_RUNNABLES_*`` variables are read again (a bad one raises ``ConfigurationError``).
     An application's own global provider is kept: our processors are added to it.
     Call ``shutdown()`` before configuring again.
     """
     global _pinned, _setup, _private
     from otel_runnables import liveness
 
-    if exporters is None and endpoint is not None:
-        exporters = ["otlp"]
-    settings = ExportSettings(
+    check_arguments(  # every one, before anything changes
+        service_name=service_name,
         exporters=exporters,
         endpoint=endpoint,
         protocol=protocol,
@@ -247,9 +286,24 @@ def configure(
         timeout=timeout,
         compression=compression,
         certificate_file=certificate_file,
+        store=store,
+        liveness_spans=liveness_spans,
+        liveness_after=liveness_after,
+        span_exporters=span_exporters,
+        tracer_provider=tracer_provider,
+        set_global=set_global,
+    )
+    settings = ExportSettings(
+        exporters=["otlp"] if exporters is None and endpoint is not None else exporters,
+        endpoint=endpoint,
+        protocol=protocol,
+        headers=headers,
+        timeout=timeout,
+        compression=compression,
+        certificate_file=None if certificate_file is None else str(certificate_file),
         extra_exporters=tuple(span_exporters),
     )
-    exporter_names(settings)  # validate before touching anything
+    exporter_names(settings)
     _settings.refresh(strict=True)  # the OTEL_RUNNABLES_* variables, read again
     if liveness_spans is None and liveness_after is not None:
         liveness_spans = True  # a delay asks for liveness spans
@@ -282,20 +336,31 @@ def current_setup() -> TelemetrySetup | None:
 
 
 def force_flush(timeout_millis: int = 30_000) -> bool:
-    """Export everything queued so far; False if some processor did not finish in time."""
+    """Export everything queued so far, waiting at most ``timeout_millis``; False if
+    some of it was not delivered in that time."""
     setup = _setup
     return True if setup is None else setup.force_flush(timeout_millis)
 
 
-def shutdown() -> None:
-    """Flush and stop what the library set up; the next run or configure() starts afresh."""
+def shutdown(timeout_millis: int | None = None) -> bool:
+    """Flush and stop what the library set up, within ``timeout_millis`` (default: the
+    export timeout, ``OTEL_EXPORTER_OTLP_TIMEOUT`` for OTLP); False if some spans were
+    not delivered. The next run or configure() starts afresh."""
     global _pinned, _setup, _private
     with _lock:
         setup, _setup, _pinned, _private = _setup, None, None, None
-        if setup is not None:
-            if not setup.owns_provider:
-                _adopted.discard(id(setup.provider))
-            setup.shutdown()
+        retiring = list(_retiring)
+        _retiring.clear()
+        if setup is not None and not setup.owns_provider:
+            _adopted.discard(id(setup.provider))
+    setups = [*retiring, *([] if setup is None else [setup])]
+    if timeout_millis is None:
+        timeout_millis = int(1000 * max((each.export_timeout() for each in setups), default=0.0))
+    deadline = time.monotonic() + timeout_millis / 1000
+    done = True
+    for each in setups:
+        done = each.shutdown(_millis_left(deadline)) and done
+    return done
 
 
 def set_tracer_provider(provider: trace.TracerProvider | None) -> None:
@@ -314,9 +379,7 @@ def swap_tracer(tracer: trace.Tracer | None) -> trace.Tracer | None:
 
 @atexit.register
 def _flush_at_exit() -> None:
-    setup = _setup
-    if setup is not None:
-        try:
-            setup.shutdown()
-        except Exception:  # the interpreter is going away: never a traceback from us
-            logger.debug("shutdown at exit failed", exc_info=True)
+    try:
+        shutdown()
+    except Exception:  # the interpreter is going away: never a traceback from us
+        logger.debug("shutdown at exit failed", exc_info=True)

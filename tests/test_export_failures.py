@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_runnables import RunnableLambda, dispatch_custom_event, telemetry
-from otel_runnables.export_health import CountingExporter, DropCountingBatchSpanProcessor
+from otel_runnables.export_health import BoundedBatchSpanProcessor, CountingExporter
 from tests.conftest import PROVIDER
 
 
@@ -70,7 +70,7 @@ def test_an_exporter_that_raises(restored: None, caplog: pytest.LogCaptureFixtur
         telemetry.force_flush()
         telemetry.force_flush()
     (processor,) = telemetry.current_setup().processors  # type: ignore[union-attr]
-    assert isinstance(processor, DropCountingBatchSpanProcessor)
+    assert isinstance(processor, BoundedBatchSpanProcessor)
     counted = processor.exporter
     assert isinstance(counted, CountingExporter) and counted.failed == 51
     assert len([r for r in caplog.records if "could not export" in r.getMessage()]) == 1
@@ -93,7 +93,7 @@ def test_memory_stays_bounded_and_drops_are_counted_once(
     hanging = Hanging()
     setup = telemetry.configure(span_exporters=[hanging], store=False, set_global=False)
     (processor,) = setup.processors
-    assert isinstance(processor, DropCountingBatchSpanProcessor)
+    assert isinstance(processor, BoundedBatchSpanProcessor)
     runnable = RunnableLambda(lambda x: x)
     try:
         with caplog.at_level(logging.WARNING):

@@ -209,7 +209,9 @@ def test_a_provider_set_after_the_first_run_takes_over() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "app got ['work']" in done.stdout
-    assert len(console_spans(done.stdout.split("app got")[0])) == 1  # the first run, flushed
+    # the first run, flushed by the private default giving way (in the background: the
+    # run that found the application's provider does not wait on export)
+    assert len(console_spans(done.stdout.replace("app got ['work']", ""))) == 1
 
 
 def test_configure_sets_the_global_provider_when_there_is_none() -> None:
