@@ -139,6 +139,28 @@ async def errors_mid_stream(lib: Any) -> list[Any]:
 
 
 @program
+async def async_callable_objects(lib: Any) -> list[Any]:
+    import functools
+
+    class Awaits:
+        async def __call__(self, x: int) -> int:
+            await lib.adispatch_custom_event("awaits", x)
+            return x + 1
+
+    class Yields:
+        async def __call__(self, x: int) -> Any:
+            yield x
+            await lib.adispatch_custom_event("between", x)
+            yield x + 1
+
+    async def scaled(x: int, factor: int) -> int:
+        return x * factor
+
+    seq = lib.RunnableLambda(Awaits()) | lib.RunnableLambda(Yields()) | functools.partial(scaled, factor=3)
+    return await events(seq, 1) + await events(lib.RunnableLambda(Yields()), 5)
+
+
+@program
 async def run_id_and_name(lib: Any) -> list[Any]:
     import uuid
 

@@ -1614,6 +1614,100 @@ async def dispatch_with_an_explicit_config_from_elsewhere(lib: Any) -> list[Any]
     return out + h.records + h2.records
 
 
+def _async_callables(lib: Any) -> dict[str, Any]:
+    """Callables that are async without being ``async def`` functions."""
+    import functools
+
+    class Awaits:
+        async def __call__(self, x: int) -> int:
+            await lib.adispatch_custom_event("awaits", x)
+            return x + 1
+
+    class Yields:
+        async def __call__(self, x: int) -> Any:
+            await lib.adispatch_custom_event("yields", x)
+            yield x
+            yield x * 10
+
+    class TakesConfig:
+        async def __call__(self, x: int, config: Any) -> Any:
+            return {"x": x, "tags": config["tags"]}
+
+    class ReturnsARunnable:
+        async def __call__(self, x: int) -> Any:
+            return lib.RunnableLambda(lambda y: y - 1)
+
+    class Service:
+        def __init__(self, factor: int) -> None:
+            self.factor = factor
+
+        async def scale(self, x: int) -> int:
+            return x * self.factor
+
+        async def repeat(self, x: int) -> Any:
+            for _ in range(self.factor):
+                yield x
+
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async def count(x: int, up_to: int) -> Any:
+        for n in range(x, up_to):
+            yield n
+
+    return {
+        "awaits": Awaits(),
+        "yields": Yields(),
+        "takes_config": TakesConfig(),
+        "returns_a_runnable": ReturnsARunnable(),
+        "bound_method": Service(3).scale,
+        "bound_generator_method": Service(2).repeat,
+        "partial": functools.partial(add, y=5),
+        "partial_generator": functools.partial(count, up_to=4),
+    }
+
+
+@program
+async def async_callables_that_are_not_functions(lib: Any) -> list[Any]:
+    out: list[Any] = []
+    for label, func in _async_callables(lib).items():
+        runnable = lib.RunnableLambda(func)
+        h = async_recorder(lib)
+        config = {"callbacks": [h], "tags": [label]}
+        out.append({"case": label, "name": runnable.get_name()})
+        out.append(await aoutcome(lambda r=runnable, c=config: r.ainvoke(1, c)))
+        out.append(await aoutcome(lambda r=runnable: r.abatch([1, 2])))
+        out.append({"chunks": [c async for c in runnable.astream(2, config)]})
+        # sync calls raise langchain_core's TypeError before any callback
+        out.append(outcome(lambda r=runnable, c=config: r.invoke(1, c)))
+        out.append(outcome(lambda r=runnable, c=config: list(r.stream(1, c))))
+        out += h.records
+    return out
+
+
+@program
+async def async_callables_composed_and_given_as_afunc(lib: Any) -> list[Any]:
+    funcs = _async_callables(lib)
+    # (an async generator in | or a dict would be a RunnableGenerator in langchain_core)
+    seq = (
+        lib.RunnableLambda(lambda x: x)
+        | funcs["awaits"]
+        | funcs["bound_method"]
+        | lib.RunnableLambda(funcs["yields"])
+    )
+    par = lib.RunnableParallel(a=funcs["awaits"], b=lib.RunnableLambda(funcs["partial_generator"]))
+    both = lib.RunnableLambda(lambda x: -x, afunc=funcs["awaits"])
+    h = async_recorder(lib)
+    config = {"callbacks": [h]}
+    out = [await aoutcome(lambda: seq.ainvoke(1, config))]
+    out.append({"chunks": [c async for c in seq.astream(1, config)]})
+    out.append(await aoutcome(lambda: par.ainvoke(1, config)))
+    out.append(outcome(lambda: both.invoke(1)))  # the sync func
+    out.append(await aoutcome(lambda: both.ainvoke(1, config)))  # the async callable
+    out.append({"name": both.get_name()})
+    return out + per_run(h.records)
+
+
 @program
 async def sync_invoke_of_async_function(lib: Any) -> list[Any]:
     async def afn(x: int) -> int:

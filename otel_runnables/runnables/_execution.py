@@ -383,5 +383,20 @@ async def iterate_in_executor(iterator: Iterator[T]) -> AsyncIterator[T]:
         yield chunk
 
 
+def is_coroutine_callable(func: Callable[..., Any]) -> bool:
+    """An ``async def`` function, or an object (partial, bound method, instance)
+    whose call is one: calling it gives a coroutine (langchain_core's rule)."""
+    return inspect.iscoroutinefunction(func) or (
+        hasattr(func, "__call__") and inspect.iscoroutinefunction(func.__call__)  # noqa: B004
+    )
+
+
+def is_async_generator_callable(func: Callable[..., Any]) -> bool:
+    """The same for async generators: calling it gives an async iterator."""
+    return inspect.isasyncgenfunction(func) or (
+        hasattr(func, "__call__") and inspect.isasyncgenfunction(func.__call__)  # noqa: B004
+    )
+
+
 def is_async_callable(func: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
+    return is_coroutine_callable(func) or is_async_generator_callable(func)

@@ -15,6 +15,7 @@ from otel_runnables.runnables._execution import (
     call_with_config,
     closing,
     is_async_callable,
+    is_async_generator_callable,
     iterate_in_executor,
     run_in_executor,
     transform_stream_with_config,
@@ -64,6 +65,7 @@ class RunnableLambda(Runnable[Any, Any]):
         self._func_config = self.func is not None and accepts_config(self.func)
         self._afunc_config = self.afunc is not None and accepts_config(self.afunc)
         self._func_streams = self.func is not None and inspect.isgeneratorfunction(self.func)
+        self._afunc_streams = self.afunc is not None and is_async_generator_callable(self.afunc)
 
     # -- calling the function ---------------------------------------------
 
@@ -112,13 +114,13 @@ class RunnableLambda(Runnable[Any, Any]):
     async def _ainvoke(self, value: Any, config: RunnableConfig, run: Run) -> Any:
         output: Any = None
         if self.afunc is not None:
-            if inspect.isasyncgenfunction(self.afunc):
+            if self._afunc_streams:
                 async with closing(self._call_async(value, config)) as stream:
                     async for chunk in stream:
                         output = add_chunk(output, chunk)
             else:
                 output = await self._call_async(value, config)
-        elif inspect.isgeneratorfunction(self.func):
+        elif self._func_streams:
             async for chunk in iterate_in_executor(self._call_sync(value, config)):
                 output = add_chunk(output, chunk)
         else:
@@ -141,7 +143,7 @@ class RunnableLambda(Runnable[Any, Any]):
 
     def _transform(self, chunks: Iterator[Any], config: RunnableConfig, run: Run) -> Iterator[Any]:
         value = _aggregate(chunks)
-        if inspect.isgeneratorfunction(self.func):
+        if self._func_streams:
             output: Any = None
             for chunk in self._call_sync(value, config):
                 yield chunk
@@ -174,7 +176,7 @@ class RunnableLambda(Runnable[Any, Any]):
     ) -> AsyncIterator[Any]:
         value = await _aaggregate(chunks)
         output: Any = None
-        if self.afunc is not None and inspect.isasyncgenfunction(self.afunc):
+        if self._afunc_streams:
             async with closing(self._call_async(value, config)) as stream:
                 async for chunk in stream:
                     yield chunk
@@ -183,7 +185,7 @@ class RunnableLambda(Runnable[Any, Any]):
             output = await self._call_async(value, config)
             if not isinstance(output, Runnable):
                 yield output
-        elif inspect.isgeneratorfunction(self.func):
+        elif self._func_streams:
             # streamed chunk by chunk from the executor, never blocking the loop
             async for chunk in iterate_in_executor(self._call_sync(value, config)):
                 yield chunk
