@@ -652,6 +652,61 @@ async def names_of_runnables(lib: Any) -> list[Any]:
     return out
 
 
+@program
+async def names_of_composed_sequences(lib: Any) -> list[Any]:
+    def f(x: Any) -> Any:
+        return x
+
+    def lam(name: str | None = None) -> Any:
+        return lib.RunnableLambda(f, name=name) if name else lib.RunnableLambda(f)
+
+    def seq(name: str | None = None) -> Any:
+        return lib.RunnableSequence(lam(), lam(), name=name)
+
+    built = {
+        "unnamed | named": lambda: seq() | seq("named"),
+        "named | unnamed": lambda: seq("named") | seq(),
+        "named | named": lambda: seq("left") | seq("right"),
+        "lambda | named": lambda: lam() | seq("named"),
+        "named | lambda": lambda: seq("named") | lam(),
+        "function | named": lambda: f | seq("named"),
+        "dict | named": lambda: {"k": f} | seq("named"),
+        "named | dict": lambda: seq("named") | {"k": f},
+        "binding | named": lambda: seq("named").with_config(run_name="bound") | seq("other"),
+        "named | binding": lambda: seq("named") | seq("other").with_config(tags=["t"]),
+        "parallel | named": lambda: lib.RunnableParallel(a=f) | seq("named"),
+        "(unnamed | named) | unnamed": lambda: (seq() | seq("named")) | seq(),
+        "pipe with a name": lambda: seq("named").pipe(lam(), name="piped"),
+        "pipe without a name": lambda: seq("named").pipe(lam()),
+        "lambda.pipe": lambda: lam().pipe(lam(), lam(), name="p"),
+        "lambda.pipe(named sequence)": lambda: lam().pipe(seq("inner")),
+        "pipe of many kinds": lambda: lam().pipe(seq("a"), {"k": f}, f, name="many"),
+        "sequence of named sequences": lambda: lib.RunnableSequence(seq("a"), seq("b")),
+        "named sequence of named sequences": lambda: lib.RunnableSequence(seq("a"), seq("b"), name="c"),
+        "first, middle, last": lambda: lib.RunnableSequence(first=lam("x"), middle=[lam("y")], last=lam("z")),
+        "pipe of nothing": lambda: lam().pipe(),
+        "one step": lambda: lib.RunnableSequence(lam()),
+        "no step": lambda: lib.RunnableSequence(),
+    }
+    out: list[Any] = []
+    h = sync_recorder(lib)
+    for label, build in built.items():
+
+        def run(build: Any = build) -> Any:
+            runnable = build()
+            result = runnable.invoke(1, {"callbacks": [h]})
+            return [runnable.get_name(), len(runnable.steps), result]
+
+        runs = [r["name"] for r in h.records if r["cb"] == "on_chain_start"]
+        out.append({label: outcome(run), "runs": runs})
+        h.records.clear()
+    ah = async_recorder(lib)
+    composed = seq() | seq("named")
+    out.append(await aoutcome(lambda: composed.ainvoke(1, {"callbacks": [ah], "run_name": "given"})))
+    out.append(await aoutcome(lambda: composed.ainvoke(2, {"callbacks": [ah]})))
+    return out + ah.records
+
+
 # -- errors -------------------------------------------------------------------------
 
 

@@ -212,11 +212,14 @@ class Runnable(Generic[Input, Output]):
         return RunnableBinding(self, bound)
 
     def pipe(
-        self, *others: Runnable[Any, Any] | Callable[[Any], Any] | Mapping[str, Any]
+        self,
+        *others: Runnable[Any, Any] | Callable[[Any], Any] | Mapping[str, Any],
+        name: str | None = None,
     ) -> RunnableSequence:
+        """This runnable followed by ``others``, as one sequence named ``name``."""
         from otel_runnables.runnables.sequence import RunnableSequence
 
-        return RunnableSequence(self, *others)
+        return RunnableSequence(self, *others, name=name)
 
     def __or__(
         self, other: Runnable[Any, Other] | Callable[[Any], Other] | Mapping[str, Any]

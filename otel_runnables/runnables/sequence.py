@@ -50,15 +50,25 @@ class _SequenceBatch:
 class RunnableSequence(Runnable[Any, Any]):
     """The output of each step is the input of the next."""
 
-    def __init__(self, *steps: Any, name: str | None = None) -> None:
+    def __init__(
+        self,
+        *steps: Any,
+        name: str | None = None,
+        first: Runnable[Any, Any] | None = None,
+        middle: list[Runnable[Any, Any]] | None = None,
+        last: Runnable[Any, Any] | None = None,
+    ) -> None:
         flat: list[Runnable[Any, Any]] = []
+        if not steps and first is not None and last is not None:
+            flat = [first, *(middle or ()), last]  # taken as they are, as langchain_core does
         for step in steps:
             if isinstance(step, RunnableSequence):
                 flat.extend(step.steps)
             else:
                 flat.append(coerce_to_runnable(step))
         if len(flat) < 2:
-            raise ValueError(f"RunnableSequence needs at least 2 steps, got {len(flat)}")
+            # langchain_core's wording
+            raise ValueError(f"RunnableSequence must have at least 2 steps, got {len(flat)}")
         self.steps: list[Runnable[Any, Any]] = flat
         self.name = name
 
@@ -70,10 +80,16 @@ class RunnableSequence(Runnable[Any, Any]):
     def last(self) -> Runnable[Any, Any]:
         return self.steps[-1]
 
+    # the name: the left sequence's, else the right one's (langchain_core's rule)
+
     def __or__(self, other: Any) -> RunnableSequence:
+        if isinstance(other, RunnableSequence):
+            return RunnableSequence(*self.steps, *other.steps, name=self.name or other.name)
         return RunnableSequence(*self.steps, other, name=self.name)
 
     def __ror__(self, other: Any) -> RunnableSequence:
+        if isinstance(other, RunnableSequence):
+            return RunnableSequence(*other.steps, *self.steps, name=other.name or self.name)
         return RunnableSequence(other, *self.steps, name=self.name)
 
     @staticmethod
