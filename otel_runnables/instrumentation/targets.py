@@ -5,11 +5,14 @@ A target is ``"package.module:qualified.name"``: a function, a method
 imported it is patched now; otherwise when it is first imported (a wrapt
 post-import hook), so code that later does ``from package.module import f``
 gets the traced ``f``. Code that took a reference before the patch keeps the
-original: instrument early.
+original: instrument early. A target in the module running as ``__main__``
+is patched there (see ``main_module``). A target still unresolved when the
+process exits is reported once.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import inspect
 import logging
@@ -30,6 +33,7 @@ from otel_runnables.instrumentation.decorator import (
     public_methods,
     trace_callable,
 )
+from otel_runnables.instrumentation.main_module import MAIN, is_main_module, watch_main
 
 __all__ = ["InstrumentationError", "instrument", "instrumented_targets", "uninstrument"]
 
@@ -72,10 +76,15 @@ class _Instrumentation:
     options: TracingOptions
     patches: list[_Patch] = field(default_factory=list)
     active: bool = True
+    failed: bool = False
+    """Its module was found but the target could not be patched (reported then)."""
 
 
 _registry: dict[str, _Instrumentation] = {}
 _lock = threading.RLock()
+_pending_main: list[_Instrumentation] = []  # targets in __main__, not defined there yet
+_watching_main = False
+_exit_check = False
 
 
 def instrument(
@@ -114,6 +123,11 @@ def instrument(
     with _lock:
         if target in _registry:
             raise InstrumentationError(f"{target!r} is already instrumented; uninstrument it first")
+        _check_at_exit()
+        if is_main_module(module):
+            _instrument_in_main(entry)
+            _registry[target] = entry
+            return
         loaded = sys.modules.get(module)
         if loaded is not None:
             entry.patches = _apply(entry, loaded)
@@ -158,6 +172,88 @@ def _parse(target: object) -> tuple[str, str]:
     return match["module"], match["path"]
 
 
+def _instrument_in_main(entry: _Instrumentation) -> None:
+    """Patch the target in ``__main__`` now if it is defined, else as soon as it is."""
+    global _watching_main
+    main = sys.modules[MAIN]
+    if _defined(main, entry.path):
+        entry.patches = _apply(entry, main)
+        return
+    _pending_main.append(entry)
+    if _watching_main:
+        return
+    if watch_main(_patch_pending_main):
+        _watching_main = True
+        return
+    _pending_main.remove(entry)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if entry.module == MAIN:
+        fix = "name the target by its module and import that module from a launcher"
+    else:
+        launcher = f"import {entry.module} as m; m.{entry.path}()"
+        fix = f'start it from a launcher that imports it: python -c "{launcher}"'
+    raise InstrumentationError(
+        f"cannot instrument {entry.target!r}: it runs as __main__ and has not defined {entry.path!r} yet, "
+        f"and Python {version} gives no hook to patch it as it is defined (3.12+ does). "
+        f"Run it with Python 3.12+, or {fix}"
+    )
+
+
+def _defined(module: ModuleType, path: str) -> bool:
+    try:
+        wrapt.resolve_path(module, path)
+    except AttributeError:
+        return False
+    return True
+
+
+def _patch_pending_main() -> bool:
+    """Before each top-level line of __main__: patch what it has defined by now;
+    True once nothing is pending."""
+    global _watching_main
+    with _lock:
+        main = sys.modules[MAIN]
+        for entry in list(_pending_main):
+            if not entry.active:
+                _pending_main.remove(entry)
+            elif _defined(main, entry.path):
+                _pending_main.remove(entry)
+                try:
+                    entry.patches = _apply(entry, main)
+                except InstrumentationError as exc:
+                    entry.failed = True
+                    _logger.warning("otel_runnables could not instrument in __main__: %s", exc)
+        if _pending_main:
+            return False
+        _watching_main = False
+        return True
+
+
+def _check_at_exit() -> None:
+    global _exit_check
+    if not _exit_check:
+        _exit_check = True
+        atexit.register(_report_unresolved)
+
+
+def _report_unresolved() -> None:
+    """One warning per target that was never patched (its module never imported or
+    the target never defined), so a misnamed target is not silent."""
+    with _lock:
+        entries = [e for e in _registry.values() if e.active and not e.patches and not e.failed]
+    for entry in entries:
+        where = (
+            f"{entry.path!r} was never defined in __main__"
+            if entry in _pending_main or is_main_module(entry.module)
+            else f"module {entry.module!r} was never imported"
+        )
+        _logger.warning(
+            "otel_runnables instrumented nothing for %r: %s (is it the module you run, and its name?)",
+            entry.target,
+            where,
+        )
+
+
 def _module_exists(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -173,6 +269,7 @@ def _apply_on_import(entry: _Instrumentation, module: ModuleType) -> None:
         try:
             entry.patches = _apply(entry, module)
         except InstrumentationError as exc:
+            entry.failed = True
             _logger.warning("otel_runnables could not instrument on import: %s", exc)
 
 
