@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import socket
 import sys
 import threading
 import time
@@ -16,14 +17,18 @@ from rich.console import Console
 from rich.live import Live
 
 from otel_runnables import progress
+from otel_runnables.errors import RunFailedError, RunLostError, RunNotFoundError
 from otel_runnables.progress import render
+from otel_runnables.store.tail import StoreGoneError
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_RUN_LOST = 5
 
 _EPILOG = """exit codes: 0 ok; 1 the followed run ended with an error; 2 bad arguments (id, backend);
-3 backend unreachable, failing or answering malformed data; 4 no such trace or run; 130 interrupted.
+3 backend unreachable, failing or answering malformed data; 4 no such trace or run;
+5 the followed run was lost (its process stopped before it ended); 130 interrupted.
 
 environment: OTEL_RUNNABLES_STORE (the local store file; also where instrumented programs write)."""
 
@@ -100,49 +105,106 @@ def _wait_for_tree(
             time.sleep(0.2)
 
 
-def _finished(tree: progress.RunTree) -> bool:
-    return bool(tree.roots) and all(root.status != "running" for root in tree.roots)
-
-
 def _exit_for(tree: progress.RunTree) -> int:
     return EXIT_RUN_FAILED if any(root.status == "error" for root in tree.roots) else EXIT_OK
 
 
+def _follow_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``otel_runnables.follow`` needs to read where ``args`` say."""
+    options = {"backend": args.backend, **_backend_options(args)}
+    if args.backend != "local":
+        options["interval"] = args.interval
+    return options
+
+
+def _say_waiting(options: dict[str, Any], run_or_trace: str, wait: float) -> None:
+    """Tell at once (on stderr) when the run is not known yet, and how long it is waited for."""
+    if wait <= 0:
+        return
+    reading = {key: value for key, value in options.items() if key not in ("backend", "interval")}
+    try:
+        progress.get(run_or_trace, progress.make_backend(options["backend"], **reading))
+    except progress.TraceNotFoundError:
+        print(
+            f"otel-runnables: {run_or_trace} is not known yet; "
+            f"waiting up to {wait:g} s for it to appear (--wait)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def follow(
-    backend: progress.Backend,
+    options: dict[str, Any],
     run_or_trace: str,
     *,
-    interval: float,
     wait: float,
     console: Console,
+    json_lines: bool = False,
     say_waiting: bool = True,
-) -> progress.RunTree:
-    """Redraw the tree every ``interval`` seconds until every root run has ended."""
-    tree = _wait_for_tree(backend, run_or_trace, wait, say_waiting=say_waiting)
+) -> tuple[progress.RunTree, int]:
+    """Show the tree as ``otel_runnables.follow`` reads it, until the followed run
+    ends: a live view, or (``json_lines``) one ``progress --json`` tree per line
+    each time it changes. The exit code says how the run ended."""
+    from otel_runnables import follow_sync
+
+    if say_waiting:
+        _say_waiting(options, run_or_trace, wait)
+    followed = follow_sync(run_or_trace, wait=wait, keep_events=True, **options)
+    shown: dict[str, Any] | None = None
+
+    def show_json() -> None:
+        nonlocal shown
+        snapshot = render.tree_json(followed.tree())
+        if snapshot["runs"] and snapshot != shown:
+            shown = snapshot
+            print(json.dumps(snapshot, ensure_ascii=False, default=str), flush=True)
+
+    code = EXIT_OK
+    live = (
+        None if json_lines else Live(render.tree_view(followed.tree()), console=console, refresh_per_second=8)
+    )
     try:
-        with Live(render.tree_view(tree), console=console, refresh_per_second=8, transient=False) as live:
-            while not _finished(tree):
-                time.sleep(interval)
-                try:
-                    tree = progress.get(run_or_trace, backend)
-                except progress.BackendUnavailableError as exc:
-                    live.console.print(f"[yellow]{exc}; retrying[/]")
-                    continue
-                live.update(render.tree_view(tree))
+        if live is not None:
+            live.start()
+        changed = False
+        while True:
+            try:
+                event = followed.next_event_sync(0 if changed else 0.25)
+            except StopIteration:
+                break
+            except RunFailedError:
+                code = EXIT_RUN_FAILED
+                break
+            except RunLostError:
+                code = EXIT_RUN_LOST
+                break
+            if event is not None:
+                changed = True
+                continue
+            if json_lines and changed:
+                show_json()
+            elif live is not None:
+                live.update(render.tree_view(followed.tree()))  # durations go on
+            changed = False
     finally:
-        if not console.is_terminal:
-            console.line()  # a terminal's live view ends its last line itself; piped output must too
-    return tree
+        followed.close()
+        if live is not None:
+            live.update(render.tree_view(followed.tree()))
+            live.stop()
+            if not console.is_terminal:
+                console.line()  # a terminal's live view ends its last line itself; piped output must too
+    if json_lines:
+        show_json()
+    return followed.tree(), code
 
 
 def cmd_progress(args: argparse.Namespace, console: Console) -> int:
-    backend = _backend(args)
     if args.follow:
-        tree = follow(backend, args.id, interval=args.interval, wait=args.wait, console=console)
-        if args.json:
-            _json_out(render.tree_json(tree))
-        return _exit_for(tree)
-    tree = _wait_for_tree(backend, args.id, 0)
+        _, code = follow(
+            _follow_options(args), args.id, wait=args.wait, console=console, json_lines=args.json
+        )
+        return code
+    tree = _wait_for_tree(_backend(args), args.id, 0)
     if args.json:
         _json_out(render.tree_json(tree))
     else:
@@ -150,7 +212,43 @@ def cmd_progress(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _follow_events(args: argparse.Namespace, console: Console) -> int:
+    """Each custom event of the run's subtree (or trace) as it is recorded: a line
+    of text, or (``--json``) one JSON object per line, as ``events --json``."""
+    from otel_runnables import follow_sync
+
+    options = _follow_options(args)
+    _say_waiting(options, args.id, args.wait)
+    names: dict[str, str] = {}
+    code = EXIT_OK
+    with follow_sync(args.id, wait=args.wait, **options) as followed:
+        try:
+            for event in followed:
+                if event["event"].endswith("_start"):
+                    names[event["run_id"]] = event["name"]
+                if event["event"] != "on_custom_event":
+                    continue
+                shown = progress.RunEvent(
+                    event["name"],
+                    followed.last_event_time_ns or 0,
+                    event["data"],
+                    run_id=event["run_id"],
+                    run_name=names.get(event["run_id"]),
+                )
+                if args.json:
+                    print(json.dumps(render.event_json(shown), ensure_ascii=False, default=str), flush=True)
+                else:
+                    console.print(render.event_line(shown), markup=False, highlight=False, soft_wrap=True)
+        except RunFailedError:
+            code = EXIT_RUN_FAILED
+        except RunLostError:
+            code = EXIT_RUN_LOST
+    return code
+
+
 def cmd_events(args: argparse.Namespace, console: Console) -> int:
+    if args.follow:
+        return _follow_events(args, console)
     events = progress.events(args.id, _backend(args))
     if args.json:
         for event in events:
@@ -186,10 +284,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         soft_wrap=True,
     )
     worker.start()
-    backend = progress.make_backend("local", path=str(setup.store_path))
-    interval = min(0.25, max(args.delay, 0.05))
+    options = {"backend": "local", "path": str(setup.store_path)}
     try:
-        tree = follow(backend, str(run_id), interval=interval, wait=30, console=console, say_waiting=False)
+        tree, _ = follow(options, str(run_id), wait=30, console=console, say_waiting=False)
     except KeyboardInterrupt:
         print(
             f"interrupted: the demo job stops here; what it recorded stays in the store "
@@ -212,6 +309,55 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     if failure:
         console.print(f"the job failed: {failure[0]!r}", style="red")
     return _exit_for(tree)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A listening socket for ``host`` (a name, IPv4 or IPv6 address) and ``port`` (0: any free one)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    return socket.create_server((host, port), family=family, reuse_port=False)
+
+
+def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        print(
+            "otel-runnables: serve needs an ASGI server; install it with: pip install 'otel-runnables[web]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    from otel_runnables import web, web_security
+
+    if not web_security.is_loopback(args.host):
+        print(
+            f"otel-runnables: warning: serving on {args.host}, not a loopback address: anyone who can "
+            "reach it can read your runs, their inputs, outputs and events",
+            file=sys.stderr,
+            flush=True,
+        )
+    app = web.create_app(args.backend, **_backend_options(args))
+    try:
+        listening = _listening_socket(args.host, args.port)
+    except OSError as exc:
+        print(f"otel-runnables: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    host, port = listening.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    if args.backend == "local":
+        from otel_runnables.store import default_store_path
+
+        source = f"the store {args.store or default_store_path()}"
+    else:
+        source = f"{args.backend} at {args.url or 'its default URL'}"
+    print(f"serving runs from {source} on http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
+    config = uvicorn.Config(
+        web_security.guarded(app, host=args.host),
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=2,  # open event streams would hold the shutdown forever
+    )
+    uvicorn.Server(config).run(sockets=[listening])
+    return EXIT_OK
 
 
 # -- arguments ----------------------------------------------------------------------------
@@ -244,6 +390,16 @@ def _positive_megabytes(text: str) -> float:
         value = math.nan
     if not math.isfinite(value) or value * 1024 * 1024 < 1:
         raise argparse.ArgumentTypeError(f"expected a positive number of MiB, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
     return value
 
 
@@ -299,9 +455,12 @@ def _parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("progress", parents=[backend], help="a run tree with progress", epilog=_EPILOG)
     show.add_argument("id", help="a trace id (hex) or a run id (UUID)")
-    show.add_argument("--follow", "-f", action="store_true", help="redraw until the run ends")
+    show.add_argument("--follow", "-f", action="store_true", help="follow the run live until it ends")
     show.add_argument(
-        "--interval", type=_positive_seconds, default=1.0, help="seconds between redraws (default 1)"
+        "--interval",
+        type=_positive_seconds,
+        default=1.0,
+        help="with --follow: seconds between reads of Jaeger or Tempo (default 1; the store is tailed)",
     )
     show.add_argument(
         "--wait",
@@ -309,7 +468,11 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds to wait for the run to appear (default 30)",
     )
-    show.add_argument("--json", action="store_true", help="the tree as JSON (with --follow: once it ends)")
+    show.add_argument(
+        "--json",
+        action="store_true",
+        help="the tree as JSON; with --follow, JSON Lines: the whole tree again on one line at each change",
+    )
     show.set_defaults(handler=cmd_progress)
 
     events = commands.add_parser(
@@ -317,7 +480,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     events.add_argument("id", help="a run id (UUID): its events; a trace id (hex): those of all its runs")
     events.add_argument("--json", action="store_true", help="JSON Lines")
+    events.add_argument(
+        "--follow", "-f", action="store_true", help="print each event as it is recorded, until the run ends"
+    )
+    events.add_argument(
+        "--interval",
+        type=_positive_seconds,
+        default=1.0,
+        help="with --follow: seconds between reads of Jaeger or Tempo (default 1)",
+    )
+    events.add_argument(
+        "--wait",
+        type=_seconds_or_zero,
+        default=30.0,
+        help="with --follow: seconds to wait for the run to appear (default 30)",
+    )
     events.set_defaults(handler=cmd_events)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[backend],
+        help="the web view and its API (runs, trees, live events over SSE); needs the web extra",
+        epilog=_EPILOG,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8321, help="port (default 8321; 0: any free port)")
+    serve.set_defaults(handler=cmd_serve)
 
     demo = commands.add_parser("demo", help="run a demo job and follow its progress live")
     demo.add_argument("--steps", type=int, default=8, help="chunks the transform step works through")
@@ -342,10 +530,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (progress.InvalidIdError, progress.UnknownBackendError, progress.InvalidOptionError) as exc:
         errors.print(f"otel-runnables: {exc}", markup=False)
         return EXIT_USAGE
-    except progress.TraceNotFoundError as exc:
+    except (progress.TraceNotFoundError, RunNotFoundError) as exc:
         errors.print(f"otel-runnables: {exc}", markup=False)
         return EXIT_NOT_FOUND
-    except progress.BackendError as exc:
+    except (progress.BackendError, StoreGoneError) as exc:
         errors.print(f"otel-runnables: {exc}", markup=False)
         return EXIT_BACKEND
     return code

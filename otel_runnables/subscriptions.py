@@ -166,7 +166,7 @@ class _Attached:
         replayed = replayer.update(runs, events, emit=emit)
         taken = replayer.taken_ids() if emit else set()  # the bus then skips what was yielded
         status = replayer.status_of_root()
-        return [event for _, event in replayed], taken, status
+        return [event for _, event, _ in replayed], taken, status
 
     def _after_record(self, record: tuple[list[dict[str, Any]], set[str], str | None]) -> bool:
         """Take what the record says; True when settled (no waiting for a start)."""

@@ -319,8 +319,96 @@ def test_follow_a_job_running_in_another_process(tmp_path: Path, outcome: str, c
         if follower is not None:
             follower.kill()
     assert follower.returncode == code, stderr
-    (root,) = json.loads(stdout[stdout.index("{") :])["runs"]
+    # JSON Lines only: one whole tree per line, each time it changed
+    snapshots = [json.loads(line) for line in stdout.splitlines()]
+    assert len(snapshots) >= 2 and snapshots[0]["runs"][0]["status"] == "running"
+    (root,) = snapshots[-1]["runs"]
     assert root["status"] == ("ok" if outcome == "ok" else "error")
     assert root["progress"]["done"] == 5 and root["progress"]["percent"] == 100
     if outcome == "fail":
         assert "disk full" in root["status_message"]
+
+
+def test_events_follow_prints_each_event_as_it_is_recorded(tmp_path: Path) -> None:
+    from tests.follow_helpers import start_worker, wait_for_line
+
+    store = tmp_path / "traces.sqlite3"
+    run_id = "01234567-89ab-7def-8123-456789abcde1"
+    worker, gate = start_worker(tmp_path, store, run_id, pause=0.02)
+    wait_for_line(worker, "attach now")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "otel_runnables.cli", "events", run_id, "--follow", "--json"],
+        env=environment(store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert follower.stdout is not None
+    first = json.loads(follower.stdout.readline())  # the history comes first
+    gate.touch()
+    rest = [json.loads(line) for line in follower.stdout]
+    assert follower.wait(60) == 0 and worker.wait(60) == 0
+    events = [first, *rest]
+    assert [(e["name"], e["data"]["step"]) for e in events] == [
+        (name, step) for step in range(1, 6) for name in ("progress", "row")
+    ]
+    assert {e["run_name"] for e in events} == {"job", "transform"}
+    assert all(e["time_ns"] > 0 and e["time"].endswith("Z") for e in events)
+    text = cli(store, "events", run_id, "--follow")
+    assert text.returncode == 0 and text.stdout.count("progress") == 5 and "chunk 5" in text.stdout
+
+
+def test_progress_follow_json_lines_only(tmp_path: Path) -> None:
+    from tests.follow_helpers import start_worker
+
+    store = tmp_path / "traces.sqlite3"
+    run_id = "01234567-89ab-7def-8123-456789abcde2"
+    worker, gate = start_worker(tmp_path, store, run_id, mode="fail", pause=0.01)
+    gate.touch()
+    assert worker.wait(60) == 0
+    done = cli(store, "progress", run_id, "--follow", "--json")
+    assert done.returncode == 1, done.stderr
+    (snapshot,) = [json.loads(line) for line in done.stdout.splitlines()]  # ended: one tree, one line
+    (root,) = snapshot["runs"]
+    assert root["status"] == "error" and "bad row 42" in root["status_message"]
+    assert root["progress"]["done"] == 5 and len(root["children"]) == 5
+
+
+def test_serve_answers_over_http_and_says_how_to_install_it(tmp_path: Path) -> None:
+    import urllib.request
+
+    store = tmp_path / "traces.sqlite3"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "otel_runnables.cli", "serve", "--port", "0", "--store", str(store)],
+        env=environment(store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith(f"serving runs from the store {store} on http://127.0.0.1:"), line
+        url = line.split(" on ", 1)[1].split()[0]
+        with urllib.request.urlopen(url + "api/runs") as response:
+            assert json.loads(response.read()) == []
+            assert "content-security-policy" in {key.lower() for key in response.headers}
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['uvicorn'] = None; "  # as if the web extra were not installed
+            "from otel_runnables.cli import main; sys.exit(main(['serve']))",
+        ],
+        env=environment(store),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert "pip install 'otel-runnables[web]'" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -62,6 +62,8 @@ class RecordedRun:
     end_ns: int | None = None
     status_message: str = ""
     outputs: Any = MISSING
+    trace_id: str = ""
+    span_id: str = ""  # the run's own span
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,8 @@ def run_from_span(record: SpanRecord, *, final: bool = True) -> RecordedRun:
         end_ns=record.end_ns if status != "running" else None,
         status_message=record.status_message if status != "running" else "",
         outputs=recorded_value(attributes, "output") if status == "ok" else MISSING,
+        trace_id=record.trace_id,
+        span_id=record.span_id if final else (record.parent_span_id or record.span_id),
     )
 
 
@@ -156,6 +160,7 @@ def _live_run(
     run: Run, status: str, start_ns: int, end_ns: int | None, message: str, outputs: Any
 ) -> RecordedRun:
     attributes = conventions.run_attributes(run.tags, run.metadata)
+    context = run.span.get_span_context()
     inputs: Any = MISSING
     if not is_stream_start_marker(run.inputs):
         inputs = recorded_value(conventions.io_attributes("input", run.inputs, capture=run.capture), "input")
@@ -172,6 +177,8 @@ def _live_run(
         end_ns=end_ns,
         status_message=message,
         outputs=outputs,
+        trace_id=f"{context.trace_id:032x}",
+        span_id=f"{context.span_id:016x}",
     )
 
 

@@ -47,7 +47,9 @@ from otel_runnables.progress.feeds import (
     live_here,
     store_writer,
 )
+from otel_runnables.progress.live_tree import tree_of
 from otel_runnables.progress.local import LocalBackend
+from otel_runnables.progress.model import RunTree
 from otel_runnables.progress.query import (
     BACKENDS,
     InvalidIdError,
@@ -70,13 +72,17 @@ class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
     def __init__(self, feed: Feed, replayer: Replayer, *, timeout: float | None = None) -> None:
         self._feed = feed
         self._replayer = replayer
-        self._pending: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._pending: collections.deque[tuple[str, dict[str, Any], int]] = collections.deque()
         self._timeout = timeout
         self._closed = False
         self.delivered = 0
+        self._batches = 0
+        self._resume_after: str | None = None
         self.last_event_id: str | None = None
         """The id of the event last returned: the same event has the same id in
         every follow of the run (an SSE ``id:``, for ``Last-Event-ID``)."""
+        self.last_event_time_ns: int | None = None
+        """When the event last returned happened, as recorded (ns since the epoch)."""
         self._finalizer = weakref.finalize(self, close_quietly, feed)
 
     @property
@@ -89,6 +95,11 @@ class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
     def finished(self) -> bool:
         return self._replayer.finished and not self._pending
 
+    def tree(self) -> RunTree:
+        """The followed runs as a progress tree, as far as they have been read
+        (every event of each run only when opened with ``keep_events``)."""
+        return tree_of(self._replayer)
+
     def _take(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
         if kind == ERROR:
@@ -97,11 +108,28 @@ class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
         if kind == BATCH:
             _, runs, events, emit = item
             self._pending.extend(self._replayer.update(runs, events, emit=emit))
+            self._batches += 1
+            if self._batches == 1 and self._resume_after is not None:
+                self._skip_through(self._resume_after)
+
+    def resume_after(self, event_id: str) -> None:
+        """Skip what the reader had already: the events of the history up to and
+        including ``event_id`` (an earlier follow's ``last_event_id``). When the
+        history does not hold that id, nothing is skipped. Call before reading."""
+        if self._batches:
+            raise RuntimeError("resume_after() must come before the first read")
+        self._resume_after = event_id
+
+    def _skip_through(self, event_id: str) -> None:
+        ids = [made_id for made_id, _, _ in self._pending]
+        if event_id in ids:
+            for _ in range(ids.index(event_id) + 1):
+                self._pending.popleft()
 
     def _next_ready(self) -> dict[str, Any] | None:
         if self._pending:
             self.delivered += 1
-            self.last_event_id, event = self._pending.popleft()
+            self.last_event_id, event, self.last_event_time_ns = self._pending.popleft()
             return event
         if self._replayer.finished or self._closed:
             self.close()
@@ -211,6 +239,8 @@ def _open(
     event_filter: EventFilter,
     timeout: float | None,
     options: dict[str, Any],
+    *,
+    keep_events: bool = False,
 ) -> Follow:
     _check_options(since, wait, interval)
     target = _target(id)
@@ -221,7 +251,7 @@ def _open(
     if url is not None:
         options["url"] = url
     source = make_backend(backend, **options) if isinstance(backend, str) else backend
-    replayer = Replayer(target.run_id, event_filter)
+    replayer = Replayer(target.run_id, event_filter, keep_events=keep_events)
     emit_history = since == "start"
     feed: Feed
     if isinstance(source, LocalBackend):
@@ -267,6 +297,7 @@ def follow(
     exclude_names: Sequence[str] | None = None,
     exclude_types: Sequence[str] | None = None,
     exclude_tags: Sequence[str] | None = None,
+    keep_events: bool = False,
     **options: Any,
 ) -> Follow:
     """Follow a run (its id, a UUID) or a trace (its hex id) from its record;
@@ -274,11 +305,15 @@ def follow(
     embedded store; ``path=`` another file), ``"jaeger"`` or ``"tempo"`` with
     ``url`` and the options of ``progress.get`` (``headers``, ``timeout``,
     ``ca_file``, ``client_cert``, ``client_key``, ``insecure_skip_verify``).
-    ``interval``: seconds between reads of Jaeger/Tempo (default 1)."""
+    ``interval``: seconds between reads of Jaeger/Tempo (default 1).
+    ``keep_events``: keep every event read, so that ``Follow.tree()`` shows each
+    run's events and progress (memory grows with the run's record)."""
     event_filter = EventFilter(
         include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
     )
-    return _open(id, backend, url, since, wait, interval, event_filter, None, dict(options))
+    return _open(
+        id, backend, url, since, wait, interval, event_filter, None, dict(options), keep_events=keep_events
+    )
 
 
 def follow_sync(
@@ -296,6 +331,7 @@ def follow_sync(
     exclude_names: Sequence[str] | None = None,
     exclude_types: Sequence[str] | None = None,
     exclude_tags: Sequence[str] | None = None,
+    keep_events: bool = False,
     **options: Any,
 ) -> Follow:
     """``follow`` from a thread: ``for event in follow_sync(...)``; each step
@@ -304,4 +340,6 @@ def follow_sync(
     event_filter = EventFilter(
         include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
     )
-    return _open(id, backend, url, since, wait, interval, event_filter, timeout, dict(options))
+    return _open(
+        id, backend, url, since, wait, interval, event_filter, timeout, dict(options), keep_events=keep_events
+    )

@@ -19,7 +19,16 @@ from rich.tree import Tree
 
 from otel_runnables.progress.model import Progress, RunEvent, RunNode, RunSummary, RunTree
 
-__all__ = ["event_json", "events_table", "node_json", "runs_table", "summary_json", "tree_json", "tree_view"]
+__all__ = [
+    "event_line",
+    "event_json",
+    "events_table",
+    "node_json",
+    "runs_table",
+    "summary_json",
+    "tree_json",
+    "tree_view",
+]
 
 _ICONS = {"running": ("…", "yellow"), "ok": ("✓", "green"), "error": ("✗", "red")}
 
@@ -124,6 +133,13 @@ def events_table(events: Sequence[RunEvent], *, with_runs: bool = False) -> Tabl
         run = [event.run_name or event.run_id or ""] if with_runs else []
         table.add_row(iso(event.time_ns) or "", *run, event.name, _compact(event.data))
     return table
+
+
+def event_line(event: RunEvent) -> str:
+    """One event on one line: time, its run (when known), name, data."""
+    run = event.run_name or event.run_id
+    parts = [iso(event.time_ns) or "", *([run] if run else []), event.name, _compact(event.data)]
+    return "  ".join(parts)
 
 
 def _compact(data: Any) -> str:

@@ -35,13 +35,17 @@ class _Run:
     ended: bool = False
     seen: set[Any] = field(default_factory=set)  # keys of its events already taken
     waiting: list[tuple[int, RecordedEvent]] = field(default_factory=list)  # (arrival, event)
+    kept: list[RecordedEvent] = field(default_factory=list)  # with keep_events: every event taken
 
 
 class Replayer:
     """The v2 events of ``run_id``'s subtree (None: of every root in the trace)."""
 
-    def __init__(self, run_id: str | None, event_filter: EventFilter = ALL_EVENTS) -> None:
+    def __init__(
+        self, run_id: str | None, event_filter: EventFilter = ALL_EVENTS, *, keep_events: bool = False
+    ) -> None:
         self.root = run_id
+        self.keep_events = keep_events  # for tree(): what a run tree shows needs every event
         self.filter = event_filter
         self._accepts_all = event_filter == ALL_EVENTS
         self._runs: dict[str, _Run] = {}
@@ -58,9 +62,10 @@ class Replayer:
 
     def update(
         self, runs: Iterable[RecordedRun], events: Iterable[RecordedEvent], *, emit: bool = True
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """The new v2 events with their ids (none with ``emit=False``: history
-        taken as already seen). An event's id is the same in every replay."""
+    ) -> list[tuple[str, dict[str, Any], int]]:
+        """The new v2 events as (id, event, recorded time in ns); none with
+        ``emit=False`` (history taken as already seen). An event's id is the same
+        in every replay."""
         if self.finished:
             return []
         for record in runs:
@@ -109,7 +114,7 @@ class Replayer:
             if len(chain) > 100_000:  # a cycle in a malformed record
                 return None
 
-    def _emit(self, emit: bool) -> list[tuple[str, dict[str, Any]]]:
+    def _emit(self, emit: bool) -> list[tuple[str, dict[str, Any], int]]:
         steps: list[tuple[int, int, int, int, str, Any]] = []
         chains: dict[str, list[str]] = {}
         for run_id, state in self._runs.items():
@@ -129,8 +134,8 @@ class Replayer:
                 end_ns = record.end_ns if record.end_ns is not None else record.start_ns
                 steps.append((end_ns, _END, -depth, next(self._arrival), run_id, None))
         steps.sort(key=lambda step: step[:4])
-        produced: list[tuple[str, dict[str, Any]]] = []
-        for _, phase, _, _, run_id, event in steps:
+        produced: list[tuple[str, dict[str, Any], int]] = []
+        for time_ns, phase, _, _, run_id, event in steps:
             state = self._runs[run_id]
             chain = chains[run_id]
             made: dict[str, Any] | None
@@ -138,6 +143,8 @@ class Replayer:
                 state.started = True
                 made, made_id = self._run_event("start", state.record, chain), f"{run_id}/start"
             elif phase == _EVENT:
+                if self.keep_events:
+                    state.kept.append(event)
                 made, made_id = (
                     self._custom_event(state.record, event, chain),
                     f"{run_id}/{key_text(event.key)}",
@@ -148,7 +155,7 @@ class Replayer:
                 made_id = f"{run_id}/end"
             self._taken.add(made_id)
             if emit and made is not None:
-                produced.append((made_id, made))
+                produced.append((made_id, made, time_ns))
             if phase == _END and self._ends_the_follow(state.record):
                 break
         return produced
@@ -187,6 +194,11 @@ class Replayer:
         if not self.finished:
             return "running"
         return "ok" if self._outcome is None else self._outcome.status
+
+    def runs_in_scope(self) -> list[tuple[RecordedRun, list[RecordedEvent]]]:
+        """Each run taken so far (started), with its events (``keep_events``), in start order."""
+        found = [(state.record, state.kept) for state in self._runs.values() if state.started]
+        return sorted(found, key=lambda pair: (pair[0].start_ns, pair[0].run_id))
 
     def raise_outcome(self) -> None:
         """Raise ``RunFailedError`` / ``RunLostError`` when the followed run ended so."""
