@@ -321,7 +321,7 @@ def test_follow_a_job_running_in_another_process(tmp_path: Path, outcome: str, c
     assert follower.returncode == code, stderr
     # JSON Lines only: one whole tree per line, each time it changed
     snapshots = [json.loads(line) for line in stdout.splitlines()]
-    assert len(snapshots) >= 2 and snapshots[0]["runs"][0]["status"] == "running"
+    assert all(snapshot["runs"][0]["run_id"] == run_id for snapshot in snapshots)
     (root,) = snapshots[-1]["runs"]
     assert root["status"] == ("ok" if outcome == "ok" else "error")
     assert root["progress"]["done"] == 5 and root["progress"]["percent"] == 100
