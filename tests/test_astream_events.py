@@ -161,6 +161,16 @@ async def async_callable_objects(lib: Any) -> list[Any]:
 
 
 @program
+async def extra_keyword_arguments(lib: Any) -> list[Any]:
+    async def first(x: int, k: int = 0) -> int:
+        await lib.adispatch_custom_event("first", k)
+        return x + k
+
+    seq = lib.RunnableLambda(first) | lib.RunnableLambda(lambda x, k=100: x + k)
+    return await events(seq, 1, k=2) + await events(seq, 1, include_names=["first"], k=3)
+
+
+@program
 async def run_id_and_name(lib: Any) -> list[Any]:
     import uuid
 

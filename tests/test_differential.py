@@ -707,6 +707,114 @@ async def names_of_composed_sequences(lib: Any) -> list[Any]:
     return out + ah.records
 
 
+# -- extra keyword arguments of a call --------------------------------------------
+
+
+def _takes_keywords(lib: Any) -> dict[str, Any]:
+    def plain(x: int, *, k: int = 0, **more: Any) -> Any:
+        lib.dispatch_custom_event("plain", {"k": k, "more": more})
+        return [x, k, sorted(more)]
+
+    def with_config(x: int, config: Any, k: int = 0) -> Any:
+        return [x, k, config["tags"]]
+
+    def gen(x: int, k: int = 0) -> Any:
+        yield x
+        yield k
+
+    async def afn(x: int, k: int = 0) -> Any:
+        await lib.adispatch_custom_event("afn", k)
+        return [x, k]
+
+    async def agen(x: int, k: int = 0) -> Any:
+        yield x
+        yield k
+
+    def returns_runnable(x: int, k: int = 0) -> Any:
+        return lib.RunnableLambda(lambda y, **kw: [y, sorted(kw)])
+
+    return {
+        "plain": plain,
+        "with_config": with_config,
+        "gen": gen,
+        "afn": afn,
+        "agen": agen,
+        "returns_runnable": returns_runnable,
+    }
+
+
+@program
+async def extra_keyword_arguments_reach_the_function(lib: Any) -> list[Any]:
+    out: list[Any] = []
+    for label, func in _takes_keywords(lib).items():
+        r = lib.RunnableLambda(func)
+        h = async_recorder(lib)
+        cfg = {"callbacks": [h], "tags": [label]}
+        out.append({"case": label})
+        out.append(outcome(lambda r=r, c=cfg: r.invoke(1, c, k=2)))
+        out.append(await aoutcome(lambda r=r, c=cfg: r.ainvoke(1, c, k=3)))
+        out.append(outcome(lambda r=r: r.batch([1, 2], k=4)))
+        out.append(await aoutcome(lambda r=r: r.abatch([1, 2], k=5)))
+        out.append(outcome(lambda r=r, c=cfg: list(r.stream(1, c, k=6))))
+        if label != "gen":  # a sync generator under astream: a deliberate difference
+            out.append({"astream": [c async for c in r.astream(1, cfg, k=7)]})
+        out += h.records
+    # an unexpected keyword is the function's own TypeError
+    out.append(outcome(lambda: lib.RunnableLambda(lambda x: x).invoke(1, None, nope=1)))
+    return out
+
+
+@program
+async def extra_keyword_arguments_in_compositions(lib: Any) -> list[Any]:
+    funcs = _takes_keywords(lib)
+    second = lib.RunnableLambda(lambda x, k="second's own": [x, k])
+    seq = lib.RunnableLambda(funcs["plain"]) | second
+    streamed = lib.RunnableLambda(funcs["gen"]) | lib.RunnablePassthrough()
+    par = lib.RunnableParallel(a=funcs["plain"], b=lib.RunnablePassthrough())
+    seen: list[Any] = []
+    side = lib.RunnablePassthrough(lambda x, **kw: seen.append(["side", x, sorted(kw)]))
+
+    async def aside(x: Any, **kw: Any) -> None:
+        seen.append(["aside", x, sorted(kw)])
+
+    h = sync_recorder(lib)
+    cfg = {"callbacks": [h]}
+    out = [outcome(lambda: seq.invoke(1, cfg, k=1))]
+    out.append(await aoutcome(lambda: seq.ainvoke(1, cfg, k=2)))
+    out.append(outcome(lambda: seq.batch([1, 2], cfg, k=3)))
+    out.append(await aoutcome(lambda: seq.abatch([1, 2], cfg, k=4)))
+    out.append(outcome(lambda: list(streamed.stream(1, cfg, k=5))))
+    astreamed = lib.RunnableLambda(funcs["agen"]) | lib.RunnablePassthrough()
+    out.append({"astream": [c async for c in astreamed.astream(1, cfg, k=6)]})
+    out.append(outcome(lambda: par.invoke(1, cfg, k=7)))  # a parallel map keeps them to itself
+    out.append(await aoutcome(lambda: par.ainvoke(1, cfg, k=8)))
+    out.append(outcome(lambda: side.invoke(1, cfg, k=9)))
+    out.append(outcome(lambda: list(side.stream(2, cfg, k=10))))
+    out.append(await aoutcome(lambda: lib.RunnablePassthrough(aside).ainvoke(3, cfg, k=11)))
+    out.append({"astream": [c async for c in lib.RunnablePassthrough(aside).astream(4, cfg, k=12)]})
+    return out + [seen] + per_run(h.records)
+
+
+@program
+async def bound_keyword_arguments(lib: Any) -> list[Any]:
+    funcs = _takes_keywords(lib)
+    bound = lib.RunnableLambda(funcs["plain"]).bind(k=1, extra="e")
+    h = sync_recorder(lib)
+    cfg = {"callbacks": [h]}
+    out = [outcome(lambda: bound.invoke(1, cfg))]
+    out.append(outcome(lambda: bound.invoke(1, cfg, k=2)))  # the call's own win
+    out.append(outcome(lambda: bound.bind(k=3).invoke(1, cfg)))
+    out.append(outcome(lambda: bound.with_config(tags=["t"]).invoke(1, cfg)))
+    out.append(outcome(lambda: bound.with_config(run_name="renamed").bind(more=1).invoke(1, cfg)))
+    out.append(outcome(lambda: bound.batch([1, 2], cfg)))
+    out.append(outcome(lambda: list(lib.RunnableLambda(funcs["gen"]).bind(k=4).stream(1, cfg))))
+    out.append(await aoutcome(lambda: lib.RunnableLambda(funcs["afn"]).bind(k=5).ainvoke(1, cfg)))
+    out.append({"astream": [c async for c in lib.RunnableLambda(funcs["agen"]).bind(k=6).astream(1, cfg)]})
+    out.append(outcome(lambda: (lib.RunnableLambda(lambda x: x) | bound).invoke(1, cfg)))
+    out.append({"name": bound.get_name()})
+    return out + h.records
+
+
 # -- errors -------------------------------------------------------------------------
 
 

@@ -211,6 +211,11 @@ class Runnable(Generic[Input, Output]):
         ensure_config(bound)  # validate now, not at the first call
         return RunnableBinding(self, bound)
 
+    def bind(self, **kwargs: Any) -> Runnable[Input, Output]:
+        """A runnable that calls this one with ``kwargs`` added to each call's
+        keyword arguments (a RunnableLambda passes them to its function)."""
+        return RunnableBinding(self, {}, kwargs)
+
     def pipe(
         self,
         *others: Runnable[Any, Any] | Callable[[Any], Any] | Mapping[str, Any],
@@ -247,12 +252,23 @@ def _add_or_replace(total: Any, chunk: Any) -> Any:
 
 
 class RunnableBinding(Runnable[Input, Output]):
-    """A runnable with a config bound to it (``with_config``). The bound config
-    is merged with each call's config the way langchain_core merges them."""
+    """A runnable with a config (``with_config``) or keyword arguments
+    (``bind``) bound to it. The bound config is merged with each call's config
+    the way langchain_core merges them; a call's own keyword arguments win over
+    the bound ones."""
 
-    def __init__(self, bound: Runnable[Input, Output], config: RunnableConfig) -> None:
+    def __init__(
+        self,
+        bound: Runnable[Input, Output],
+        config: RunnableConfig | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         self.bound = bound
-        self.config = config
+        self.config: RunnableConfig = config or {}
+        self.kwargs: dict[str, Any] = dict(kwargs or {})
+
+    def _with_bound(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {**self.kwargs, **kwargs} if self.kwargs else kwargs
 
     def get_name(self) -> str:
         return self.bound.get_name()
@@ -261,10 +277,10 @@ class RunnableBinding(Runnable[Input, Output]):
         return merge_configs(self.config, config)
 
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
-        return self.bound.invoke(input, self._merged(config), **kwargs)
+        return self.bound.invoke(input, self._merged(config), **self._with_bound(kwargs))
 
     async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
-        return await self.bound.ainvoke(input, self._merged(config), **kwargs)
+        return await self.bound.ainvoke(input, self._merged(config), **self._with_bound(kwargs))
 
     def batch(
         self,
@@ -275,7 +291,9 @@ class RunnableBinding(Runnable[Input, Output]):
         **kwargs: Any,
     ) -> list[Any]:
         configs = [self._merged(c) for c in config] if isinstance(config, Sequence) else self._merged(config)
-        return self.bound.batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+        return self.bound.batch(
+            inputs, configs, return_exceptions=return_exceptions, **self._with_bound(kwargs)
+        )
 
     async def abatch(
         self,
@@ -286,27 +304,33 @@ class RunnableBinding(Runnable[Input, Output]):
         **kwargs: Any,
     ) -> list[Any]:
         configs = [self._merged(c) for c in config] if isinstance(config, Sequence) else self._merged(config)
-        return await self.bound.abatch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+        return await self.bound.abatch(
+            inputs, configs, return_exceptions=return_exceptions, **self._with_bound(kwargs)
+        )
 
     def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Output]:
-        yield from self.bound.stream(input, self._merged(config), **kwargs)
+        yield from self.bound.stream(input, self._merged(config), **self._with_bound(kwargs))
 
     async def astream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Output]:
-        async with closing(self.bound.astream(input, self._merged(config), **kwargs)) as stream:
+        async with closing(
+            self.bound.astream(input, self._merged(config), **self._with_bound(kwargs))
+        ) as stream:
             async for chunk in stream:
                 yield chunk
 
     def transform(
         self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Output]:
-        yield from self.bound.transform(input, self._merged(config), **kwargs)
+        yield from self.bound.transform(input, self._merged(config), **self._with_bound(kwargs))
 
     async def atransform(
         self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Output]:
-        async with closing(self.bound.atransform(input, self._merged(config), **kwargs)) as stream:
+        async with closing(
+            self.bound.atransform(input, self._merged(config), **self._with_bound(kwargs))
+        ) as stream:
             async for chunk in stream:
                 yield chunk
 
@@ -314,10 +338,13 @@ class RunnableBinding(Runnable[Input, Output]):
         # as langchain_core: the new keys replace the bound ones
         extra = cast(RunnableConfig, {**self.config, **(config or {}), **kwargs})
         ensure_config(extra)
-        return RunnableBinding(self.bound, extra)
+        return RunnableBinding(self.bound, extra, self.kwargs)
+
+    def bind(self, **kwargs: Any) -> Runnable[Input, Output]:
+        return RunnableBinding(self.bound, self.config, {**self.kwargs, **kwargs})
 
     def __repr__(self) -> str:
-        return f"RunnableBinding(bound={self.bound!r}, config={self.config!r})"
+        return f"RunnableBinding(bound={self.bound!r}, config={self.config!r}, kwargs={self.kwargs!r})"
 
 
 Coercer = Callable[[Any], "Runnable[Any, Any] | None"]

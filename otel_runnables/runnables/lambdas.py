@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from otel_runnables.config import RunnableConfig, own_copy, patch_config
 from otel_runnables.runnables._execution import (
@@ -27,6 +28,14 @@ __all__ = ["RunnableLambda", "chain"]
 
 _SYNC_INVOKE_ERROR = "Cannot invoke a coroutine function synchronously.Use `ainvoke` instead."
 _SYNC_STREAM_ERROR = "Cannot stream a coroutine function synchronously.Use `astream` instead."
+_NONE: dict[str, Any] = {}  # no extra keyword arguments (never changed)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _with(method: F, kwargs: dict[str, Any]) -> F:
+    """``method`` given the call's extra keyword arguments, when there are any."""
+    return functools.partial(method, kwargs=kwargs) if kwargs else method  # type: ignore[return-value]
 
 
 def _function_name(func: Callable[..., Any]) -> str | None:
@@ -69,17 +78,20 @@ class RunnableLambda(Runnable[Any, Any]):
 
     # -- calling the function ---------------------------------------------
 
-    def _call_sync(self, value: Any, config: RunnableConfig) -> Any:
+    # ``kwargs``: the extra keyword arguments of the call (invoke(x, config, k=v)),
+    # passed on to the function as langchain_core does
+
+    def _call_sync(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> Any:
         assert self.func is not None
         if self._func_config:
-            return self.func(value, config=own_copy(config))
-        return self.func(value)
+            return self.func(value, config=own_copy(config), **kwargs)
+        return self.func(value, **kwargs) if kwargs else self.func(value)
 
-    def _call_async(self, value: Any, config: RunnableConfig) -> Any:
+    def _call_async(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> Any:
         assert self.afunc is not None
         if self._afunc_config:
-            return self.afunc(value, config=own_copy(config))
-        return self.afunc(value)
+            return self.afunc(value, config=own_copy(config), **kwargs)
+        return self.afunc(value, **kwargs) if kwargs else self.afunc(value)
 
     @staticmethod
     def _child_config_for_returned(config: RunnableConfig, run: Run, value: Any) -> RunnableConfig:
@@ -95,36 +107,38 @@ class RunnableLambda(Runnable[Any, Any]):
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         if self.func is None:
             raise TypeError(_SYNC_INVOKE_ERROR)
-        return call_with_config(self, self._invoke, input, config)
+        return call_with_config(self, _with(self._invoke, kwargs), input, config)
 
-    def _invoke(self, value: Any, config: RunnableConfig, run: Run) -> Any:
+    def _invoke(self, value: Any, config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE) -> Any:
         if self._func_streams:
             output: Any = None
-            for chunk in self._call_sync(value, config):
+            for chunk in self._call_sync(value, config, kwargs):
                 output = add_chunk(output, chunk)
         else:
-            output = self._call_sync(value, config)
+            output = self._call_sync(value, config, kwargs)
         if isinstance(output, Runnable):
             output = output.invoke(value, self._child_config_for_returned(config, run, value))
         return output
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await acall_with_config(self, self._ainvoke, input, config)
+        return await acall_with_config(self, _with(self._ainvoke, kwargs), input, config)
 
-    async def _ainvoke(self, value: Any, config: RunnableConfig, run: Run) -> Any:
+    async def _ainvoke(
+        self, value: Any, config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE
+    ) -> Any:
         output: Any = None
         if self.afunc is not None:
             if self._afunc_streams:
-                async with closing(self._call_async(value, config)) as stream:
+                async with closing(self._call_async(value, config, kwargs)) as stream:
                     async for chunk in stream:
                         output = add_chunk(output, chunk)
             else:
-                output = await self._call_async(value, config)
+                output = await self._call_async(value, config, kwargs)
         elif self._func_streams:
-            async for chunk in iterate_in_executor(self._call_sync(value, config)):
+            async for chunk in iterate_in_executor(self._call_sync(value, config, kwargs)):
                 output = add_chunk(output, chunk)
         else:
-            output = await run_in_executor(self._call_sync, value, config)
+            output = await run_in_executor(self._call_sync, value, config, kwargs)
         if isinstance(output, Runnable):
             output = await output.ainvoke(value, self._child_config_for_returned(config, run, value))
         return output
@@ -139,17 +153,19 @@ class RunnableLambda(Runnable[Any, Any]):
     ) -> Iterator[Any]:
         if self.func is None:
             raise TypeError(_SYNC_STREAM_ERROR)
-        yield from transform_stream_with_config(self, input, self._transform, config)
+        yield from transform_stream_with_config(self, input, _with(self._transform, kwargs), config)
 
-    def _transform(self, chunks: Iterator[Any], config: RunnableConfig, run: Run) -> Iterator[Any]:
+    def _transform(
+        self, chunks: Iterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE
+    ) -> Iterator[Any]:
         value = _aggregate(chunks)
         if self._func_streams:
             output: Any = None
-            for chunk in self._call_sync(value, config):
+            for chunk in self._call_sync(value, config, kwargs):
                 yield chunk
                 output = add_chunk(output, chunk)
         else:
-            output = self._call_sync(value, config)
+            output = self._call_sync(value, config, kwargs)
             if not isinstance(output, Runnable):
                 yield output
         if isinstance(output, Runnable):
@@ -159,7 +175,7 @@ class RunnableLambda(Runnable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         # straight to the run, one generator fewer than through atransform
-        stream = atransform_stream_with_config(self, _once(input), self._atransform, config)
+        stream = atransform_stream_with_config(self, _once(input), _with(self._atransform, kwargs), config)
         async with closing(stream):
             async for chunk in stream:
                 yield chunk
@@ -167,31 +183,32 @@ class RunnableLambda(Runnable[Any, Any]):
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        async with closing(atransform_stream_with_config(self, input, self._atransform, config)) as stream:
+        transformer = _with(self._atransform, kwargs)
+        async with closing(atransform_stream_with_config(self, input, transformer, config)) as stream:
             async for chunk in stream:
                 yield chunk
 
     async def _atransform(
-        self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run
+        self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE
     ) -> AsyncIterator[Any]:
         value = await _aaggregate(chunks)
         output: Any = None
         if self._afunc_streams:
-            async with closing(self._call_async(value, config)) as stream:
+            async with closing(self._call_async(value, config, kwargs)) as stream:
                 async for chunk in stream:
                     yield chunk
                     output = add_chunk(output, chunk)
         elif self.afunc is not None:
-            output = await self._call_async(value, config)
+            output = await self._call_async(value, config, kwargs)
             if not isinstance(output, Runnable):
                 yield output
         elif self._func_streams:
             # streamed chunk by chunk from the executor, never blocking the loop
-            async for chunk in iterate_in_executor(self._call_sync(value, config)):
+            async for chunk in iterate_in_executor(self._call_sync(value, config, kwargs)):
                 yield chunk
                 output = add_chunk(output, chunk)
         else:
-            output = await run_in_executor(self._call_sync, value, config)
+            output = await run_in_executor(self._call_sync, value, config, kwargs)
             if not isinstance(output, Runnable):
                 yield output
         if isinstance(output, Runnable):

@@ -64,29 +64,31 @@ class RunnablePassthrough(Runnable[Any, Any]):
         self.afunc = afunc
         self.name = name
 
-    def _side_effect(self, value: Any, config: RunnableConfig) -> None:
+    # ``kwargs``: the call's extra keyword arguments, passed on to the function
+
+    def _side_effect(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> None:
         if self.func is not None:
             if accepts_config(self.func):
-                self.func(value, config=ensure_config(config))
+                self.func(value, config=ensure_config(config), **kwargs)
             else:
-                self.func(value)
+                self.func(value, **kwargs)
 
-    async def _aside_effect(self, value: Any, config: RunnableConfig) -> None:
+    async def _aside_effect(self, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> None:
         if self.afunc is not None:
             if accepts_config(self.afunc):
-                await self.afunc(value, config=ensure_config(config))
+                await self.afunc(value, config=ensure_config(config), **kwargs)
             else:
-                await self.afunc(value)
+                await self.afunc(value, **kwargs)
         elif self.func is not None:
-            await run_in_executor(self._side_effect, value, config)
+            await run_in_executor(self._side_effect, value, config, kwargs)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         if self.func is not None:
-            self._side_effect(input, config or {})
+            self._side_effect(input, config or {}, kwargs)
         return call_with_config(self, _identity, input, config)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        await self._aside_effect(input, config or {})
+        await self._aside_effect(input, config or {}, kwargs)
         return await acall_with_config(self, _aidentity, input, config)
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
@@ -102,7 +104,7 @@ class RunnablePassthrough(Runnable[Any, Any]):
             seen = True
             total.add(chunk)
         if seen:
-            self._side_effect(total.value, config or {})
+            self._side_effect(total.value, config or {}, kwargs)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -125,4 +127,4 @@ class RunnablePassthrough(Runnable[Any, Any]):
                 seen = True
                 total.add(chunk)
         if seen:
-            await self._aside_effect(total.value, config or {})
+            await self._aside_effect(total.value, config or {}, kwargs)

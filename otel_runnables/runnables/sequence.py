@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -228,12 +229,17 @@ class RunnableSequence(Runnable[Any, Any]):
     def transform(
         self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        yield from transform_stream_with_config(self, input, self._transform, config)
+        transformer = functools.partial(self._transform, kwargs=kwargs)
+        yield from transform_stream_with_config(self, input, transformer, config)
 
-    def _transform(self, chunks: Iterator[Any], config: RunnableConfig, run: Run) -> Iterator[Any]:
+    def _transform(
+        self, chunks: Iterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any]
+    ) -> Iterator[Any]:
         pipeline: Iterator[Any] = chunks
         for index, step in enumerate(self.steps):
-            pipeline = step.transform(pipeline, self._step_config(config, run, index))
+            # the call's extra keyword arguments go to the first step, as in invoke
+            step_config = self._step_config(config, run, index)
+            pipeline = step.transform(pipeline, step_config, **(kwargs if index == 0 else {}))
         yield from pipeline
 
     async def astream(
@@ -249,16 +255,18 @@ class RunnableSequence(Runnable[Any, Any]):
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        async with closing(atransform_stream_with_config(self, input, self._atransform, config)) as stream:
+        transformer = functools.partial(self._atransform, kwargs=kwargs)
+        async with closing(atransform_stream_with_config(self, input, transformer, config)) as stream:
             async for chunk in stream:
                 yield chunk
 
     async def _atransform(
-        self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run
+        self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
         pipeline: AsyncIterator[Any] = chunks
         for index, step in enumerate(self.steps):
-            pipeline = step.atransform(pipeline, self._step_config(config, run, index))
+            step_config = self._step_config(config, run, index)
+            pipeline = step.atransform(pipeline, step_config, **(kwargs if index == 0 else {}))
         async with closing(pipeline) as stream:
             async for chunk in stream:
                 yield chunk
