@@ -70,8 +70,8 @@ def test_invalid_construction() -> None:
         RunnableLambda(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least 2 steps"):
         RunnableSequence(RunnableLambda(lambda x: x))
-    with pytest.raises(ValueError, match="at least one branch"):
-        RunnableParallel({})
+    with pytest.raises(TypeError, match="branch keys must be str"):
+        RunnableParallel({1: lambda x: x})
     with pytest.raises(TypeError, match="Runnable, a callable or a dict"):
         RunnableLambda(lambda x: x) | 5  # type: ignore[operator]
 

@@ -595,6 +595,24 @@ async def parallel_branches_async(lib: Any) -> list[Any]:
 
 
 @program
+async def an_empty_parallel_map(lib: Any) -> list[Any]:
+    h = sync_recorder(lib)
+    cfg = {"callbacks": [h], "tags": ["e"]}
+    out = [outcome(lambda: [lib.RunnableParallel().get_name(), lib.RunnableParallel().invoke(1, cfg)])]
+    out.append(outcome(lambda: lib.RunnableParallel({}).invoke(2, cfg)))
+    out.append(await aoutcome(lambda: lib.RunnableParallel().ainvoke(3, cfg)))
+    out.append(outcome(lambda: list(lib.RunnableParallel().stream(4, cfg))))
+    out.append({"astream": [c async for c in lib.RunnableParallel().astream(5, cfg)]})
+    out.append(outcome(lambda: lib.RunnableParallel().batch([6, 7], cfg)))
+    out.append(await aoutcome(lambda: lib.RunnableParallel().abatch([8], cfg)))
+    seq = lib.RunnableLambda(lambda x: x + 1) | lib.RunnableParallel() | lib.RunnableLambda(lambda d: len(d))
+    out.append(outcome(lambda: seq.invoke(9, cfg)))
+    out.append(await aoutcome(lambda: seq.ainvoke(10, cfg)))
+    out.append(outcome(lambda: (lib.RunnableLambda(lambda x: x) | {}).invoke(11, cfg)))
+    return out + h.records
+
+
+@program
 async def dict_step_in_a_sequence(lib: Any) -> list[Any]:
     seq = lib.RunnableLambda(lambda x: x + 1) | {"double": lambda x: x * 2, "same": lib.RunnablePassthrough()}
     h = sync_recorder(lib)
@@ -1917,6 +1935,27 @@ async def test_same_callbacks_as_langchain_core(name: str) -> None:
 
 
 # -- where otel_runnables differs from langchain_core on purpose (conformance/README.md) ------------------
+
+
+async def test_a_streamed_step_that_gets_no_input_chunk_is_called_with_none() -> None:
+    # langchain_core raises UnboundLocalError inside RunnableLambda._transform;
+    # its invoke path hands the step None (what a generator that yielded
+    # nothing returns), and so do both paths here
+    def nothing(x: int) -> Iterator[int]:
+        yield from ()
+
+    def got(x: Any) -> Any:
+        return ["got", x]
+
+    for upstream, invoked in ((OURS.RunnableLambda(nothing), None), (OURS.RunnableParallel(), {})):
+        composed = upstream | OURS.RunnableLambda(got)
+        assert composed.invoke(1) == ["got", invoked]
+        assert list(composed.stream(1)) == [["got", None]]
+        assert [c async for c in composed.astream(1)] == [["got", None]]
+    reference = REFERENCE.RunnableLambda(nothing) | REFERENCE.RunnableLambda(got)
+    assert reference.invoke(1) == ["got", None]
+    with pytest.raises(UnboundLocalError):
+        list(reference.stream(1))
 
 
 async def test_a_sync_generator_streams_asynchronously_like_it_streams_synchronously() -> None:

@@ -30,9 +30,7 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
     """Run every branch on the input; ``RunnableParallel(a=r1, b=r2)`` or a dict."""
 
     def __init__(self, steps: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
-        merged = {**(steps or {}), **kwargs}
-        if not merged:
-            raise ValueError("RunnableParallel needs at least one branch")
+        merged = {**(steps or {}), **kwargs}  # none at all is valid: it returns {}
         for key in merged:
             if not isinstance(key, str):
                 raise TypeError(f"RunnableParallel branch keys must be str, got {key!r}")
@@ -113,6 +111,8 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
         yield from transform_stream_with_config(self, input, self._transform, config)
 
     def _transform(self, chunks: Iterator[Any], config: RunnableConfig, run: Run) -> Iterator[Any]:
+        if not self.steps:
+            return  # nothing to stream (its input is still read, for the run's record)
         tee = _ThreadSafeTee(chunks)
         generators = {
             key: step.transform(tee.branch(), self._branch_config(config, run, key))
@@ -155,6 +155,9 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
     async def _atransform(
         self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run
     ) -> AsyncIterator[Any]:
+        if not self.steps:
+            return
+            yield  # an async generator all the same
         tee = _AsyncTee(chunks)
         generators = {
             key: step.atransform(tee.branch(), self._branch_config(config, run, key))
