@@ -10,11 +10,18 @@ environment (they pin their own dependencies):
     .venvs/compare/bin/pip install -e . "langchain-core>=1.7,<1.8" \\
         openinference-instrumentation-langchain opentelemetry-instrumentation-langchain
     .venvs/compare/bin/python -m benchmarks.compare_langchain_integrations
+    .venvs/compare/bin/python -m benchmarks.compare_langchain_integrations --coverage --readme
+
+``--coverage`` prints only the attribute coverage table (one LLM app: prompt
+→ fake chat model answering with a tool call → tool-call parser → the tool,
+plus a retriever); ``--readme`` also writes it into README.md between its
+markers.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -26,11 +33,15 @@ os.environ.pop("LANGCHAIN_TRACING_V2", None)
 os.environ["TRACELOOP_TRACE_CONTENT"] = "true"
 
 from langchain_core.callbacks.manager import dispatch_custom_event
+from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
+from langchain_core.output_parsers.openai_tools import JsonOutputToolsParser
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import tool
 from openinference.instrumentation.langchain import LangChainInstrumentor as OpenInference
 from opentelemetry.instrumentation.langchain import LangchainInstrumentor as OpenLLMetry
 from opentelemetry.sdk.trace import TracerProvider
@@ -60,6 +71,117 @@ def program() -> Any:
     )
     prompt = ChatPromptTemplate.from_messages([("human", "say hi to {name}")])
     return RunnableLambda(progress) | prompt | model | StrOutputParser()
+
+
+# -- the attribute coverage table ---------------------------------------------------
+
+
+@tool
+def lookup(city: str) -> str:
+    """Look up the weather of a city."""
+    return f"sunny in {city}"
+
+
+class Shelf(BaseRetriever):
+    def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
+        return [Document(page_content=f"{query} is in France", id="doc-1", metadata={"score": 0.9})]
+
+
+def llm_app() -> None:
+    """prompt → fake chat model answering with a tool call → parser → the tool; then a retriever."""
+    answer = AIMessage(
+        content="Let me look that up.",
+        tool_calls=[{"name": "lookup", "args": {"city": "Paris"}, "id": "call_1"}],
+        usage_metadata={"input_tokens": 12, "output_tokens": 5, "total_tokens": 17},
+        response_metadata={"model_name": "fake-gpt-1", "finish_reason": "tool_calls"},
+    )
+    model = GenericFakeChatModel(messages=iter([answer]))
+    prompt = ChatPromptTemplate.from_messages([("system", "You are terse."), ("human", "Weather in {city}?")])
+    run_tool = RunnableLambda(lambda calls: lookup.invoke(calls[0]["args"]), name="run_tool")
+    app = prompt | model | JsonOutputToolsParser() | run_tool
+    metadata = {"session_id": "session-42", "user_id": "user-7"}
+    app.invoke({"city": "Paris"}, {"metadata": metadata})
+    Shelf().invoke("Paris", {"metadata": metadata})
+
+
+KINDS = (("model", "FakeChatModel"), ("tool", "lookup"), ("retriever", "Shelf"))
+
+
+def _kind(span_name: str) -> str:
+    return next((kind for kind, marker in KINDS if marker in span_name), "chain")
+
+
+def _key(attribute: str) -> str:
+    """Indices and metadata keys as placeholders: one row per kind of attribute."""
+    attribute = re.sub(r"\.\d+(?=\.|$)", ".{i}", attribute)
+    return re.sub(
+        r"^(otel_runnables\.run\.metadata|traceloop\.association\.properties)\..+$", r"\1.<key>", attribute
+    )
+
+
+def coverage() -> dict[str, dict[str, set[str]]]:
+    """Attribute key -> variant -> the run kinds (model, tool, retriever, chain) carrying it."""
+    table: dict[str, dict[str, set[str]]] = {}
+    for variant in VARIANTS[1:]:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        variant.on(provider)
+        try:
+            llm_app()
+        finally:
+            variant.off()
+        for span in exporter.get_finished_spans():
+            kind = _kind(span.name)
+            for attribute in span.attributes or {}:
+                table.setdefault(_key(attribute), {}).setdefault(variant.name, set()).add(kind)
+    return table
+
+
+def _versions() -> str:
+    from importlib.metadata import version
+
+    packages = (
+        "otel-runnables",
+        "opentelemetry-instrumentation-langchain",
+        "openinference-instrumentation-langchain",
+    )
+    shown = ", ".join(f"{name} {version(name)}" for name in packages)
+    return f"Measured with {shown}, langchain-core {version('langchain-core')}."
+
+
+def coverage_markdown(table: dict[str, dict[str, set[str]]]) -> str:
+    names = [variant.name for variant in VARIANTS[1:]]
+    order = ["model", "tool", "retriever", "chain"]
+    lines = [
+        _versions(),
+        "",
+        "| attribute | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for key in sorted(table, key=lambda k: (k.split(".")[0], k)):
+        cells = [", ".join(k for k in order if k in table[key].get(name, set())) or "—" for name in names]
+        lines.append(f"| `{key}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+README_MARKERS = (
+    "<!-- coverage table: generated by benchmarks/compare_langchain_integrations.py --coverage --readme -->",
+    "<!-- end of coverage table -->",
+)
+
+
+def write_readme(markdown: str) -> None:
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    with open(path, encoding="utf-8") as file:
+        text = file.read()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise SystemExit(f"README.md lacks the markers {start!r} ... {end!r}")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(f"{before}{start}\n{markdown}\n{end}{after}")
 
 
 class Variant:
@@ -148,6 +270,13 @@ def cost_per_run(rounds: int = 5, runs: int = 1000) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--measure":
         print(_measure_in_this_process(sys.argv[2], runs=1000))
+    elif "--coverage" in sys.argv:
+        table = coverage_markdown(coverage())
+        print(table)
+        if "--readme" in sys.argv:
+            write_readme(table)
     else:
         what_each_records()
+        print("\nattributes each writes for one LLM app (run kinds carrying each):")
+        print(coverage_markdown(coverage()))
         cost_per_run()

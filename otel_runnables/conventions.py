@@ -50,17 +50,20 @@ __all__ = [
     "RUN_PARENT_ID",
     "RUN_STREAM_CHUNKS",
     "RUN_TYPE",
+    "SESSION_ID",
     "SPAN_TYPE",
     "SPAN_TYPE_EVENT",
     "SPAN_TYPE_PENDING",
     "SPAN_TYPE_RUN",
     "TAG_TAGS",
+    "USER_ID",
     "TRUNCATED",
     "custom_event_attributes",
     "io_attributes",
     "openinference_kind",
     "run_attributes",
     "run_identity_attributes",
+    "session_attributes",
     "shape_attributes",
 ]
 
@@ -80,6 +83,12 @@ TRUNCATED = "otel_runnables.truncated"
 # OpenInference keys: Phoenix, Arize and Langfuse render these
 OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
 TAG_TAGS = "tag.tags"
+SESSION_ID = "session.id"
+USER_ID = "user.id"
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
+# run metadata naming a session or a user (LangChain's and LangSmith's names among them)
+_SESSION_KEYS = ("session_id", "thread_id", "conversation_id")
+_USER_KEYS = ("user_id",)
 METADATA = "metadata"
 INPUT_VALUE = "input.value"
 INPUT_MIME_TYPE = "input.mime_type"
@@ -170,6 +179,7 @@ def run_attributes(
         # sequence step) about 1.7 µs of attribute validation in the SDK
         attributes[TAG_TAGS] = tuple(tags)
     if metadata:
+        attributes.update(session_attributes(metadata))
         flat = encode_flat_mapping(RUN_METADATA_PREFIX, metadata, limits)
         if flat is not None:  # the usual few plain entries: one pass for both forms
             attributes.update(flat[1])
@@ -180,6 +190,31 @@ def run_attributes(
         attributes[METADATA] = encoded.text
         if encoded.truncated:
             attributes[TRUNCATED] = True
+    return attributes
+
+
+def _identifier(metadata: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = metadata.get(key)
+        if type(value) is str and value:
+            return value
+        if type(value) is int:
+            return str(value)
+    return None
+
+
+def session_attributes(metadata: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    """``session.id`` (and GenAI's ``gen_ai.conversation.id``) and ``user.id`` from
+    run metadata ``session_id`` / ``thread_id`` / ``conversation_id`` and ``user_id``:
+    identifiers that group traces (Phoenix's sessions), kept as given although
+    the metadata copies of them are redacted as secret-looking keys."""
+    attributes: dict[str, AttributeValue] = {}
+    session = _identifier(metadata, _SESSION_KEYS)
+    if session is not None:
+        attributes[SESSION_ID] = attributes[GEN_AI_CONVERSATION_ID] = session
+    user = _identifier(metadata, _USER_KEYS)
+    if user is not None:
+        attributes[USER_ID] = user
     return attributes
 
 

@@ -125,6 +125,9 @@ def test_tool_and_retriever_runs_carry_their_conventions() -> None:
     )
     assert tool_run["tool.id"] == tool_run["gen_ai.tool.call.id"] == "call_1"
     assert tool_run["gen_ai.operation.name"] == "execute_tool"
+    arguments = json.loads(str(tool_run["gen_ai.tool.call.arguments"]))
+    assert arguments == {"city": "Paris", "api_key": "[REDACTED]"}
+    assert tool_run["gen_ai.tool.call.result"] == "sunny in Paris"
     assert "sk-live-1" not in json.dumps(dict(tool_run), default=str)
 
     retriever = captured.run("Shelf").attributes
@@ -137,6 +140,8 @@ def test_tool_and_retriever_runs_carry_their_conventions() -> None:
     assert json.loads(str(retriever[f"{docs}.0.document.metadata"])) == {"score": 0.9, "source": "atlas"}
     assert retriever[f"{docs}.1.document.content"] == "Paris has museums"
     assert retriever["session.id"] == "session-42"
+    for run in captured.runs:  # chains too: a trace's every span belongs to the session
+        assert run.attributes["session.id"] == "session-42" and run.attributes["user.id"] == "user-7"
 
 
 def test_a_completion_model_run_records_prompts_and_choices() -> None:
@@ -159,6 +164,8 @@ CONTENT_KEYS = (
     "gen_ai.input.messages",
     "gen_ai.output.messages",
     "gen_ai.system_instructions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
     "input.value",
     "output.value",
 )
@@ -201,3 +208,13 @@ def test_the_genai_switch_cannot_turn_content_on_against_ours(setenv: SetEnv) ->
     setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
     setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     assert _content_keys(run_app().run("GenericFakeChatModel").attributes) == []
+
+
+def test_our_runs_carry_the_session_and_user_of_their_metadata() -> None:
+    from otel_runnables import RunnableLambda
+
+    with capture_runs() as captured:
+        RunnableLambda(lambda x: x, name="step").invoke(1, {"metadata": {"thread_id": "t-1", "user_id": 7}})
+    attributes = captured.run("step").attributes
+    assert attributes["session.id"] == attributes["gen_ai.conversation.id"] == "t-1"
+    assert attributes["user.id"] == "7"

@@ -7,7 +7,8 @@ and OpenTelemetry GenAI backends each find their own keys:
   ``llm.invocation_parameters``, ``llm.input_messages.{i}.message.*`` and
   ``llm.output_messages.{i}.message.*`` (with ``message.tool_calls``),
   ``llm.token_count.*``, ``retrieval.documents.{i}.document.*``,
-  ``tool.name`` / ``tool.description``, ``session.id`` / ``user.id``;
+  ``tool.name`` / ``tool.description`` (``session.id`` / ``user.id`` come
+  with every run's metadata, see ``conventions``);
 - OpenTelemetry GenAI: ``gen_ai.operation.name``, ``gen_ai.provider.name``,
   ``gen_ai.request.*``, ``gen_ai.response.*``, ``gen_ai.usage.*``,
   ``gen_ai.input.messages`` / ``gen_ai.output.messages`` /
@@ -40,7 +41,9 @@ __all__ = [
     "response_attributes",
     "retrieval_attributes",
     "retriever_request_attributes",
+    "tool_arguments_attributes",
     "tool_attributes",
+    "tool_result_attributes",
 ]
 
 MAX_LISTED = 32
@@ -94,25 +97,6 @@ def message_capture_enabled() -> bool:
 def _text(value: Any) -> str:
     """A string as the encoder bounds it; anything else as its JSON."""
     return encode_value(value).text
-
-
-def _session_attributes(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``session.id`` / ``user.id`` (and GenAI's conversation id) from run metadata:
-    identifiers for grouping, not content."""
-    attributes: dict[str, Any] = {}
-    if not metadata:
-        return attributes
-    for key in ("session_id", "session.id", "thread_id", "conversation_id"):
-        value = metadata.get(key)
-        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
-            attributes["session.id"] = attributes["gen_ai.conversation.id"] = str(value)
-            break
-    for key in ("user_id", "user.id"):
-        value = metadata.get(key)
-        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
-            attributes["user.id"] = str(value)
-            break
-    return attributes
 
 
 # -- messages ----------------------------------------------------------------------
@@ -243,7 +227,6 @@ def _model_identity(
         stop = params.get("stop")
         if isinstance(stop, (list, tuple)) and stop and all(isinstance(s, str) for s in stop):
             attributes["gen_ai.request.stop_sequences"] = tuple(stop)
-    attributes.update(_session_attributes(metadata))
     return attributes
 
 
@@ -414,9 +397,7 @@ def response_attributes(run: Run, response: Any) -> dict[str, Any]:
 # -- tools and retrievers --------------------------------------------------------
 
 
-def tool_attributes(
-    name: str, serialized: Mapping[str, Any] | None, metadata: Mapping[str, Any] | None
-) -> dict[str, Any]:
+def tool_attributes(name: str, serialized: Mapping[str, Any] | None) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "tool.name": name,
         "gen_ai.tool.name": name,
@@ -426,8 +407,17 @@ def tool_attributes(
     description = (serialized or {}).get("description")
     if isinstance(description, str) and description:
         attributes["tool.description"] = attributes["gen_ai.tool.description"] = _text(description)
-    attributes.update(_session_attributes(metadata))
     return attributes
+
+
+def tool_arguments_attributes(arguments: Any) -> dict[str, Any]:
+    """GenAI's opt-in tool call arguments: content, so only while capture is on."""
+    return {"gen_ai.tool.call.arguments": _text(arguments)} if message_capture_enabled() else {}
+
+
+def tool_result_attributes(result: Any) -> dict[str, Any]:
+    content = getattr(result, "content", result)  # a ToolMessage's content
+    return {"gen_ai.tool.call.result": _text(content)} if message_capture_enabled() else {}
 
 
 def tool_call_attributes(tool_call_id: Any) -> dict[str, Any]:
@@ -436,10 +426,8 @@ def tool_call_attributes(tool_call_id: Any) -> dict[str, Any]:
     return {}
 
 
-def retriever_request_attributes(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    attributes: dict[str, Any] = {"gen_ai.operation.name": "retrieval"}
-    attributes.update(_session_attributes(metadata))
-    return attributes
+def retriever_request_attributes() -> dict[str, Any]:
+    return {"gen_ai.operation.name": "retrieval"}
 
 
 def retrieval_attributes(documents: Sequence[Any]) -> dict[str, Any]:

@@ -202,13 +202,14 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         name = _name(serialized, kwargs, "tool")
-        attributes = content.tool_attributes(name, serialized, metadata)
+        attributes = content.tool_attributes(name, serialized)
         attributes.update(content.tool_call_attributes(kwargs.get("tool_call_id")))
         value = inputs if inputs is not None else input_str
+        attributes.update(content.tool_arguments_attributes(value))
         self._start("tool", name, run_id, parent_run_id, tags, metadata, value, attributes)
 
     def on_tool_end(self, output: Any, *, run_id: uuid.UUID, **kwargs: Any) -> None:
-        self._end(run_id, output, kwargs)
+        self._end(run_id, output, kwargs, content.tool_result_attributes(output))
 
     def on_tool_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         self._fail(run_id, error, kwargs)
@@ -225,7 +226,7 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         name = _name(serialized, kwargs, "retriever")
-        attributes = content.retriever_request_attributes(metadata)
+        attributes = content.retriever_request_attributes()
         self._start("retriever", name, run_id, parent_run_id, tags, metadata, query, attributes)
 
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: uuid.UUID, **kwargs: Any) -> None:
