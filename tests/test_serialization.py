@@ -667,7 +667,8 @@ def test_run_metadata_attributes_are_the_same_whichever_path_writes_them(metadat
     from otel_runnables import conventions
 
     written = conventions.run_attributes([], metadata)
-    expected: dict[str, Any] = dict(flatten_scalars(conventions.RUN_METADATA_PREFIX, metadata))
+    expected: dict[str, Any] = dict(conventions.session_attributes(metadata))  # session.id, user.id
+    expected.update(flatten_scalars(conventions.RUN_METADATA_PREFIX, metadata))
     if metadata:
         encoded = encode_value(dict(metadata))
         expected[conventions.METADATA] = encoded.text
