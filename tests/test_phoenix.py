@@ -1,5 +1,7 @@
 """Opt-in, slow: a real trace backend, Arize Phoenix, receives a job over OTLP
-and gives its runs, span events, pending and mirror spans back through its REST API.
+and gives its runs, span events, pending and mirror spans back through its REST API;
+a LangChain LLM app mixed with our runnables gives back its LLM, tool and retriever
+content (OpenInference attributes), one span per run and its session.
 
 Phoenix pins its own OpenTelemetry versions, so it lives in its own virtualenv;
 ``bash tests/run_phoenix.sh`` makes it and runs this test. By hand:
@@ -184,3 +186,117 @@ def test_a_job_reads_back_from_phoenix(exporting_to: str) -> None:
         assert pending["parent_id"] == run["context"]["span_id"]
 
     print(f"\nPhoenix round trip: {time.monotonic() - started:.1f} s after the server was up")
+
+
+def _attribute(span: dict[str, Any], key: str) -> Any:
+    """A span attribute as Phoenix returns it: flat (``a.b.c``) or nested (``{"a": {"b": ...}}``)."""
+    attributes = span["attributes"]
+    if key in attributes:
+        return attributes[key]
+    value: Any = attributes
+    for part in key.split("."):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+def test_a_langchain_llm_app_reads_back_from_phoenix(exporting_to: str) -> None:
+    from langchain_core.documents import Document
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import RunnableLambda as LcLambda
+    from langchain_core.tools import tool
+
+    from otel_runnables.integrations.langchain import instrument_langchain, uninstrument_langchain
+
+    @tool
+    def lookup(city: str) -> str:
+        """Look up the weather of a city."""
+        return f"sunny in {city}"
+
+    class Shelf(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
+            return [Document(page_content=f"{query} is in France", id="doc-1", metadata={"score": 0.9})]
+
+    answer = AIMessage(
+        content="Let me look that up.",
+        tool_calls=[{"name": "lookup", "args": {"city": "Paris"}, "id": "call_1"}],
+        usage_metadata={"input_tokens": 12, "output_tokens": 5, "total_tokens": 17},
+        response_metadata={"model_name": "fake-gpt-1", "finish_reason": "tool_calls"},
+    )
+    model = GenericFakeChatModel(messages=iter([answer]))
+    prompt = ChatPromptTemplate.from_messages([("system", "You are terse."), ("human", "Weather in {city}?")])
+    trace_ids: list[str] = []
+
+    def remember_trace(message: Any) -> Any:
+        from opentelemetry import trace
+
+        trace_ids.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
+        return message
+
+    # ours first: the LangChain steps nest under it, in one trace
+    app = (
+        RunnableLambda(remember_trace, name="weather_job")
+        | prompt
+        | model
+        | LcLambda(lambda message: lookup.invoke(message.tool_calls[0]), name="run_tools")
+    )
+    retrieve = RunnableLambda(lambda query: Shelf().invoke(query), name="find")
+    instrument_langchain()
+    try:
+        app.invoke({"city": "Paris"}, {"metadata": {"session_id": "session-42", "user_id": "user-7"}})
+        (retrieve | RunnableLambda(remember_trace)).invoke("Paris")
+    finally:
+        uninstrument_langchain()
+    assert telemetry.force_flush()
+
+    runs = [s for s in spans_of_trace(exporting_to, trace_ids[0], expected=12) if s["name"] != "progress"]
+    runs = [s for s in runs if _attribute(s, "otel_runnables.span_type") == "run"]
+    by_name = {span["name"]: span for span in runs}
+    assert set(by_name) >= {
+        "weather_job",
+        "ChatPromptTemplate",
+        "GenericFakeChatModel",
+        "run_tools",
+        "lookup",
+    }
+    ids = [_attribute(s, "otel_runnables.run.id") for s in runs]
+    assert len(ids) == len(set(ids)), "a run reached Phoenix twice"
+
+    chat = by_name["GenericFakeChatModel"]
+    assert chat["span_kind"] == "LLM"
+    assert chat["parent_id"] == by_name["RunnableSequence"]["context"]["span_id"]
+    assert _attribute(chat, "llm.model_name") == "fake-gpt-1"
+    assert _attribute(chat, "llm.input_messages.1.message.role") == "user"
+    assert _attribute(chat, "llm.input_messages.1.message.content") == "Weather in Paris?"
+    assert _attribute(chat, "llm.output_messages.0.message.content") == "Let me look that up."
+    tool_call = "llm.output_messages.0.message.tool_calls.0.tool_call"
+    assert _attribute(chat, f"{tool_call}.function.name") == "lookup"
+    assert _attribute(chat, "llm.token_count.prompt") == 12
+    assert _attribute(chat, "llm.token_count.completion") == 5
+    assert _attribute(chat, "llm.token_count.total") == 17
+    assert json.loads(_attribute(chat, "gen_ai.input.messages"))[0]["role"] == "user"
+    for span in runs:
+        assert _attribute(span, "session.id") == "session-42", span["name"]
+        assert _attribute(span, "user.id") == "user-7", span["name"]
+
+    tool_span = by_name["lookup"]
+    assert tool_span["span_kind"] == "TOOL"
+    assert _attribute(tool_span, "tool.name") == "lookup"
+    assert _attribute(tool_span, "tool.description") == "Look up the weather of a city."
+
+    retrieval = [
+        s
+        for s in spans_of_trace(exporting_to, trace_ids[1], expected=4)
+        if _attribute(s, "otel_runnables.span_type") == "run"
+    ]
+    (shelf,) = [s for s in retrieval if s["name"] == "Shelf"]
+    assert shelf["span_kind"] == "RETRIEVER"
+    assert _attribute(shelf, "retrieval.documents.0.document.content") == "Paris is in France"
+    assert _attribute(shelf, "retrieval.documents.0.document.score") == 0.9
