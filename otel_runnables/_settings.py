@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_REDACT_KEYS",
     "DURATION",
     "DURATION_OR_OFF",
+    "EVENTS",
     "HANDLER_TIMEOUT",
     "INSTRUMENT_TARGETS",
     "KEY_LIST",
@@ -279,6 +280,12 @@ STORE_MAX_AGE = _define(
 )
 STORE_MAX_BYTES = _define(
     "OTEL_RUNNABLES_STORE_MAX_BYTES", SIZE, 200_000_000, "The store deletes the oldest traces past this size."
+)
+EVENTS = _define(
+    "OTEL_RUNNABLES_EVENTS",
+    choice("span", "log", "both"),
+    "span",
+    "Where custom events go: span events, log records with an event name (log), or both.",
 )
 INSTRUMENT_TARGETS = _define(
     "OTEL_RUNNABLES_INSTRUMENT_TARGETS",

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from opentelemetry import trace
+from opentelemetry._logs import LoggerProvider
 
 from otel_runnables.errors import ConfigurationError
+from otel_runnables.event_logs import EVENT_MODES
 from otel_runnables.exporting import COMPRESSIONS, EXPORTERS, PROTOCOLS
 
 __all__ = ["CHECKS", "bad_argument", "check_arguments"]
@@ -125,6 +127,11 @@ def _tracer_provider(argument: str, value: object) -> None:
         bad_argument(argument, value, "an opentelemetry TracerProvider")
 
 
+def _logger_provider(argument: str, value: object) -> None:
+    if not isinstance(value, LoggerProvider):
+        bad_argument(argument, value, "an opentelemetry LoggerProvider")
+
+
 CHECKS: dict[str, Check] = {
     "service_name": _optional(_name),
     "exporters": _optional(_exporter_names),
@@ -139,6 +146,8 @@ CHECKS: dict[str, Check] = {
     "liveness_after": _optional(_seconds(zero=True)),
     "span_exporters": _span_exporters,
     "tracer_provider": _optional(_tracer_provider),
+    "events": _optional(_one_of(*EVENT_MODES)),
+    "logger_provider": _optional(_logger_provider),
     "set_global": _switch,
 }
 

@@ -17,7 +17,9 @@ cost nothing here beyond a dict entry. ``OTEL_RUNNABLES_LIVENESS_SPANS=false``
 (or ``configure(liveness_spans=False)``) switches it off.
 
 In-process listeners (the embedded store) hear every custom event at once
-through ``add_event_listener``, whatever the delay.
+through ``add_event_listener``, whatever the delay. When custom events go
+to logs only (``OTEL_RUNNABLES_EVENTS=log``), the run's span holds none, so
+the latest events of a run not announced yet are kept here for its mirrors.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -35,6 +38,7 @@ from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from otel_runnables import _settings, conventions
+from otel_runnables.event_logs import routing
 from otel_runnables.telemetry import get_tracer
 
 __all__ = [
@@ -69,6 +73,8 @@ class LiveRun(Protocol):
 
 
 _INTERNAL = SpanKind.INTERNAL
+# as many of a run's events as its span keeps by default (OTEL_SPAN_EVENT_COUNT_LIMIT)
+_EARLY_EVENTS_KEPT = 128
 
 
 def _delay_from_settings() -> float | None:
@@ -130,6 +136,7 @@ def run_started(run: LiveRun) -> None:
 def run_ended(run: LiveRun) -> None:
     if not run.announced:
         _watch.discard(run)
+    _watch.early_events.pop(run, None)
 
 
 def event_recorded(run: LiveRun, name: str, time_ns: int, attributes: Mapping[str, AttributeValue]) -> None:
@@ -141,6 +148,11 @@ def event_recorded(run: LiveRun, name: str, time_ns: int, attributes: Mapping[st
             logger.exception("span event listener %r failed; the run goes on", listener)
     if run.announced:
         _mirror(run, name, time_ns, attributes)
+    elif not routing.span and _delay is not None:  # no span event to mirror from later
+        early = _watch.early_events.get(run)
+        if early is None:
+            early = _watch.early_events[run] = deque(maxlen=_EARLY_EVENTS_KEPT)
+        early.append((name, time_ns, attributes))
 
 
 def announce_now(run: LiveRun) -> None:
@@ -164,6 +176,8 @@ def announce_now(run: LiveRun) -> None:
             start_time=started,
         )
         pending.end(end_time=started)
+        for name, time_ns, event_attributes in _watch.early_events.pop(run, ()):
+            _mirror(run, name, time_ns, event_attributes)
         for event in tuple(getattr(span, "events", ())):
             event_attributes = event.attributes or {}
             if event_attributes.get(conventions.EVENT_KIND) == conventions.EVENT_KIND_CUSTOM:
@@ -197,6 +211,8 @@ class _Watch:
         self._due: dict[LiveRun, float] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.early_events: dict[LiveRun, deque[tuple[str, int, Mapping[str, Any]]]] = {}
+        """Events of runs not announced yet, when their spans hold none."""
 
     def add(self, run: LiveRun, delay: float) -> None:
         # one dict store, atomic under the GIL: no lock on the run's path
@@ -218,6 +234,7 @@ class _Watch:
         self._due = {}
         self._lock = threading.Lock()
         self._thread = None
+        self.early_events = {}
 
     def _loop(self) -> None:
         while True:

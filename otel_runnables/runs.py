@@ -22,12 +22,14 @@ from otel_runnables import _settings, bridge, conventions, liveness
 from otel_runnables._sentinel import MISSING
 from otel_runnables.callbacks import BaseCallbackHandler
 from otel_runnables.config import RunnableConfig, RunScope, add_tags, own_child_config
+from otel_runnables.event_logs import emit_log_event, routing
 from otel_runnables.telemetry import get_tracer
 
 __all__ = [
     "MISSING",
     "Run",
     "astart_run",
+    "emit_custom_event",
     "new_run_id",
     "new_run_id_text",
     "run_id_of",
@@ -269,7 +271,7 @@ class Run:
             attributes = conventions.custom_event_attributes(data, capture_content=self.capture)
             # one timestamp for the span event, its mirror span and the store's row
             now = time.time_ns()
-            emit_span_event(span, name, attributes, now)
+            emit_custom_event(span, name, attributes, now, self.id_text)
             liveness.event_recorded(self, name, now, attributes)
             return now
         return None
@@ -341,9 +343,16 @@ class Run:
         return f"Run(name={self.name!r}, id={self.id}, parent_id={self.parent_id})"
 
 
-def emit_span_event(span: Span, name: str, attributes: Mapping[str, Any], time_ns: int | None = None) -> None:
-    """The one sink for span events: moving to log-based events changes only this."""
-    span.add_event(name, attributes, timestamp=time_ns)
+def emit_custom_event(
+    span: Span, name: str, attributes: Mapping[str, Any], time_ns: int, run_id: str
+) -> None:
+    """The one sink for custom events: a span event on the run's span, a log
+    record with the event's name in the span's context, or both
+    (``OTEL_RUNNABLES_EVENTS``, see `otel_runnables.event_logs`)."""
+    if routing.span:
+        span.add_event(name, attributes, timestamp=time_ns)
+    if routing.log:
+        emit_log_event(span, name, attributes, time_ns, run_id)
 
 
 def start_run(

@@ -32,14 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opentelemetry import trace
+from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from otel_runnables import _settings
+from otel_runnables import _settings, event_logs
 from otel_runnables._version import __version__
 from otel_runnables.arguments import check_arguments
+from otel_runnables.event_logs import LogSetup
 from otel_runnables.export_health import BoundedBatchSpanProcessor
 from otel_runnables.exporting import (
     ConfigurationError,
@@ -48,6 +50,7 @@ from otel_runnables.exporting import (
     exporter_names,
     store_path_setting,
 )
+from otel_runnables.log_exporting import log_exporter_names
 
 __all__ = [
     "INSTRUMENTATION_NAME",
@@ -78,6 +81,8 @@ class TelemetrySetup:
     exporters: list[str] = field(default_factory=list)
     owns_provider: bool = False  # we built it, so we shut it down
     is_global: bool = False
+    log_setup: LogSetup | None = None
+    """Where log-based events go, when custom events go to logs (see `otel_runnables.event_logs`)."""
 
     def _batches(self) -> list[BoundedBatchSpanProcessor]:
         return [p for p in self.processors if isinstance(p, BoundedBatchSpanProcessor)]
@@ -249,6 +254,8 @@ def configure(
     liveness_after: float | None = None,
     span_exporters: Sequence[SpanExporter] = (),
     tracer_provider: trace.TracerProvider | None = None,
+    events: str | None = None,
+    logger_provider: LoggerProvider | None = None,
     set_global: bool = True,
 ) -> TelemetrySetup:
     """Set up where spans go; arguments win over ``OTEL_*`` variables.
@@ -266,6 +273,10 @@ def configure(
       seconds a live run is announced (see ``otel_runnables.liveness``).
     - ``span_exporters``: more exporters of your own, each behind a batch processor.
     - ``tracer_provider``: add our processors to this provider instead (it is not made global).
+    - ``events``: where custom events go, ``"span"``, ``"log"`` or ``"both"`` (default:
+      ``OTEL_RUNNABLES_EVENTS``, else ``"span"``); with ``"log"``/``"both"`` log records are exported
+      like spans, by ``exporters`` or ``OTEL_LOGS_EXPORTER`` and ``OTEL_EXPORTER_OTLP_LOGS_*``
+      (see ``otel_runnables.event_logs``). ``logger_provider``: emit them through this provider.
     - ``set_global``: make the provider we build the global one (for other instrumentations too).
 
     An argument of the wrong form raises ``ConfigurationError`` naming it and the form expected
@@ -291,6 +302,8 @@ def configure(
         liveness_after=liveness_after,
         span_exporters=span_exporters,
         tracer_provider=tracer_provider,
+        events=events,
+        logger_provider=logger_provider,
         set_global=set_global,
     )
     settings = ExportSettings(
@@ -305,6 +318,9 @@ def configure(
     )
     exporter_names(settings)
     _settings.refresh(strict=True)  # the OTEL_RUNNABLES_* variables, read again
+    events = _settings.EVENTS.value if events is None else events.strip().lower()
+    if events != "span":
+        log_exporter_names(settings)  # validate before touching anything
     if liveness_spans is None and liveness_after is not None:
         liveness_spans = True  # a delay asks for liveness spans
     liveness.configure_liveness(liveness_spans, liveness_after)
@@ -327,7 +343,22 @@ def configure(
                 _adopted.discard(id(application))
                 _setup = _adopt(application, settings, store)
         _pinned = _tracer_of(_setup.provider)
+        _setup.log_setup = event_logs.configure_event_logs(
+            events,
+            settings,
+            resource=_resource_of(_setup, service_name),
+            logger_provider=logger_provider,
+            set_global=set_global,
+        )
         return _setup
+
+
+def _resource_of(setup: TelemetrySetup, service_name: str | None) -> Resource:
+    """The resource of the provider we built, so log records name the same service."""
+    resource = getattr(setup.provider, "resource", None) if setup.owns_provider else None
+    if isinstance(resource, Resource):
+        return resource
+    return Resource.create({SERVICE_NAME: service_name} if service_name else {})
 
 
 def current_setup() -> TelemetrySetup | None:
@@ -336,10 +367,12 @@ def current_setup() -> TelemetrySetup | None:
 
 
 def force_flush(timeout_millis: int = 30_000) -> bool:
-    """Export everything queued so far, waiting at most ``timeout_millis``; False if
-    some of it was not delivered in that time."""
+    """Export everything queued so far (spans, and log-based events), waiting at most
+    ``timeout_millis``; False if some of it was not delivered in that time."""
+    deadline = time.monotonic() + timeout_millis / 1000
     setup = _setup
-    return True if setup is None else setup.force_flush(timeout_millis)
+    flushed = True if setup is None else setup.force_flush(timeout_millis)
+    return event_logs.force_flush(_millis_left(deadline)) and flushed
 
 
 def shutdown(timeout_millis: int | None = None) -> bool:
@@ -355,12 +388,13 @@ def shutdown(timeout_millis: int | None = None) -> bool:
             _adopted.discard(id(setup.provider))
     setups = [*retiring, *([] if setup is None else [setup])]
     if timeout_millis is None:
-        timeout_millis = int(1000 * max((each.export_timeout() for each in setups), default=0.0))
+        longest = max((each.export_timeout() for each in setups), default=0.0)
+        timeout_millis = int(1000 * max(longest, event_logs.export_timeout()))
     deadline = time.monotonic() + timeout_millis / 1000
     done = True
     for each in setups:
         done = each.shutdown(_millis_left(deadline)) and done
-    return done
+    return event_logs.shutdown(_millis_left(deadline)) and done
 
 
 def set_tracer_provider(provider: trace.TracerProvider | None) -> None:

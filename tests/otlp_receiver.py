@@ -1,5 +1,5 @@
 """Real OTLP receivers for the tests: HTTP (protobuf, optionally gzip) and gRPC,
-decoding every export request with opentelemetry-proto."""
+decoding every export request, traces and logs, with opentelemetry-proto."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -54,13 +55,72 @@ class ReceivedSpan:
 
 
 @dataclass
+class ReceivedLog:
+    trace_id: str
+    span_id: str
+    event_name: str
+    time_ns: int
+    observed_ns: int
+    severity_number: int
+    severity_text: str
+    body: Any
+    attributes: dict[str, Any]
+    service_name: str | None
+    scope: tuple[str, str]
+
+
+@dataclass
 class Received:
     """Everything the receiver decoded, thread-safe."""
 
     spans: list[ReceivedSpan] = field(default_factory=list)
+    logs: list[ReceivedLog] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    log_headers: list[dict[str, str]] = field(default_factory=list)
+    log_bodies: list[bytes] = field(default_factory=list)
+    """Each logs export request as it came over the wire (decompressed)."""
     requests: int = 0
     lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def add_logs(self, request: logs_service_pb2.ExportLogsServiceRequest, headers: dict[str, str]) -> None:
+        decoded = []
+        for resource_logs in request.resource_logs:
+            resource = {a.key: plain(a.value) for a in resource_logs.resource.attributes}
+            for scope_logs in resource_logs.scope_logs:
+                scope = (scope_logs.scope.name, scope_logs.scope.version)
+                for record in scope_logs.log_records:
+                    decoded.append(
+                        ReceivedLog(
+                            trace_id=record.trace_id.hex(),
+                            span_id=record.span_id.hex(),
+                            event_name=record.event_name,
+                            time_ns=record.time_unix_nano,
+                            observed_ns=record.observed_time_unix_nano,
+                            severity_number=record.severity_number,
+                            severity_text=record.severity_text,
+                            body=plain(record.body) if record.HasField("body") else None,
+                            attributes={a.key: plain(a.value) for a in record.attributes},
+                            service_name=resource.get("service.name"),
+                            scope=scope,
+                        )
+                    )
+        with self.lock:
+            self.logs.extend(decoded)
+            self.log_headers.append(headers)
+            self.log_bodies.append(request.SerializeToString())
+            self.requests += 1
+            self.lock.notify_all()
+
+    def wait_for_logs(
+        self, check: Callable[[list[ReceivedLog]], bool], timeout: float = 15.0
+    ) -> list[ReceivedLog]:
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not check(self.logs):
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"not received in time; got {len(self.logs)} log records"
+                self.lock.wait(remaining)
+            return list(self.logs)
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest, headers: dict[str, str]) -> None:
         decoded = []
@@ -108,7 +168,8 @@ class Received:
 
 @contextmanager
 def http_receiver() -> Iterator[tuple[str, Received]]:
-    """An OTLP/HTTP receiver on loopback: yields (base endpoint, received)."""
+    """An OTLP/HTTP receiver on loopback (``/v1/traces`` and ``/v1/logs``):
+    yields (base endpoint, received)."""
     received = Received()
 
     class Handler(BaseHTTPRequestHandler):
@@ -116,10 +177,20 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
-            request = trace_service_pb2.ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            received.add(request, {k.lower(): v for k, v in self.headers.items()})
-            answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            if self.path == "/v1/logs":
+                logs = logs_service_pb2.ExportLogsServiceRequest()
+                logs.ParseFromString(body)
+                received.add_logs(logs, headers)
+                answer = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
+            elif self.path == "/v1/traces":
+                spans = trace_service_pb2.ExportTraceServiceRequest()
+                spans.ParseFromString(body)
+                received.add(spans, headers)
+                answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            else:
+                self.send_error(404)
+                return
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", str(len(answer)))
@@ -148,12 +219,22 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    def Export(self, request: Any, context: Any) -> Any:
+        self.received.add_logs(request, {key: value for key, value in context.invocation_metadata()})
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
 @contextmanager
 def grpc_receiver() -> Iterator[tuple[str, Received]]:
-    """An OTLP/gRPC receiver on loopback: yields (endpoint, received)."""
+    """An OTLP/gRPC receiver on loopback (traces and logs): yields (endpoint, received)."""
     received = Received()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(received), server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(received), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

@@ -64,7 +64,8 @@ def test_processor_order_and_no_tail_sampling(name: str) -> None:
 def redaction_patterns(name: str) -> dict[str, str]:
     """context -> the regex given to delete_matching_keys."""
     found = {}
-    for group in load(name)["processors"]["transform/redact"]["trace_statements"]:
+    redact = load(name)["processors"]["transform/redact"]
+    for group in [*redact["trace_statements"], *redact.get("log_statements", [])]:
         for statement in group["statements"]:
             match = re.fullmatch(r'delete_matching_keys\(attributes, "(.+)"\)', statement)
             assert match, statement
@@ -73,9 +74,11 @@ def redaction_patterns(name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", COLLECTOR_CONFIGS)
-def test_redaction_covers_span_and_span_event_attributes(name: str) -> None:
+def test_redaction_covers_span_span_event_and_log_attributes(name: str) -> None:
     patterns = redaction_patterns(name)
-    assert set(patterns) == {"span", "spanevent"}
+    has_logs = "logs" in load(name)["service"]["pipelines"]
+    assert set(patterns) == ({"span", "spanevent", "log"} if has_logs else {"span", "spanevent"})
+    assert len(set(patterns.values())) == 1  # one rule for every signal
     for pattern in patterns.values():
         regex = re.compile(pattern)
         for secret in (
@@ -108,6 +111,30 @@ def test_the_liveness_filter_matches_the_library_conventions() -> None:
         assert f'attributes["{conventions.SPAN_TYPE}"] == "{span_type}"' in conditions
 
 
+def test_both_has_a_logs_pipeline_to_loki_that_keeps_the_event_name() -> None:
+    from otel_runnables import conventions
+
+    config = load("both.yaml")
+    logs = config["service"]["pipelines"]["logs"]
+    assert logs["receivers"] == ["otlp"] and logs["exporters"] == ["otlphttp/loki"]
+    assert logs["processors"] == ["memory_limiter", "transform/redact", "transform/event_name", "batch"]
+    assert config["exporters"]["otlphttp/loki"]["endpoint"].endswith("loki:3100/otlp}")
+    (group,) = config["processors"]["transform/event_name"]["log_statements"]
+    assert group["context"] == "log"
+    assert group["statements"] == ['set(attributes["event_name"], event_name) where event_name != ""']
+    # the redaction rule removes secrets from the attributes custom events carry as log records
+    regex = re.compile(redaction_patterns("both.yaml")["log"])
+    assert regex.search(f"{conventions.EVENT_DATA}.api_key")
+    assert not regex.search(f"{conventions.EVENT_DATA}.step")
+    compose = load("docker-compose.yaml")["services"]
+    assert compose["collector"]["environment"]["LOKI_OTLP_ENDPOINT"] == "http://loki:3100/otlp"
+    assert "loki" in compose["collector"]["depends_on"]
+    sources = {source["type"]: source for source in load("grafana-datasources.yaml")["datasources"]}
+    (trace_link,) = sources["loki"]["jsonData"]["derivedFields"]
+    assert trace_link["datasourceUid"] == sources["tempo"]["uid"] and trace_link["matcherRegex"] == "trace_id"
+    assert trace_link["url"] == "$${__value.raw}"  # not expanded by Grafana's provisioning
+
+
 def test_compose_mounts_existing_files_and_pins_images() -> None:
     compose = load("docker-compose.yaml")
     for name, service in compose["services"].items():
@@ -123,4 +150,4 @@ def test_compose_mounts_existing_files_and_pins_images() -> None:
     ports = {
         port.split(":")[0] for service in compose["services"].values() for port in service.get("ports", [])
     }
-    assert {"4317", "4318", "16686", "3200", "3000"} <= ports
+    assert {"4317", "4318", "16686", "3200", "3000", "3100"} <= ports

@@ -52,6 +52,11 @@ _STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "er
 _ABANDONED = "process exited before the run ended"
 
 
+def _has_custom(events: list[tuple[Any, ...]]) -> bool:
+    custom = conventions.EVENT_KIND_CUSTOM
+    return any((event[4] or {}).get(conventions.EVENT_KIND) == custom for event in events)
+
+
 def _hex_trace(value: int) -> str:
     return f"{value:032x}"
 
@@ -282,6 +287,8 @@ class LocalStoreSpanProcessor(SpanProcessor):
         # a span that ended within this batch is written once, with all its events:
         # its start row and the events heard live would only be overwritten
         ended = {(item[1][0], item[1][1]) for item in batch if item[0] == "end"}
+        # ... unless its span holds no custom events (sent as log records only)
+        carried = {(item[1][0], item[1][1]) for item in batch if item[0] == "end" and _has_custom(item[2])}
         # JSON is encoded here, off the caller's thread
         starts = [
             (*item[1][:12], _json(item[1][12]), *item[1][13:])
@@ -292,7 +299,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
         events = [
             (*item[1:5], _json(item[5]))
             for item in batch
-            if item[0] == "event" and (item[1], item[2]) not in ended
+            if item[0] == "event" and (item[1], item[2]) not in carried
         ]
         events += [(*event[:4], _json(event[4])) for item in batch if item[0] == "end" for event in item[2]]
         abandoned = [(item[3], _ABANDONED, item[1], item[2]) for item in batch if item[0] == "abandon"]
