@@ -35,6 +35,7 @@ from otel_runnables.runnables import (
     RunnableSequence,
     chain,
 )
+from otel_runnables.runnables.base import load_integrations_on_import
 from otel_runnables.subscriptions import subscribe, subscribe_sync
 from otel_runnables.telemetry import ConfigurationError, configure, force_flush, shutdown
 
@@ -76,6 +77,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from otel_runnables.progress.follow import follow, follow_sync
+
+# our runnables compose with LangChain's from both sides once both are imported, in any order
+load_integrations_on_import()
 
 
 def __getattr__(name: str) -> Any:

@@ -184,13 +184,18 @@ def test_what_cannot_be_composed_is_named_by_its_module() -> None:
         RunnableLambda(lambda x: x) | Document(page_content="not a runnable")  # type: ignore[operator]
 
 
-def test_ours_then_langchain_works_without_importing_the_integration() -> None:
-    program = (
-        "from otel_runnables import RunnableLambda\n"
-        "from langchain_core.runnables import RunnableLambda as LC\n"
-        "app = RunnableLambda(lambda x: x + 1) | LC(lambda x: x * 2)\n"
-        "print(app.invoke(1))\n"
-        "print((LC(lambda x: x - 1) | RunnableLambda(lambda x: x * 3)).invoke(2))\n"
+@pytest.mark.parametrize("langchain_first", [True, False], ids=["langchain imported first", "ours first"])
+def test_both_directions_work_without_importing_the_integration(langchain_first: bool) -> None:
+    imports = [
+        "from otel_runnables import RunnableLambda",
+        "from langchain_core.runnables import RunnableLambda as LC",
+    ]
+    program = "\n".join(
+        [
+            *(reversed(imports) if langchain_first else imports),
+            "print((LC(lambda x: x - 1) | RunnableLambda(lambda x: x * 3)).invoke(2))",
+            "print((RunnableLambda(lambda x: x + 1) | LC(lambda x: x * 2)).invoke(1))",
+        ]
     )
     done = subprocess.run(
         [sys.executable, "-c", program],
@@ -200,4 +205,4 @@ def test_ours_then_langchain_works_without_importing_the_integration() -> None:
         env={"OTEL_RUNNABLES_STORE": "off", "PATH": ""},
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["4", "3"]
+    assert done.stdout.split() == ["3", "4"]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import wrapt
 
 from otel_runnables.config import RunnableConfig, ensure_config, get_config_list, merge_configs
 from otel_runnables.runnables._execution import closing
@@ -361,13 +365,32 @@ def register_coercer(coercer: Coercer) -> None:
         _coercers.append(coercer)
 
 
+def _load(integration: str) -> Callable[[Any], None]:
+    def load(_library: Any) -> None:
+        try:
+            importlib.import_module(integration)
+        except Exception:  # the other library's import must never fail because of ours
+            logging.getLogger("otel_runnables").warning(
+                "could not load %s: composing with that library's runnables will not work",
+                integration,
+                exc_info=True,
+            )
+
+    return load
+
+
+def load_integrations_on_import() -> None:
+    """Load our integration with a library as soon as that library is imported
+    (now, if it is already), so that its own ``|`` knows our runnables too."""
+    for library, integration in _INTEGRATIONS.items():
+        wrapt.register_post_import_hook(_load(integration), library)
+
+
 def _integration_for(thing: Any) -> bool:
     """Import the integration for ``thing``'s library, if there is one; whether it loaded."""
     module = _INTEGRATIONS.get(type(thing).__module__.partition(".")[0])
     if module is None:
         return False
-    import importlib
-
     importlib.import_module(module)
     return True
 
