@@ -1,6 +1,7 @@
 """The extra cost per run of liveness (pending and event-mirror spans), through
 a BatchSpanProcessor, side by side: off, the default delay (a short run emits
-nothing), and a zero delay (every run: 1 pending + 3 mirror spans).
+nothing), and a zero delay (every run: 1 pending + 1 mirror span; the two later
+events come within the mirror interval and the run's span carries them).
 
     .venv/bin/python -m benchmarks.bench_liveness
 """

@@ -34,6 +34,7 @@ __all__ = [
     "INSTRUMENT_TARGETS",
     "KEY_LIST",
     "LIVENESS_AFTER",
+    "LIVENESS_INTERVAL",
     "LIVENESS_SPANS",
     "OFF_WORDS",
     "ON_WORDS",
@@ -267,6 +268,12 @@ LIVENESS_AFTER = _define(
     DURATION,
     1.0,
     "How long a run goes on before its pending span is sent (0: at once).",
+)
+LIVENESS_INTERVAL = _define(
+    "OTEL_RUNNABLES_LIVENESS_INTERVAL",
+    DURATION,
+    1.0,
+    "At most one event-mirror span per run this often, carrying the latest event (0: one per event).",
 )
 STORE = _define(
     "OTEL_RUNNABLES_STORE",

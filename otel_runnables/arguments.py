@@ -144,6 +144,7 @@ CHECKS: dict[str, Check] = {
     "store": _optional(_store),
     "liveness_spans": _optional(_switch),
     "liveness_after": _optional(_seconds(zero=True)),
+    "liveness_interval": _optional(_seconds(zero=True)),
     "span_exporters": _span_exporters,
     "tracer_provider": _optional(_tracer_provider),
     "events": _optional(_one_of(*EVENT_MODES)),

@@ -32,18 +32,22 @@ __all__ = [
     "EVENT_DATA",
     "EVENT_DATA_SIZE",
     "EVENT_DATA_TYPE",
+    "EVENT_COUNT",
     "EVENT_KIND",
     "EVENT_KIND_CUSTOM",
+    "EVENT_NAME",
     "INPUT_MIME_TYPE",
     "INPUT_SIZE",
     "INPUT_TYPE",
     "INPUT_VALUE",
+    "LIVENESS_KEYS",
     "METADATA",
     "OPENINFERENCE_SPAN_KIND",
     "OUTPUT_MIME_TYPE",
     "OUTPUT_SIZE",
     "OUTPUT_TYPE",
     "OUTPUT_VALUE",
+    "RUN_CUSTOM_EVENTS",
     "RUN_ID",
     "RUN_METADATA_PREFIX",
     "RUN_NAME",
@@ -60,7 +64,9 @@ __all__ = [
     "TRUNCATED",
     "custom_event_attributes",
     "io_attributes",
+    "mirror_span_name",
     "openinference_kind",
+    "pending_span_name",
     "run_attributes",
     "run_identity_attributes",
     "session_attributes",
@@ -111,6 +117,25 @@ EVENT_DATA_SIZE = "otel_runnables.event.data_size"
 EVENT_KIND = "otel_runnables.event.kind"
 EVENT_KIND_CUSTOM = "custom"
 EVENT_DATA = "otel_runnables.event.data"
+
+# liveness: an event mirror names its event and how many events it stands for;
+# a run span whose custom events the SDK's limit cut says how many there were
+EVENT_NAME = "otel_runnables.event.name"
+EVENT_COUNT = "otel_runnables.event.count"
+RUN_CUSTOM_EVENTS = "otel_runnables.run.custom_events"
+# what a pending or mirror span adds to its run's or event's attributes
+LIVENESS_KEYS = frozenset({SPAN_TYPE, RUN_ID, RUN_NAME, EVENT_NAME, EVENT_COUNT, OPENINFERENCE_SPAN_KIND})
+
+
+def pending_span_name(run_name: str) -> str:
+    """A pending span's name: its run's, told apart from the run in a backend's tree."""
+    return f"{run_name} (started)"
+
+
+def mirror_span_name(event_name: str) -> str:
+    """An event mirror's name: its event's, told apart from a run."""
+    return f"{event_name} (event)"
+
 
 _OPENINFERENCE_KINDS = {
     "chain": "CHAIN",

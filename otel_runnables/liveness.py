@@ -1,36 +1,46 @@
-"""Making live runs visible before they end.
+"""Making live runs visible before they end, at a bounded cost per run.
 
 OTLP exports a span only when it ends, so a long run is invisible in Jaeger or
 Tempo until it is over. A run still going after a short delay
 (``OTEL_RUNNABLES_LIVENESS_AFTER``, 1 s by default; 0 for every run at once)
 therefore announces itself through the application's tracer:
 
-- a zero-duration *pending* span: parent = the run's span, the run's name and
-  attributes, ``otel_runnables.span_type = "pending"``;
-- a zero-duration *event mirror* span per custom event (those before the
-  announcement too, at their own timestamps): named after the event, parent =
-  the run's span, the event's attributes, ``otel_runnables.span_type = "event"``.
+- one zero-duration *pending* span: parent = the run's span, named
+  ``"<run> (started)"`` so a backend's tree tells it from the run, the run's
+  attributes and OpenInference kind, ``otel_runnables.span_type = "pending"``;
+- zero-duration *event mirror* spans, at most one per
+  ``OTEL_RUNNABLES_LIVENESS_INTERVAL`` (1 s) per run: each carries the latest
+  custom event (its data, its name in ``otel_runnables.event.name``, its
+  timestamp) and in ``otel_runnables.event.count`` how many events it stands
+  for since the previous mirror; named ``"<event> (event)"``, parent = the
+  run's span, the run's OpenInference kind, ``otel_runnables.span_type =
+  "event"``. Events further apart than the interval each get their own mirror;
+  a burst gets one when the interval is up (or none, if the run ends first:
+  the run's span then holds the events).
 
-Each has its own span id, so no span id is ever exported twice; the span event
-on the run's span stays the source of truth. Short runs, the vast majority,
-cost nothing here beyond a dict entry. ``OTEL_RUNNABLES_LIVENESS_SPANS=false``
-(or ``configure(liveness_spans=False)``) switches it off.
+A run's spans are thus bounded: its own, one pending, and about one mirror per
+interval it lived, however many events it dispatched (README: the table). Each
+has its own span id, so no span id is ever exported twice; the span events on
+the run's span stay the source of truth. Short runs, the vast majority, cost
+nothing here beyond a dict entry. ``OTEL_RUNNABLES_LIVENESS_SPANS=false`` (or
+``configure(liveness_spans=False)``) switches it off.
 
 In-process listeners (the embedded store) hear every custom event at once
 through ``add_event_listener``, whatever the delay. When custom events go
 to logs only (``OTEL_RUNNABLES_EVENTS=log``), the run's span holds none, so
-the latest events of a run not announced yet are kept here for its mirrors.
+the latest event of a run not announced yet is kept here for its first mirror.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opentelemetry import trace
@@ -49,6 +59,7 @@ __all__ = [
     "configure_liveness",
     "event_recorded",
     "liveness_delay",
+    "liveness_interval",
     "remove_event_listener",
     "run_ended",
     "run_started",
@@ -73,8 +84,6 @@ class LiveRun(Protocol):
 
 
 _INTERNAL = SpanKind.INTERNAL
-# as many of a run's events as its span keeps by default (OTEL_SPAN_EVENT_COUNT_LIMIT)
-_EARLY_EVENTS_KEPT = 128
 
 
 def _delay_from_settings() -> float | None:
@@ -83,6 +92,7 @@ def _delay_from_settings() -> float | None:
 
 
 _delay: float | None = _delay_from_settings()
+_interval: float = _settings.LIVENESS_INTERVAL.value
 _listeners: tuple[EventListener, ...] = ()
 _listeners_lock = threading.Lock()
 
@@ -92,12 +102,28 @@ def liveness_delay() -> float | None:
     return _delay
 
 
-def configure_liveness(enabled: bool | None = True, after: float | None = None) -> None:
-    """Switch liveness spans on or off, and set the delay before a run is announced;
-    None takes the ``OTEL_RUNNABLES_LIVENESS_*`` setting."""
-    global _delay
-    if after is not None and (not isinstance(after, (int, float)) or isinstance(after, bool) or after < 0):
-        raise ValueError(f"liveness delay must be a number of seconds >= 0, got {after!r}")
+def liveness_interval() -> float:
+    """The shortest time in seconds between two event mirrors of one run."""
+    return _interval
+
+
+def _check_seconds(what: str, value: float | None) -> None:
+    if value is not None and (
+        not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0 or value == math.inf
+    ):
+        raise ValueError(f"liveness {what} must be a number of seconds >= 0, got {value!r}")
+
+
+def configure_liveness(
+    enabled: bool | None = True, after: float | None = None, interval: float | None = None
+) -> None:
+    """Switch liveness spans on or off, set the delay before a run is announced and
+    the interval between two event mirrors of a run; None takes the
+    ``OTEL_RUNNABLES_LIVENESS_*`` setting."""
+    global _delay, _interval
+    _check_seconds("delay", after)
+    _check_seconds("interval", interval)
+    _interval = float(interval) if interval is not None else _settings.LIVENESS_INTERVAL.value
     if enabled is None:
         enabled = _settings.LIVENESS_SPANS.value
     if not enabled:
@@ -134,7 +160,9 @@ def run_started(run: LiveRun) -> None:
 
 
 def run_ended(run: LiveRun) -> None:
-    if not run.announced:
+    if run.announced:
+        _mirrors.pop(run, None)  # a mirror still held: the run's span holds its event
+    else:
         _watch.discard(run)
     _watch.early_events.pop(run, None)
 
@@ -147,53 +175,145 @@ def event_recorded(run: LiveRun, name: str, time_ns: int, attributes: Mapping[st
         except Exception:
             logger.exception("span event listener %r failed; the run goes on", listener)
     if run.announced:
-        _mirror(run, name, time_ns, attributes)
-    elif not routing.span and _delay is not None:  # no span event to mirror from later
-        early = _watch.early_events.get(run)
-        if early is None:
-            early = _watch.early_events[run] = deque(maxlen=_EARLY_EVENTS_KEPT)
-        early.append((name, time_ns, attributes))
+        _offer(run, (name, time_ns, attributes), 1)
+    elif not routing.span and _delay is not None:  # no span event to find at the announcement
+        _watch.early_events[run] = (name, time_ns, attributes)  # the latest is all it mirrors
+
+
+# -- event mirrors: at most one per interval per run -----------------------------
+
+
+@dataclass
+class _Mirrors:
+    """An announced run's mirror state: when the last mirror went, and the latest
+    event since (with how many events it stands for)."""
+
+    kind: str  # the run's OpenInference span kind
+    last: float = -math.inf  # monotonic time of the last mirror
+    held: tuple[str, int, Mapping[str, Any]] | None = None
+    held_count: int = 0
+
+
+_mirrors: dict[LiveRun, _Mirrors] = {}
+_mirrors_lock = threading.Lock()
+
+
+def _offer(run: LiveRun, event: tuple[str, int, Mapping[str, Any]], count: int) -> None:
+    """Hold ``event`` as the run's latest; mirror it now if the interval is up."""
+    now = time.monotonic()
+    with _mirrors_lock:
+        state = _mirrors.get(run)
+        if state is None:  # ended, or announced by another thread a moment ago
+            return
+        state.held = event
+        state.held_count += count
+        due = _take_due(state, now)
+    if due is not None:
+        _mirror(run, state.kind, *due)
+    else:
+        _watch.start()  # it mirrors the held event once the interval is up
+
+
+def _take_due(state: _Mirrors, now: float) -> tuple[str, int, Mapping[str, Any], int] | None:
+    """The held event and its count, if the interval since the last mirror is up (under the lock)."""
+    held = state.held
+    if held is None or now - state.last < _interval:
+        return None
+    state.held, count, state.last = None, state.held_count, now
+    state.held_count = 0
+    return (*held, count)
+
+
+def _flush_due_mirrors() -> float:
+    """Mirror every held event whose interval is up; the monotonic time of the next one due."""
+    now = time.monotonic()
+    due: list[tuple[LiveRun, str, tuple[str, int, Mapping[str, Any], int]]] = []
+    upcoming = math.inf
+    with _mirrors_lock:
+        for run, state in _mirrors.items():
+            taken = _take_due(state, now)
+            if taken is not None:
+                due.append((run, state.kind, taken))
+            elif state.held is not None:
+                upcoming = min(upcoming, state.last + _interval)
+    for run, kind, taken in due:
+        if not run.ended:
+            _mirror(run, kind, *taken)
+    return upcoming
+
+
+def _kind_of(attributes: Mapping[str, Any]) -> str:
+    kind = attributes.get(conventions.OPENINFERENCE_SPAN_KIND)
+    if isinstance(kind, str):
+        return kind
+    run_type = attributes.get(conventions.RUN_TYPE)
+    return conventions.openinference_kind(run_type if isinstance(run_type, str) else "chain")
 
 
 def announce_now(run: LiveRun) -> None:
-    """Emit the pending span, and mirrors of the events so far. Once per run."""
+    """Emit the pending span, and one mirror of the latest event so far. Once per run."""
     if run.announced:
         return
-    run.announced = True
     span = run.span
     try:
         attributes = dict(getattr(span, "attributes", None) or {})
+        state = _Mirrors(kind=_kind_of(attributes))
+        with _mirrors_lock:
+            _mirrors[run] = state
+        run.announced = True  # from here on, the run's events are offered as mirrors
         for key in (conventions.OUTPUT_VALUE, conventions.OUTPUT_MIME_TYPE, conventions.RUN_STREAM_CHUNKS):
             attributes.pop(key, None)
         attributes[conventions.SPAN_TYPE] = conventions.SPAN_TYPE_PENDING
         attributes[conventions.RUN_NAME] = run.name
+        attributes[conventions.OPENINFERENCE_SPAN_KIND] = state.kind
         started = getattr(span, "start_time", None) or time.time_ns()
         pending = get_tracer().start_span(
-            run.name,
+            conventions.pending_span_name(run.name),
             context=trace.set_span_in_context(span),
             kind=_INTERNAL,
             attributes=attributes,
             start_time=started,
         )
         pending.end(end_time=started)
-        for name, time_ns, event_attributes in _watch.early_events.pop(run, ()):
-            _mirror(run, name, time_ns, event_attributes)
-        for event in tuple(getattr(span, "events", ())):
-            event_attributes = event.attributes or {}
-            if event_attributes.get(conventions.EVENT_KIND) == conventions.EVENT_KIND_CUSTOM:
-                _mirror(run, event.name, event.timestamp, event_attributes)
+        _offer_earlier_events(run, span)
     except Exception:
         logger.exception("could not announce live run %s; its span is unaffected", run.id)
 
 
-def _mirror(run: LiveRun, name: str, time_ns: int, attributes: Mapping[str, Any]) -> None:
+def _offer_earlier_events(run: LiveRun, span: Span) -> None:
+    """The latest custom event before the announcement, standing for all of them."""
+    earlier = [
+        (event.name, event.timestamp, event.attributes or {})
+        for event in tuple(getattr(span, "events", ()))
+        if (event.attributes or {}).get(conventions.EVENT_KIND) == conventions.EVENT_KIND_CUSTOM
+    ]
+    early = _watch.early_events.pop(run, None)  # events go to logs only: the span holds none
+    if early is not None:
+        earlier.append(early)
+    if not earlier:
+        return
+    counted = getattr(run, "custom_events", None)  # the span keeps only the last OTEL_SPAN_EVENT_COUNT_LIMIT
+    count = counted if isinstance(counted, int) and counted >= len(earlier) else len(earlier)
+    with _mirrors_lock:
+        state = _mirrors.get(run)
+        if state is None or state.held is not None or state.last != -math.inf:
+            return  # the run's own thread already offered a newer event
+    _offer(run, earlier[-1], count)
+
+
+def _mirror(
+    run: LiveRun, kind: str, name: str, time_ns: int, attributes: Mapping[str, Any], count: int
+) -> None:
     mirror_attributes = dict(attributes)
     mirror_attributes[conventions.SPAN_TYPE] = conventions.SPAN_TYPE_EVENT
     mirror_attributes[conventions.RUN_ID] = str(run.id)
     mirror_attributes[conventions.RUN_NAME] = run.name
+    mirror_attributes[conventions.EVENT_NAME] = name
+    mirror_attributes[conventions.EVENT_COUNT] = count
+    mirror_attributes[conventions.OPENINFERENCE_SPAN_KIND] = kind
     try:
         mirror = get_tracer().start_span(
-            name,
+            conventions.mirror_span_name(name),
             context=trace.set_span_in_context(run.span),
             kind=_INTERNAL,
             attributes=mirror_attributes,
@@ -205,18 +325,22 @@ def _mirror(run: LiveRun, name: str, time_ns: int, attributes: Mapping[str, Any]
 
 
 class _Watch:
-    """Runs waiting to outlive the delay; one daemon thread announces them."""
+    """Runs waiting to outlive the delay; one daemon thread announces them, and
+    mirrors the events held back by the interval once it is up."""
 
     def __init__(self) -> None:
         self._due: dict[LiveRun, float] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.early_events: dict[LiveRun, deque[tuple[str, int, Mapping[str, Any]]]] = {}
-        """Events of runs not announced yet, when their spans hold none."""
+        self.early_events: dict[LiveRun, tuple[str, int, Mapping[str, Any]]] = {}
+        """The latest event of each run not announced yet, when spans hold no events."""
 
     def add(self, run: LiveRun, delay: float) -> None:
         # one dict store, atomic under the GIL: no lock on the run's path
         self._due[run] = time.monotonic() + delay
+        self.start()
+
+    def start(self) -> None:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -231,10 +355,13 @@ class _Watch:
     def reset_in_child(self) -> None:
         """After fork: the parent's thread and lock state did not come along, and
         its live runs are the parent's to announce."""
+        global _mirrors_lock
         self._due = {}
         self._lock = threading.Lock()
         self._thread = None
         self.early_events = {}
+        _mirrors.clear()
+        _mirrors_lock = threading.Lock()
 
     def _loop(self) -> None:
         while True:
@@ -249,6 +376,7 @@ class _Watch:
             for run in ready:
                 if not run.ended:
                     announce_now(run)
+            pending = min(pending, _flush_due_mirrors())
             time.sleep(max(0.01, min(0.5, pending - time.monotonic())))
 
 

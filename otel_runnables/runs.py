@@ -151,6 +151,7 @@ class Run:
         "announced",
         "capture",
         "id_text",
+        "custom_events",
     )
 
     def __init__(
@@ -201,6 +202,7 @@ class Run:
         self.inputs = inputs
         self.streaming = streaming
         self.stream_chunks = 0
+        self.custom_events = 0
         self.ended = False
         self.announced = False
         # read once per run; an integration may decide for its kind of run
@@ -272,6 +274,7 @@ class Run:
             # one timestamp for the span event, its mirror span and the store's row
             now = time.time_ns()
             emit_custom_event(span, name, attributes, now, self.id_text)
+            self.custom_events += 1
             liveness.event_recorded(self, name, now, attributes)
             return now
         return None
@@ -293,10 +296,18 @@ class Run:
                 final.update(conventions.io_attributes("input", inputs, capture=capture))
             if self.stream_chunks:
                 final[conventions.RUN_STREAM_CHUNKS] = self.stream_chunks
+            if self.custom_events:
+                self._count_events_if_cut(final)
             span.set_attributes(final)  # one call: each takes the span's lock and checks its state
             liveness.run_ended(self)
         span.end()
         return True
+
+    def _count_events_if_cut(self, final: dict[str, Any]) -> None:
+        """When the SDK's event limit (``OTEL_SPAN_EVENT_COUNT_LIMIT``) dropped span events,
+        the span says how many custom events the run had: a reader then knows it is partial."""
+        if getattr(self.span, "dropped_events", 0):
+            final[conventions.RUN_CUSTOM_EVENTS] = self.custom_events
 
     # ending twice (a caller's bug) must not export the span twice or
     # tell the consumers twice: the first end or error wins
@@ -318,8 +329,13 @@ class Run:
         if span.is_recording():
             span.record_exception(error, escaped=True)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            final: dict[str, Any] = {}
             if self.stream_chunks:
-                span.set_attribute(conventions.RUN_STREAM_CHUNKS, self.stream_chunks)
+                final[conventions.RUN_STREAM_CHUNKS] = self.stream_chunks
+            if self.custom_events:
+                self._count_events_if_cut(final)
+            if final:
+                span.set_attributes(final)
             liveness.run_ended(self)
         span.end()
         return True

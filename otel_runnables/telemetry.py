@@ -252,6 +252,7 @@ def configure(
     store: bool | str | os.PathLike[str] | None = None,
     liveness_spans: bool | None = None,
     liveness_after: float | None = None,
+    liveness_interval: float | None = None,
     span_exporters: Sequence[SpanExporter] = (),
     tracer_provider: trace.TracerProvider | None = None,
     events: str | None = None,
@@ -269,8 +270,9 @@ def configure(
       ``OTEL_EXPORTER_OTLP_*`` twins.
     - ``store``: False for no embedded store, a path for another file (default:
       ``OTEL_RUNNABLES_STORE``, else the per-user data directory).
-    - ``liveness_spans`` / ``liveness_after``: pending and event-mirror spans, and after how many
-      seconds a live run is announced (see ``otel_runnables.liveness``).
+    - ``liveness_spans`` / ``liveness_after`` / ``liveness_interval``: pending and event-mirror
+      spans, after how many seconds a live run is announced, and at most one mirror per run how
+      often (see ``otel_runnables.liveness``).
     - ``span_exporters``: more exporters of your own, each behind a batch processor.
     - ``tracer_provider``: add our processors to this provider instead (it is not made global).
     - ``events``: where custom events go, ``"span"``, ``"log"`` or ``"both"`` (default:
@@ -300,6 +302,7 @@ def configure(
         store=store,
         liveness_spans=liveness_spans,
         liveness_after=liveness_after,
+        liveness_interval=liveness_interval,
         span_exporters=span_exporters,
         tracer_provider=tracer_provider,
         events=events,
@@ -323,7 +326,7 @@ def configure(
         log_exporter_names(settings)  # validate before touching anything
     if liveness_spans is None and liveness_after is not None:
         liveness_spans = True  # a delay asks for liveness spans
-    liveness.configure_liveness(liveness_spans, liveness_after)
+    liveness.configure_liveness(liveness_spans, liveness_after, liveness_interval)
     with _lock:
         if _setup is not None and (_setup.is_global or not _setup.owns_provider) and _setup.processors:
             raise ConfigurationError("configure() was already called; call otel_runnables.shutdown() first")

@@ -247,7 +247,8 @@ def test_langchain_runs_get_pending_and_event_mirror_spans(instrumented: None, s
     for live in (pending, mirror):
         assert live.parent is not None and live.parent.span_id == run.context.span_id
         assert attrs(live)["otel_runnables.run.id"] == attrs(run)["otel_runnables.run.id"]
-    assert mirror.name == "progress"
+    assert mirror.name == "progress (event)" and attrs(mirror)["otel_runnables.event.name"] == "progress"
+    assert attrs(mirror)["openinference.span.kind"] == attrs(run)["openinference.span.kind"]
     assert mirror.start_time == run.events[0].timestamp
     assert attrs(mirror)["otel_runnables.event.data.step"] == 1
 

@@ -18,14 +18,15 @@ from tests.conftest import GetSpans
 
 @pytest.fixture
 def announce_after() -> Iterator[Any]:
-    """``announce_after(seconds | None)`` for one test; the default is restored after."""
-    before = liveness.liveness_delay()
+    """``announce_after(seconds | None, interval=None)`` for one test (the interval between two
+    mirrors of a run: None is the setting's 1 s); the defaults are restored after."""
+    before, interval_before = liveness.liveness_delay(), liveness.liveness_interval()
 
-    def set_delay(seconds: float | None) -> None:
-        liveness.configure_liveness(seconds is not None, seconds)
+    def set_delay(seconds: float | None, interval: float | None = None) -> None:
+        liveness.configure_liveness(seconds is not None, seconds, interval)
 
     yield set_delay
-    liveness.configure_liveness(before is not None, before)
+    liveness.configure_liveness(before is not None, before, interval_before)
 
 
 def kind(span: ReadableSpan) -> str | None:
@@ -47,7 +48,7 @@ def assert_no_span_id_twice(spans: list[ReadableSpan]) -> None:
 
 
 def test_announced_at_once_with_a_zero_delay(spans: GetSpans, announce_after: Any) -> None:
-    announce_after(0)
+    announce_after(0, interval=0)  # every event mirrored
 
     def work(x: int) -> int:
         dispatch_custom_event("progress", {"step": 1, "total": 2, "message": "half"})
@@ -64,21 +65,32 @@ def test_announced_at_once_with_a_zero_delay(spans: GetSpans, announce_after: An
     pending_attributes = dict(pending.attributes or {})
 
     assert pending.parent is not None and pending.parent.span_id == span_id(run)
-    assert pending.name == run.name == "work"
+    assert run.name == "work" and pending.name == "work (started)"  # told apart in a backend's tree
     assert pending.start_time == pending.end_time == run.start_time
-    for key in ("otel_runnables.run.id", "otel_runnables.run.type", "tag.tags", "input.value"):
+    for key in (
+        "otel_runnables.run.id",
+        "otel_runnables.run.type",
+        "tag.tags",
+        "input.value",
+        "openinference.span.kind",
+    ):
         assert pending_attributes[key] == run_attributes[key]
     assert pending_attributes["otel_runnables.run.name"] == "work"
     assert pending_attributes["otel_runnables.run.metadata.team"] == "data"
     assert "output.value" not in pending_attributes
 
-    assert [(m.name, m.start_time) for m in mirrors] == [(e.name, e.timestamp) for e in run.events]
+    assert [(m.name, m.start_time) for m in mirrors] == [
+        (f"{e.name} (event)", e.timestamp) for e in run.events
+    ]
     for mirror, event in zip(mirrors, run.events, strict=True):
         assert mirror.end_time == mirror.start_time
         assert mirror.parent is not None and mirror.parent.span_id == span_id(run)
         mirror_attributes = dict(mirror.attributes or {})
         assert mirror_attributes["otel_runnables.run.id"] == run_attributes["otel_runnables.run.id"]
         assert mirror_attributes["otel_runnables.run.name"] == "work"
+        assert mirror_attributes["otel_runnables.event.name"] == event.name
+        assert mirror_attributes["otel_runnables.event.count"] == 1
+        assert mirror_attributes["openinference.span.kind"] == "CHAIN"
         for key, value in (event.attributes or {}).items():
             assert mirror_attributes[key] == value
 
@@ -97,27 +109,33 @@ def test_short_runs_emit_nothing_extra_by_default(spans: GetSpans, announce_afte
 def test_a_run_outliving_the_delay_is_announced_with_its_earlier_events(
     spans: GetSpans, announce_after: Any
 ) -> None:
-    announce_after(0.05)
+    announce_after(0.05, interval=0)
     release = threading.Event()
     announced = threading.Event()
 
     def work(x: int) -> int:
-        dispatch_custom_event("progress", {"step": 1, "total": 2})
+        for step in (1, 2, 3):
+            dispatch_custom_event("progress", {"step": step, "total": 4})
         deadline = time.monotonic() + 10
         # wait until the watcher has emitted the pending span (it ends at once)
         while not any(kind(s) == "pending" for s in spans()) and time.monotonic() < deadline:
             time.sleep(0.01)
         announced.set()
         release.wait(10)
-        dispatch_custom_event("progress", {"step": 2, "total": 2})
+        dispatch_custom_event("progress", {"step": 4, "total": 4})
         return x
 
-    worker = threading.Thread(target=RunnableLambda(work).invoke, args=(1,))
+    worker = threading.Thread(
+        target=RunnableLambda(work).with_config(run_name="job", tags=["t"]).invoke, args=(1,)
+    )
     worker.start()
     assert announced.wait(10)
     live = spans()
-    # visible while running: the pending span and the mirror of the first event, no run span yet
+    # visible while running: the pending span and one mirror standing for the 3 earlier events
     assert sorted(kind(s) or "" for s in live) == ["event", "pending"]
+    (earlier,) = of_kind(live, "event")
+    assert (earlier.attributes or {})["otel_runnables.event.data.step"] == 3
+    assert (earlier.attributes or {})["otel_runnables.event.count"] == 3
     release.set()
     worker.join(10)
 
@@ -125,9 +143,10 @@ def test_a_run_outliving_the_delay_is_announced_with_its_earlier_events(
     assert_no_span_id_twice(got)
     (run,) = of_kind(got, "run")
     mirrors = of_kind(got, "event")
-    assert sorted((m.start_time, m.name) for m in mirrors) == sorted(
-        (e.timestamp, e.name) for e in run.events
-    )
+    assert [(m.start_time, (m.attributes or {})["otel_runnables.event.count"]) for m in mirrors] == [
+        (run.events[2].timestamp, 3),
+        (run.events[3].timestamp, 1),
+    ]
 
 
 def test_switched_off_nothing_is_emitted(spans: GetSpans, announce_after: Any) -> None:
@@ -149,7 +168,7 @@ def test_nested_runs_are_each_announced_under_their_own_span(spans: GetSpans, an
     outer.invoke(1)
     got = spans()
     runs = {span.name: span for span in of_kind(got, "run")}
-    pending = {span.name: span for span in of_kind(got, "pending")}
+    pending = {(span.attributes or {})["otel_runnables.run.name"]: span for span in of_kind(got, "pending")}
     assert set(pending) == {"inner", "outer"}
     for name, span in pending.items():
         assert span.parent is not None and span.parent.span_id == span_id(runs[name])
@@ -199,6 +218,9 @@ def test_bad_delays_are_refused() -> None:
         liveness.configure_liveness(True, -1)
     with pytest.raises(ValueError, match="liveness delay"):
         liveness.configure_liveness(True, "soon")  # type: ignore[arg-type]
+    for interval in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="liveness interval"):
+            liveness.configure_liveness(True, 1, interval)
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,7 @@ def test_a_job_arrives_whole(exporting: None, protocol: str) -> None:
             set_global=False,
             service_name="billing",
             liveness_after=0,
+            liveness_interval=60,  # longer than the run, however slow the machine
         )
         assert job().invoke(4) == 40
         assert telemetry.force_flush()
@@ -93,13 +94,20 @@ def test_a_job_arrives_whole(exporting: None, protocol: str) -> None:
     assert [e.attributes["otel_runnables.event.data.step"] for e in events] == [1, 2]
     assert all(e.attributes["otel_runnables.event.data.api_key"] == "[REDACTED]" for e in events)
 
-    pending = by_type(spans, "pending")
+    pending = {
+        span.attributes["otel_runnables.run.name"]: span for span in spans if span.span_type == "pending"
+    }
     assert set(pending) == set(runs)
     for name, span in pending.items():
         assert span.parent_span_id == runs[name].span_id and span.start_ns == span.end_ns
-    mirrors = [span for span in spans if span.span_type == "event"]
-    assert sorted(m.start_ns for m in mirrors) == sorted(e.time_ns for e in events)
-    assert all(m.parent_span_id == runs["transform"].span_id for m in mirrors)
+        assert span.name == f"{name} (started)" and span.attributes["openinference.span.kind"] == "CHAIN"
+    # the two events come within the interval: the first is mirrored at once, the
+    # second is held for the next mirror, and the run ends first (its span holds both)
+    (mirror,) = [span for span in spans if span.span_type == "event"]
+    assert mirror.start_ns == events[0].time_ns and mirror.parent_span_id == runs["transform"].span_id
+    assert mirror.name == "progress (event)" and mirror.attributes["otel_runnables.event.name"] == "progress"
+    assert mirror.attributes["otel_runnables.event.count"] == 1
+    assert mirror.attributes["openinference.span.kind"] == "CHAIN"
     assert all(headers.get("x-tenant") == "acme" for headers in received.headers)
 
 
@@ -115,7 +123,12 @@ def test_a_running_run_is_visible_before_it_ends(exporting: None, protocol: str)
 
     with RECEIVERS[protocol]() as (endpoint, received):
         telemetry.configure(
-            endpoint=endpoint, protocol=protocol, store=False, set_global=False, liveness_after=0
+            endpoint=endpoint,
+            protocol=protocol,
+            store=False,
+            set_global=False,
+            liveness_after=0,
+            liveness_interval=60,  # longer than the run, however slow the machine
         )
         worker = threading.Thread(target=RunnableLambda(long_job).invoke, args=(1,))
         worker.start()
@@ -131,7 +144,9 @@ def test_a_running_run_is_visible_before_it_ends(exporting: None, protocol: str)
         done = received.wait_for(all_runs_ended(1))
     (run,) = [s for s in done if s.span_type == "run"]
     assert len(run.events) == 2
-    assert len([s for s in done if s.span_type == "event"]) == 2
+    # the second event came within the interval of the first's mirror and the run ended
+    # before it was up: no second mirror, the run's span has it
+    assert len([s for s in done if s.span_type == "event"]) == 1
 
 
 def test_the_environment_alone_configures_export(exporting: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -175,8 +175,10 @@ def test_a_job_reads_back_from_phoenix(exporting_to: str) -> None:
     assert "sk-live-123" not in json.dumps(spans)
 
     [mirror] = by_type["event"]
-    assert mirror["name"] == "progress"
+    assert mirror["name"] == "progress (event)"
+    assert mirror["attributes"]["otel_runnables.event.name"] == "progress"
     assert mirror["parent_id"] == first["context"]["span_id"]
+    assert mirror["span_kind"] == "CHAIN"  # its run's kind, not UNKNOWN
     for pending in by_type["pending"]:
         run = next(
             r
@@ -184,6 +186,7 @@ def test_a_job_reads_back_from_phoenix(exporting_to: str) -> None:
             if r["attributes"]["otel_runnables.run.id"] == pending["attributes"]["otel_runnables.run.id"]
         )
         assert pending["parent_id"] == run["context"]["span_id"]
+        assert pending["name"] == f"{run['name']} (started)" and pending["span_kind"] == run["span_kind"]
 
     print(f"\nPhoenix round trip: {time.monotonic() - started:.1f} s after the server was up")
 

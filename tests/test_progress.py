@@ -84,7 +84,7 @@ def run_job(
         run_name="nightly", tags=["etl"], metadata={"team": "data"}
     )
     before = liveness.liveness_delay()
-    liveness.configure_liveness(True, 0)
+    liveness.configure_liveness(True, 0, 0)  # announced at once, every event mirrored
     try:
         job.invoke(1, {"callbacks": [ids]})
     finally:

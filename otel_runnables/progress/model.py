@@ -6,7 +6,10 @@ from the span records of any backend (``build_tree``, ``summarise``).
   store) is ``running``. Status ok/error comes from the real span.
 - Custom events come from the run span's events and its event-mirror spans;
   one event seen both ways (same name and timestamp) counts once; time order,
-  whatever order the backend returned.
+  whatever order the backend returned. Events the records hold no copy of are
+  counted in ``events_not_exported``: from the run span's
+  ``otel_runnables.run.custom_events`` (set when the SDK's event limit cut it),
+  or, while the run is going, from its mirrors' ``otel_runnables.event.count``.
 - Progress comes from the latest progress-like event (see ``progress_of``).
 - Runs nest by run id; a run whose parent run is missing becomes a root.
 """
@@ -20,10 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from otel_runnables.conventions import (
+    EVENT_COUNT,
     EVENT_DATA,
     EVENT_KIND,
     EVENT_KIND_CUSTOM,
+    EVENT_NAME,
+    LIVENESS_KEYS,
     METADATA,
+    RUN_CUSTOM_EVENTS,
     RUN_ID,
     RUN_METADATA_PREFIX,
     RUN_NAME,
@@ -97,6 +104,9 @@ class RunNode:
     events: Sequence[RunEvent]  # custom events in time order
     progress: Progress | None
     children: Sequence[RunNode] = ()
+    # custom events the run had that the backend holds no copy of: cut by the SDK's
+    # span event limit, or summed up by a running run's event mirrors
+    events_not_exported: int = 0
 
     @property
     def duration_ns(self) -> int | None:
@@ -208,6 +218,7 @@ class _Run:
     real: SpanRecord | None = None
     pending: SpanRecord | None = None
     events: dict[tuple[str, int], RunEvent] = field(default_factory=dict)
+    mirrored: int = 0  # events its mirror spans stand for
 
     def about(self) -> SpanRecord:
         record = self.real or self.pending
@@ -218,8 +229,29 @@ class _Run:
 def _add_event(run: _Run, name: str, time_ns: int, attributes: Mapping[str, Any]) -> None:
     key = (name, time_ns)
     if key not in run.events:
-        plain = {k: v for k, v in attributes.items() if k not in (SPAN_TYPE, RUN_ID, RUN_NAME)}
+        plain = {k: v for k, v in attributes.items() if k not in LIVENESS_KEYS}
         run.events[key] = RunEvent(name, time_ns, _event_data(plain), plain)
+
+
+def _add_mirror(run: _Run, mirror: SpanRecord) -> None:
+    """An event mirror: the latest event of a stretch, and how many events it stands for."""
+    attributes = mirror.attributes
+    name = attributes.get(EVENT_NAME)
+    count = attributes.get(EVENT_COUNT)
+    run.mirrored += count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
+    # older releases named a mirror after its event and set no event name
+    _add_event(run, name if isinstance(name, str) else mirror.name, mirror.start_ns, attributes)
+
+
+def _not_exported(run: _Run, seen: int) -> int:
+    """Custom events the run had beyond the ``seen`` ones the records hold."""
+    real = run.real
+    if real is not None and real.end_ns is not None:
+        declared = real.attributes.get(RUN_CUSTOM_EVENTS)
+        known = declared if isinstance(declared, int) and not isinstance(declared, bool) else 0
+    else:
+        known = run.mirrored
+    return max(0, known - seen)
 
 
 def _merge(records: Sequence[SpanRecord]) -> tuple[dict[str, _Run], dict[str, str]]:
@@ -260,7 +292,7 @@ def _merge(records: Sequence[SpanRecord]) -> tuple[dict[str, _Run], dict[str, st
         if not isinstance(run_id, str):
             run_id = run_of_span.get(mirror.parent_span_id or "")
         if isinstance(run_id, str) and run_id in runs:
-            _add_event(runs[run_id], mirror.name, mirror.start_ns, mirror.attributes)
+            _add_mirror(runs[run_id], mirror)
     return runs, run_of_span
 
 
@@ -294,6 +326,7 @@ def _node(run: _Run, children: Sequence[RunNode]) -> RunNode:
         events=events,
         progress=progress,
         children=tuple(children),
+        events_not_exported=_not_exported(run, len(events)),
     )
 
 

@@ -71,6 +71,8 @@ def _label(node: RunNode) -> RenderableType:
     )
     if node.status == "error" and node.status_message:
         head.append(f"  {node.status_message}", style="red")
+    if node.events_not_exported:
+        head.append(f"  {node.events_not_exported} events not exported", style="yellow")
     if node.progress is None:
         if node.events:
             head.append(f"  last event: {node.events[-1].name}", style="dim")
@@ -195,6 +197,7 @@ def node_json(node: RunNode) -> dict[str, Any]:
         "metadata": dict(node.metadata),
         "progress": _progress_json(node.progress),
         "events": [event_json(event) for event in node.events],
+        "events_not_exported": node.events_not_exported,
         "children": [node_json(child) for child in node.children],
     }
 

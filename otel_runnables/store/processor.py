@@ -156,16 +156,15 @@ class LocalStoreSpanProcessor(SpanProcessor):
             parent = span.parent
             if parent is not None:
                 event_attributes = {
-                    key: value
-                    for key, value in attributes.items()
-                    if key not in (conventions.SPAN_TYPE, conventions.RUN_ID, conventions.RUN_NAME)
+                    key: value for key, value in attributes.items() if key not in conventions.LIVENESS_KEYS
                 }
+                name = attributes.get(conventions.EVENT_NAME)
                 self._put(
                     (
                         "event",
                         _hex_trace(context.trace_id),
                         _hex_span(parent.span_id),
-                        span.name,
+                        name if isinstance(name, str) else span.name,
                         span.start_time or 0,
                         event_attributes,
                     )
