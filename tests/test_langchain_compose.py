@@ -166,6 +166,31 @@ def test_langchain_handlers_hear_our_steps() -> None:
     ]
 
 
+def test_langchain_handlers_hear_a_langchain_step_inside_our_step() -> None:
+    heard: list[tuple[str, list[str]]] = []
+
+    class Recorder(LcHandler):
+        def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+            heard.append((kwargs["name"], kwargs["tags"]))
+
+    inner = step("o", "ours_b", lambda x: x * 2) | step("l", "lc_c", lambda x: x - 1)
+    app = step("l", "lc_a", lambda x: x + 1) | inner
+    assert app.invoke(1, {"callbacks": [Recorder()]}) == 3
+    assert heard == [
+        ("RunnableSequence", []),
+        ("lc_a", ["seq:step:1"]),
+        ("RunnableSequence", ["seq:step:2"]),
+        ("ours_b", ["seq:step:1"]),
+        ("lc_c", ["seq:step:2"]),
+    ]
+    events = astream_events(app, 1)
+    names = {event["run_id"]: event["name"] for event in events}
+    starts = [
+        (e["name"], [names[p] for p in e["parent_ids"]]) for e in events if e["event"] == "on_chain_start"
+    ]
+    assert starts[-1] == ("lc_c", ["RunnableSequence", "RunnableSequence"])
+
+
 def test_adapters_convert_back_and_refuse_the_wrong_library() -> None:
     ours = RunnableLambda(lambda x: x, name="ours")
     lc = LcLambda(lambda x: x, name="lc")

@@ -29,6 +29,7 @@ from langchain_core.runnables import ensure_config as lc_ensure_config
 from langchain_core.runnables.config import var_child_runnable_config
 
 from otel_runnables.config import RunnableConfig, RunScope, current_child_config, ensure_config
+from otel_runnables.integrations.langchain.nesting import ForwardToLangChain
 from otel_runnables.runnables import Runnable, register_coercer
 from otel_runnables.runs import new_run_id
 
@@ -48,7 +49,10 @@ def _langchain_config(config: RunnableConfig | None) -> LcConfig:
     lc_config["tags"] = list(ensured.get("tags") or [])
     lc_config["metadata"] = dict(ensured.get("metadata") or {})
     scope = ensured.get("callbacks")
-    if isinstance(scope, RunScope) and scope.parent is not None:
+    under_langchain = _langchain_manager(scope) if isinstance(scope, RunScope) else None
+    if under_langchain is not None:
+        lc_config["callbacks"] = under_langchain
+    elif isinstance(scope, RunScope) and scope.parent is not None:
         lc_config["callbacks"] = CallbackManager(
             handlers=[],
             inheritable_handlers=[],
@@ -88,6 +92,25 @@ async def _arecorded(lc_config: LcConfig, chunks: AsyncIterator[Any]) -> AsyncIt
     async for chunk in chunks:
         _record_chunk(run_id, chunk)
         yield chunk
+
+
+def _langchain_manager(scope: RunScope) -> Any:
+    """When our run is itself under a LangChain run: LangChain's manager for its
+    children (with LangChain's handlers: they hear the step as they hear every
+    run under theirs), plus the step's local tag."""
+    if scope.parent is None:
+        return None
+    for handler in scope.handlers:
+        if isinstance(handler, ForwardToLangChain):
+            child = handler.child_config(scope.parent.id)
+            if child is None:
+                return None
+            manager = child["callbacks"]
+            local = [tag for tag in scope.tags if tag not in scope.inheritable_tags]
+            if local:
+                manager.add_tags(local, inherit=False)
+            return manager
+    return None
 
 
 class LangChainStep(Runnable[Any, Any]):

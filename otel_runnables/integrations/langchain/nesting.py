@@ -26,12 +26,12 @@ from otel_runnables.config import RunnableConfig, RunScope
 from otel_runnables.integrations.langchain.handler import OtelRunnablesLangChainHandler, forwarding
 from otel_runnables.runs import Run
 
-__all__ = ["LangChainContext", "enter_langchain_child_config"]
+__all__ = ["ForwardToLangChain", "LangChainContext", "enter_langchain_child_config"]
 
 _FORWARDED_EXTRA = ("run_type", "defers_inputs")
 
 
-class _ForwardToLangChain(BaseCallbackHandler):
+class ForwardToLangChain(BaseCallbackHandler):
     """Reports our runs under one LangChain run to LangChain's callbacks."""
 
     def __init__(self, manager: CallbackManager | AsyncCallbackManager, lc_config: dict[str, Any]) -> None:
@@ -63,6 +63,10 @@ class _ForwardToLangChain(BaseCallbackHandler):
     ) -> Any:
         extra = {key: kwargs[key] for key in _FORWARDED_EXTRA if key in kwargs}
         manager = self._manager_under(parent_run_id)
+        local = [tag for tag in tags or () if tag not in manager.tags]
+        if local:  # our run's own step tag (seq:step:N, map:key:K): for this run only
+            manager = manager.copy()
+            manager.add_tags(local, inherit=False)
         with forwarding():
             result = manager.on_chain_start(
                 serialized, inputs, run_id=run_id, name=kwargs.get("name"), **extra
@@ -123,7 +127,7 @@ def enter_langchain_child_config(run: Run) -> Callable[[], None] | None:
     """The run entry: while the code of one of our runs under a LangChain run
     executes, LangChain's context holds that run's child config."""
     for handler in run.handlers:
-        if type(handler) is _ForwardToLangChain:
+        if type(handler) is ForwardToLangChain:
             config = handler.child_config(run.id)
             if config is None:
                 return None
@@ -152,7 +156,7 @@ class LangChainContext:
         own_run = own_scope.parent if isinstance(own_scope, RunScope) else None
         if own_run is not None and own_run is not live.enclosing:
             return None  # one of our runs started inside the LangChain run: it is innermost
-        forwarder = _ForwardToLangChain(manager, dict(lc_config))
+        forwarder = ForwardToLangChain(manager, dict(lc_config))
         handlers: list[BaseCallbackHandler] = [forwarder]
         if isinstance(own_scope, RunScope):
             handlers = [*own_scope.handlers, forwarder]
