@@ -1,6 +1,6 @@
 """The pages of ``otel-runnables serve`` in a real headless Chromium, watching
 jobs that run in other processes: live progress without a reload, a failed
-job's error, span values that try to inject
+job's error, a killed job shown as lost, span values that try to inject
 HTML or script shown as text, and the README's screenshot.
 
 The jobs wait for the test (a line on their stdin) before each step, so what
@@ -9,21 +9,21 @@ the page must show at each moment does not depend on the machine's speed.
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from otel_runnables import progress, web_pages
-from otel_runnables.progress import render
 from tests.browser import chromium_context
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,51 +116,40 @@ class Job:
                 stream.close()
 
 
-class RoutedPages:
-    """The pages and the JSON they read, answered inside the browser's request routing
-    for the origin ``url``: the packaged files with their security headers
-    (``web_pages``), ``/api/runs`` as ``runs --json`` and ``/api/runs/<id>`` as
-    ``progress <id> --json`` read from ``store``. There is no event stream
-    here, so the run page follows by polling."""
+class Server:
+    """``otel-runnables serve`` on an ephemeral port, reading ``store``."""
 
-    url = "http://pages.localhost"
-
-    def __init__(self, context: Any, store: Path) -> None:
-        self.context = context
-        self.backend = progress.make_backend("local", path=str(store))
-        context.route(f"{self.url}/**", self._answer)
-
-    def _api(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
-        try:
-            if path == "/api/runs":
-                last = int(query.get("last", ["10"])[0])
-                return 200, [render.summary_json(summary) for summary in progress.runs(last, self.backend)]
-            found = re.fullmatch(r"/api/runs/([^/]+)", path)
+    def __init__(self, store: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "otel_runnables.cli", "serve", "--port", "0", "--store", str(store)],
+            env=environment(store),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        seen = []
+        for line in self.process.stdout:
+            seen.append(line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+)", line)
             if found:
-                return 200, render.tree_json(progress.get(unquote(found.group(1)), self.backend))
-        except progress.TraceNotFoundError as exc:
-            return 404, {"error": str(exc)}
-        except progress.InvalidIdError as exc:
-            return 400, {"error": str(exc)}
-        return 404, {"error": f"no route {path}"}
-
-    def _answer(self, route: Any, request: Any) -> None:
-        url = urlsplit(request.url)
-        headers = {name.decode(): value.decode() for name, value in web_pages.SECURITY_HEADERS}
-        if url.path.startswith("/api/"):
-            status, body = self._api(url.path, parse_qs(url.query))
-            route.fulfill(
-                status=status, headers=headers, content_type="application/json", body=json.dumps(body)
-            )
-            return
-        found = web_pages.resolve(url.path)
-        if found is None:
-            route.fulfill(status=404, headers=headers, content_type="text/plain", body="not found")
+                self.url = found.group(1)
+                break
         else:
-            route.fulfill(status=200, headers=headers, content_type=found[0], body=found[1])
+            raise AssertionError(f"the server did not start: {''.join(seen)}")
+        # keep reading its log, so a full pipe never blocks it
+        self.log = seen
+        threading.Thread(target=lambda: self.log.extend(self.process.stdout or ()), daemon=True).start()
 
     def close(self) -> None:
-        self.context.unroute(f"{self.url}/**", self._answer)
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(30)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +164,8 @@ def browser_context() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def server(browser_context: Any, store: Path) -> Iterator[RoutedPages]:
-    served = RoutedPages(browser_context, store)
+def server(store: Path) -> Iterator[Server]:
+    served = Server(store)
     yield served
     served.close()
 
@@ -234,9 +223,7 @@ def run_item(page: Any, name: str) -> Any:
     return page.locator("li.run", has=page.locator(":scope > .run-head .run-name", has_text=name)).first
 
 
-def test_a_running_job_shows_live_until_it_ends(
-    server: RoutedPages, watched: Watched, job_factory: Any
-) -> None:
+def test_a_running_job_shows_live_until_it_ends(server: Server, watched: Watched, job_factory: Any) -> None:
     check = expect()
     page = watched.page
     run_id = "01934b1e-8f7a-7c3e-9d2a-3f5e6a7b8c91"
@@ -272,7 +259,7 @@ def test_a_running_job_shows_live_until_it_ends(
     assert page.evaluate("window.__sameDocument") is True
 
 
-def test_a_failed_job_shows_its_error(server: RoutedPages, watched: Watched, job_factory: Any) -> None:
+def test_a_failed_job_shows_its_error(server: Server, watched: Watched, job_factory: Any) -> None:
     check = expect()
     page = watched.page
     run_id = "01934b1e-8f7a-7c3e-9d2a-3f5e6a7b8c92"
@@ -292,9 +279,23 @@ def test_a_failed_job_shows_its_error(server: RoutedPages, watched: Watched, job
     check(run_item(page, "work").locator(":scope > .run-head .error-message")).to_contain_text("disk full")
 
 
-def test_values_from_spans_are_text_never_markup(
-    server: RoutedPages, watched: Watched, job_factory: Any
-) -> None:
+def test_a_killed_job_shows_lost(server: Server, watched: Watched, job_factory: Any) -> None:
+    check = expect()
+    page = watched.page
+    run_id = "01934b1e-8f7a-7c3e-9d2a-3f5e6a7b8c93"
+    job = job_factory(run_id, steps=3)
+    job.step()
+    page.goto(f"{server.url}/runs/{run_id}")
+    check(run_item(page, "work").locator(":scope > .run-head .progress-text")).to_contain_text("1/3")
+    job.process.send_signal(signal.SIGKILL)
+    job.process.wait(60)
+    check(page.locator("#summary .status").first).to_contain_text("lost")
+    check(page.locator("#live")).to_contain_text("lost")
+    page.goto(f"{server.url}/?status=lost")
+    check(page.locator(f'#runs tbody tr[data-run-id="{run_id}"]')).to_contain_text("lost")
+
+
+def test_values_from_spans_are_text_never_markup(server: Server, watched: Watched, job_factory: Any) -> None:
     check = expect()
     page = watched.page
     run_id = "01934b1e-8f7a-7c3e-9d2a-3f5e6a7b8c94"
@@ -325,7 +326,7 @@ def test_values_from_spans_are_text_never_markup(
         assert page.evaluate("window.__pwned") is None
 
 
-def test_the_run_page_screenshot(server: RoutedPages, watched: Watched, store: Path, tmp_path: Path) -> None:
+def test_the_run_page_screenshot(server: Server, watched: Watched, store: Path, tmp_path: Path) -> None:
     """The README's picture: the demo's run page (OTEL_RUNNABLES_SCREENSHOT=docs/run-page.png
     writes it there)."""
     check = expect()
@@ -349,3 +350,17 @@ def test_the_run_page_screenshot(server: RoutedPages, watched: Watched, store: P
     page.screenshot(path=str(target), full_page=True)
     image = target.read_bytes()
     assert image.startswith(b"\x89PNG\r\n\x1a\n") and len(image) > 20_000
+
+
+def test_the_served_application_is_read_only_and_answers_loopback_names_only(server: Server) -> None:
+    with urllib.request.urlopen(server.url + "/", timeout=30) as response:
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    refused = [
+        urllib.request.Request(server.url + "/api/runs", headers={"Host": "attacker.example"}),
+        urllib.request.Request(server.url + "/api/runs", method="POST", data=b"{}"),
+    ]
+    for request in refused:
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request, timeout=30)
+        assert error.value.code in (403, 405)
+        error.value.close()
