@@ -302,7 +302,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         f"\nrun id                  {run_id}\n"
         f"see it again:           otel-runnables progress {run_id}\n"
         f"the transform's events: otel-runnables events {steps.get('transform', run_id)}\n"
-        "recent runs:            otel-runnables runs",
+        "recent runs:            otel-runnables runs\n"
+        f"in a browser:           otel-runnables serve, then http://127.0.0.1:8321/runs/{run_id}",
         soft_wrap=True,
         highlight=False,
     )
