@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import socket
 import sys
 import threading
@@ -298,12 +299,13 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     worker.join()
     telemetry.force_flush()
     steps = {child.name: child.run_id for root in tree.roots for child in root.children}
+    store = f" --store {shlex.quote(args.store)}" if args.store else ""  # the other commands read it too
     console.print(
         f"\nrun id                  {run_id}\n"
-        f"see it again:           otel-runnables progress {run_id}\n"
-        f"the transform's events: otel-runnables events {steps.get('transform', run_id)}\n"
-        "recent runs:            otel-runnables runs\n"
-        f"in a browser:           otel-runnables serve, then http://127.0.0.1:8321/runs/{run_id}",
+        f"see it again:           otel-runnables progress{store} {run_id}\n"
+        f"the transform's events: otel-runnables events{store} {steps.get('transform', run_id)}\n"
+        f"recent runs:            otel-runnables runs{store}\n"
+        f"in a browser:           otel-runnables serve{store}, then http://127.0.0.1:8321/runs/{run_id}",
         soft_wrap=True,
         highlight=False,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -69,7 +70,10 @@ def test_the_demo_ends_with_one_summary_naming_each_id_once(demo_run: tuple[Path
     tree, summary = output.split("\n\n")  # the live tree, then one block
     assert tree.endswith(f"trace {run['trace_id']}")
     assert summary.splitlines()[0] == f"run id                  {run['run_id']}"
-    assert summary.endswith("recent runs:            otel-runnables runs\n")
+    assert summary.endswith(
+        "recent runs:            otel-runnables runs\n"
+        f"in a browser:           otel-runnables serve, then http://127.0.0.1:8321/runs/{run['run_id']}\n"
+    )
 
 
 def test_the_demo_keeps_a_service_name_the_environment_gives(tmp_path: Path) -> None:
@@ -86,6 +90,27 @@ def test_the_demo_keeps_a_service_name_the_environment_gives(tmp_path: Path) -> 
     assert "as service nightly-billing;" in done.stdout
     (run,) = json.loads(cli(store, "runs", "--json").stdout)
     assert run["service_name"] == "nightly-billing"
+
+
+def test_the_demo_on_another_store_prints_commands_that_read_it(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "my runs" / "traces.sqlite3"
+    elsewhere.parent.mkdir()
+    done = cli(
+        tmp_path / "default.sqlite3", "demo", "--steps", "1", "--delay", "0", "--store", str(elsewhere)
+    )
+    assert done.returncode == 0, done.stderr
+    hints = dict(line.split(":", 1) for line in done.stdout.split("\n\n")[-1].splitlines() if ":" in line)
+    shows = {
+        "see it again": "nightly_etl",
+        "the transform's events": "progress",
+        "recent runs": "nightly_etl",
+    }
+    for label, expected in shows.items():
+        words = shlex.split(hints[label])
+        assert words[:1] == ["otel-runnables"] and str(elsewhere) in words, hints[label]
+        shown = cli(tmp_path / "default.sqlite3", *words[1:])  # the environment names another store
+        assert shown.returncode == 0 and expected in shown.stdout, (label, shown.stdout, shown.stderr)
+    assert shlex.split(hints["in a browser"].split(",")[0])[1:] == ["serve", "--store", str(elsewhere)]
 
 
 def test_ctrl_c_in_the_demo_ends_with_one_clean_line(tmp_path: Path) -> None:
