@@ -74,6 +74,12 @@ def environment(store: Path) -> dict[str, str]:
     return env
 
 
+def otel_runnables_command() -> list[str]:
+    """The installed ``otel-runnables`` script beside this Python, as a user runs it."""
+    script = Path(sys.executable).parent / "otel-runnables"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "otel_runnables.cli"]
+
+
 class Job:
     """A job in its own process that takes one step per ``step()``."""
 
@@ -117,12 +123,12 @@ class Job:
 
 
 class Server:
-    """``otel-runnables serve`` on an ephemeral port, reading ``store``."""
+    """``otel-runnables serve`` on an ephemeral port: ``serve --port 0`` and ``arguments``."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, *arguments: str, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "otel_runnables.cli", "serve", "--port", "0", "--store", str(store)],
-            env=environment(store),
+            [*otel_runnables_command(), "serve", "--port", "0", *arguments],
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -131,7 +137,7 @@ class Server:
         seen = []
         for line in self.process.stdout:
             seen.append(line)
-            found = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
             if found:
                 self.url = found.group(1)
                 break
@@ -165,7 +171,7 @@ def browser_context() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def server(store: Path) -> Iterator[Server]:
-    served = Server(store)
+    served = Server("--store", str(store), env=environment(store))
     yield served
     served.close()
 
@@ -331,30 +337,48 @@ def test_values_from_spans_are_text_never_markup(server: Server, watched: Watche
         assert page.evaluate("window.__pwned") is None
 
 
-def test_the_run_page_screenshot(server: Server, watched: Watched, store: Path, tmp_path: Path) -> None:
-    """The README's picture: the demo's run page (OTEL_RUNNABLES_SCREENSHOT=docs/run-page.png
-    writes it there)."""
+def test_the_readme_path_demo_then_serve_and_its_screenshot(watched: Watched, tmp_path: Path) -> None:
+    """``otel-runnables demo``, then the ``serve`` command and page it prints, on the default
+    store (nothing configured), as the README says. Its page is the README's picture
+    (OTEL_RUNNABLES_SCREENSHOT=docs/run-page.png writes it there)."""
     check = expect()
     page = watched.page
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update(XDG_DATA_HOME=str(tmp_path / "data"), PYTHONPATH=str(ROOT), NO_COLOR="1")
     demo = subprocess.run(
-        [sys.executable, "-m", "otel_runnables.cli", "demo", "--steps", "6", "--delay", "0.05"],
-        env=environment(store),
+        [*otel_runnables_command(), "demo", "--steps", "6", "--delay", "0.05"],
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert demo.returncode == 0, demo.stderr
-    found = re.search(r"run id\s+([0-9a-f-]{36})", demo.stdout)
+    assert str(tmp_path / "data" / "otel_runnables" / "traces.sqlite3") in demo.stdout
+    found = re.search(
+        r"in a browser: +otel-runnables (serve.*), then http://127\.0\.0\.1:8321(/runs/\S+)", demo.stdout
+    )
     assert found, demo.stdout
-    page.set_viewport_size({"width": 1000, "height": 800})
-    page.goto(f"{server.url}/runs/{found.group(1)}")
-    check(page.locator("#live")).to_have_text("ended")
-    check(page.locator("#timeline .tl-marker")).to_have_count(8)  # fetch 1, transform 6, load 1
-    target = Path(os.environ.get("OTEL_RUNNABLES_SCREENSHOT") or tmp_path / "run-page.png")
-    page.screenshot(path=str(target), full_page=True)
-    image = target.read_bytes()
-    assert image.startswith(b"\x89PNG\r\n\x1a\n") and len(image) > 20_000
+    command, path = found.groups()
+    assert command == "serve"
+    server = Server(env=env)  # on a free port instead of 8321: other tests run on this machine
+    try:
+        page.set_viewport_size({"width": 1000, "height": 800})
+        page.goto(server.url + path)
+        check(page.locator("#live")).to_have_text("ended")
+        check(page.locator("#summary h1")).to_have_text("nightly_etl")
+        transform = run_item(page, "transform")
+        check(transform.locator(":scope > .run-head .progress-text")).to_have_text("6/6  100%  chunk 6 of 6")
+        check(transform.locator(":scope > .run-events ol.events > li")).to_have_count(6)
+        check(page.locator("#timeline .tl-marker")).to_have_count(8)  # fetch 1, transform 6, load 1
+        target = Path(os.environ.get("OTEL_RUNNABLES_SCREENSHOT") or tmp_path / "run-page.png")
+        page.screenshot(path=str(target), full_page=True)
+        image = target.read_bytes()
+        assert image.startswith(b"\x89PNG\r\n\x1a\n") and len(image) > 20_000
+        page.goto(server.url + "/")
+        check(page.locator("#runs tbody tr", has_text="nightly_etl")).to_have_count(1)
+    finally:
+        server.close()
 
 
 def test_the_served_application_is_read_only_and_answers_loopback_names_only(server: Server) -> None:
