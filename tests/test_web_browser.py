@@ -393,3 +393,102 @@ def test_the_served_application_is_read_only_and_answers_loopback_names_only(ser
             urllib.request.urlopen(request, timeout=30)
         assert error.value.code in (403, 405)
         error.value.close()
+
+
+class RevealedTrace:
+    """What Jaeger or Tempo holds of a job's trace while it runs: the spans the
+    job exported, up to ``shown`` of them, in the order it exported them (pending
+    spans and event mirrors first, each run's real span when it ended)."""
+
+    def __init__(self, spans: list[Any], backend: str) -> None:
+        from tests.test_progress import as_jaeger, as_tempo
+
+        self.spans, self.encode = spans, as_jaeger if backend == "jaeger" else as_tempo
+        self.trace_id = f"{spans[0].context.trace_id:032x}"
+        self.shown = 0
+
+    def index_after(self, name: str, span_type: str, nth: int = 1) -> int:
+        """How many spans were exported up to the ``nth`` span called ``name`` of ``span_type``."""
+        found = [
+            index
+            for index, span in enumerate(self.spans)
+            if span.name == name and span.attributes.get("otel_runnables.span_type") == span_type
+        ]
+        return found[nth - 1] + 1
+
+    def trace(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        return 200, self.encode(self.spans[: self.shown])
+
+    def jaeger_search(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        if not self.shown:
+            return 404, {"error": {"httpCode": 404, "message": "No traces found"}}
+        return self.trace(query)
+
+    def tempo_search(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        if not self.shown:
+            return 200, {"traces": []}
+        hit = {
+            "traceID": self.trace_id.lstrip("0"),
+            "rootServiceName": "<root span not yet received>",
+            "startTimeUnixNano": str(self.spans[0].start_time),
+        }
+        return 200, {"traces": [hit], "metrics": {}}
+
+
+@pytest.mark.parametrize("backend", ["jaeger", "tempo"])
+def test_the_same_pages_from_jaeger_and_tempo(
+    watched: Watched, use_provider: Any, backend: str, tmp_path: Path
+) -> None:
+    """``serve --backend jaeger|tempo --url …`` against a fake server answering with
+    the spans this library exported, revealed as the job went: the list and the run
+    page follow the job live from its first pending span to its real root span."""
+    from tests.test_progress import FakeBackend, run_job
+
+    check = expect()
+    page = watched.page
+    spans, ids = run_job(use_provider)  # nightly: fetch, transform (3 events, a failed child), load
+    assert ids.root is not None
+    trace = RevealedTrace(spans, backend)
+    fake = FakeBackend()
+    if backend == "jaeger":
+        fake.routes["/api/v3/services"] = (200, {"services": ["unknown_service"]})
+        fake.routes["/api/v3/traces"] = trace.jaeger_search
+        fake.routes[f"/api/v3/traces/{trace.trace_id}"] = trace.trace
+    else:
+        fake.routes["/api/search"] = trace.tempo_search
+        fake.routes[f"/api/v2/traces/{trace.trace_id}"] = trace.trace
+    env = environment(tmp_path / "unused.sqlite3")
+    server = Server("--backend", backend, "--url", fake.url, env=env)
+    try:
+        assert f"serving runs from {backend} at {fake.url}" in server.log[0]
+        page.goto(server.url + "/")
+        check(page.locator("#empty")).to_be_visible()
+        trace.shown = trace.index_after("progress", "event")  # transform's first event
+        row = page.locator(f'#runs tbody tr[data-run-id="{ids.root}"]')
+        check(row).to_contain_text("running")  # appeared without a reload
+        row.get_by_role("link", name="nightly").click()
+        page.wait_for_url(f"**/runs/{ids.root}")
+        page.evaluate("window.__sameDocument = true")
+        transform = run_item(page, "transform")
+        check(transform.locator(":scope > .run-head .progress-text")).to_have_text("1/3  33%  chunk 1")
+        check(transform.locator(":scope > .run-events ol.events > li")).to_have_count(1)
+        check(page.locator("#summary .status")).to_have_text("… running")
+
+        trace.shown = trace.index_after("transform", "run")  # transform ended, its child failed
+        check(transform.locator(":scope > .run-head .progress-text")).to_have_text("3/3  100%  chunk 3")
+        check(transform.locator(":scope > .run-events ol.events > li")).to_have_count(3)
+        flaky = run_item(page, "flaky")
+        check(flaky.locator(":scope > .run-head .error-message")).to_contain_text("flaky source")
+        check(page.locator("#live")).to_have_text("live")
+
+        trace.shown = len(spans)  # the real root span: the job is over
+        check(page.locator("#summary .status")).to_have_text("✓ ok")
+        check(page.locator("#live")).to_have_text("ended")
+        check(page.locator("#timeline .tl-marker")).to_have_count(3)
+        check(run_item(page, "load").locator(":scope > .run-head .status")).to_contain_text("ok")
+        assert page.evaluate("window.__sameDocument") is True
+        page.goto(server.url + "/?status=ok")
+        check(page.locator(f'#runs tbody tr[data-run-id="{ids.root}"]')).to_contain_text("nightly")
+    finally:
+        server.close()
+        fake.close()
