@@ -231,3 +231,38 @@ def test_both_directions_work_without_importing_the_integration(langchain_first:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "4"]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["invoke", "ainvoke"])
+def test_our_handlers_hear_the_langchain_chain_runs_under_our_run(asynchronous: bool) -> None:
+    import otel_runnables
+    from tests.recorder import make_recorder
+
+    handler = make_recorder(otel_runnables.BaseCallbackHandler)
+    model = GenericFakeChatModel(messages=iter([AIMessage(content="cats are nice")]))
+    prompt = ChatPromptTemplate.from_messages([("human", "tell me about {topic}")])
+    inner = step("l", "lc_inside", lambda x: x)
+
+    def ours_calls_langchain(x: Any) -> Any:
+        return inner.invoke(x)
+
+    app = step("o", "first", lambda t: {"topic": t}) | prompt | model | StrOutputParser()
+    app = app | RunnableLambda(ours_calls_langchain, name="ours_calls")
+    config: Any = {"callbacks": [handler]}
+    result = asyncio.run(app.ainvoke("cats", config)) if asynchronous else app.invoke("cats", config)
+    assert result == "cats are nice"
+    starts = [(r["name"], r.get("run_type")) for r in handler.records if r["cb"] == "on_chain_start"]
+    # chain, prompt and parser runs of LangChain's, as in langchain_core; not the chat model
+    assert starts == [
+        ("RunnableSequence", None),
+        ("first", None),
+        ("ChatPromptTemplate", "prompt"),
+        ("StrOutputParser", "parser"),
+        ("ours_calls", None),
+        ("lc_inside", None),
+    ]
+    names = {r["run_id"]: r["name"] for r in handler.records if r["cb"] == "on_chain_start"}
+    ends = [names[r["run_id"]] for r in handler.records if r["cb"] == "on_chain_end"]
+    assert sorted(ends) == sorted(name for name, _ in starts)
+    events = [r["name"] for r in handler.records if r["cb"] == "on_custom_event"]
+    assert events == ["first_event", "lc_inside_event"]

@@ -23,6 +23,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 
 from otel_runnables import bridge
+from otel_runnables.callbacks import listening
 from otel_runnables.config import RunnableConfig, RunScope, own_child_config
 from otel_runnables.integrations.langchain import content
 from otel_runnables.runs import MISSING, Run
@@ -31,6 +32,8 @@ __all__ = ["LangChainRun", "OtelRunnablesLangChainHandler", "forwarding"]
 
 _STREAM_START = {"input": ""}  # LangChain's inputs at the start of a streamed run
 
+# LangChain runs our callback handlers hear (as on_chain_start ... on_chain_end)
+_CHAIN_RUNS = frozenset({"chain", "prompt", "parser"})
 # runs whose payloads are model messages, tool arguments or documents
 _LLM_CONTENT_RUNS = frozenset({"chat_model", "llm", "tool", "retriever"})
 
@@ -61,6 +64,15 @@ def _own_current_run() -> Run | None:
     config = own_child_config()
     scope = None if config is None else config.get("callbacks")
     return scope.parent if isinstance(scope, RunScope) else None
+
+
+def _our_handlers(parent: Run | None) -> list[Any]:
+    """Our callback handlers in force under ``parent``: they hear the LangChain
+    runs below it, as LangChain's handlers hear every run below theirs. Those
+    reporting our runs to LangChain are left out (LangChain tells its own)."""
+    if parent is None or not parent.inheritable_handlers:
+        return []
+    return [h for h in parent.inheritable_handlers if not getattr(h, "reports_to_langchain", False)]
 
 
 def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], fallback: str) -> str:
@@ -123,7 +135,9 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
             return  # one of our runs: its own Run traces it
         enclosing = _own_current_run()
         tag_list = list(tags or ())
-        scope = RunScope(self._parent(parent_run_id, enclosing), [], tag_list, tag_list, dict(metadata or {}))
+        parent = self._parent(parent_run_id, enclosing)
+        heard_by = _our_handlers(parent)
+        scope = RunScope(parent, heard_by, tag_list, tag_list, dict(metadata or {}))
         config: RunnableConfig = {"callbacks": scope, "run_id": run_id}
         run = LangChainRun(
             config,
@@ -135,9 +149,11 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
             capture=content.message_capture_enabled() if run_type in _LLM_CONTENT_RUNS else None,
         )
         run.enclosing = enclosing
+        if run_type not in _CHAIN_RUNS:
+            run.handlers = []  # our handlers' interface has chain runs and custom events only
         with self._lock:
             self._runs[run_id] = run
-        run.notify_start()
+        run.notify_start({"run_type": None if run_type == "chain" else run_type})
 
     def _pop(self, run_id: uuid.UUID) -> LangChainRun | None:
         if _forwarding.get():
@@ -300,6 +316,8 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
         run = self._runs.get(run_id)
         if run is not None:
             recorded_at = run.record_custom_event(name, data)
-            if bridge.has_listeners():
+            hearing = listening(run.handlers, "on_custom_event") if run.handlers else ()
+            if hearing or bridge.has_listeners():
                 # the dispatching scope's tags and metadata, as LangChain gives them
-                bridge.custom_event(run, name, data, list(tags or ()), dict(metadata or {}), (), recorded_at)
+                scope_tags, scope_metadata = list(tags or ()), dict(metadata or {})
+                bridge.custom_event(run, name, data, scope_tags, scope_metadata, hearing, recorded_at)

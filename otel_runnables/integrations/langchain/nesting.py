@@ -34,6 +34,8 @@ _FORWARDED_EXTRA = ("run_type", "defers_inputs")
 class ForwardToLangChain(BaseCallbackHandler):
     """Reports our runs under one LangChain run to LangChain's callbacks."""
 
+    reports_to_langchain = True
+
     def __init__(self, manager: CallbackManager | AsyncCallbackManager, lc_config: dict[str, Any]) -> None:
         self._base = manager
         self._lc_config = lc_config
