@@ -407,14 +407,15 @@ class RevealedTrace:
         self.trace_id = f"{spans[0].context.trace_id:032x}"
         self.shown = 0
 
-    def index_after(self, name: str, span_type: str, nth: int = 1) -> int:
-        """How many spans were exported up to the ``nth`` span called ``name`` of ``span_type``."""
-        found = [
-            index
-            for index, span in enumerate(self.spans)
-            if span.name == name and span.attributes.get("otel_runnables.span_type") == span_type
-        ]
-        return found[nth - 1] + 1
+    def index_after(self, span_type: str, run_id: str) -> int:
+        """How many spans were exported up to the first of ``span_type`` for ``run_id``."""
+        for index, span in enumerate(self.spans):
+            attributes = span.attributes
+            if attributes.get("otel_runnables.span_type") == span_type and (
+                attributes.get("otel_runnables.run.id") == run_id
+            ):
+                return index + 1
+        raise AssertionError(f"no {span_type} span of run {run_id}")
 
     def trace(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         return 200, self.encode(self.spans[: self.shown])
@@ -463,7 +464,7 @@ def test_the_same_pages_from_jaeger_and_tempo(
         assert f"serving runs from {backend} at {fake.url}" in server.log[0]
         page.goto(server.url + "/")
         check(page.locator("#empty")).to_be_visible()
-        trace.shown = trace.index_after("progress", "event")  # transform's first event
+        trace.shown = trace.index_after("event", ids.ids["transform"])  # transform's first event
         row = page.locator(f'#runs tbody tr[data-run-id="{ids.root}"]')
         check(row).to_contain_text("running")  # appeared without a reload
         row.get_by_role("link", name="nightly").click()
@@ -474,7 +475,7 @@ def test_the_same_pages_from_jaeger_and_tempo(
         check(transform.locator(":scope > .run-events ol.events > li")).to_have_count(1)
         check(page.locator("#summary .status")).to_have_text("… running")
 
-        trace.shown = trace.index_after("transform", "run")  # transform ended, its child failed
+        trace.shown = trace.index_after("run", ids.ids["transform"])  # transform ended, its child failed
         check(transform.locator(":scope > .run-head .progress-text")).to_have_text("3/3  100%  chunk 3")
         check(transform.locator(":scope > .run-events ol.events > li")).to_have_count(3)
         flaky = run_item(page, "flaky")
