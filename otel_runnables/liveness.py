@@ -161,7 +161,8 @@ def run_started(run: LiveRun) -> None:
 
 def run_ended(run: LiveRun) -> None:
     if run.announced:
-        _mirrors.pop(run, None)  # a mirror still held: the run's span holds its event
+        with _mirrors_lock:  # the liveness thread walks the table under it
+            _mirrors.pop(run, None)  # a mirror still held: the run's span holds its event
     else:
         _watch.discard(run)
     _watch.early_events.pop(run, None)
@@ -376,7 +377,10 @@ class _Watch:
             for run in ready:
                 if not run.ended:
                     announce_now(run)
-            pending = min(pending, _flush_due_mirrors())
+            try:
+                pending = min(pending, _flush_due_mirrors())
+            except Exception:  # never let the thread die: later runs still need announcing
+                logger.exception("mirroring held events failed; they stay on their runs' spans")
             time.sleep(max(0.01, min(0.5, pending - time.monotonic())))
 
 

@@ -231,3 +231,36 @@ def test_a_running_run_counts_the_events_its_mirrors_stand_for(
     # once it ended, its span holds all 7: nothing is missing
     (ended,) = build_tree(records_of(got)).roots
     assert ended.status == "ok" and len(ended.events) == 7 and ended.events_not_exported == 0
+
+
+def test_many_announced_runs_ending_while_mirrors_are_held(spans: GetSpans, liveness_settings: Any) -> None:
+    """Runs end (leaving the mirror table) while the liveness thread walks it to mirror
+    held events: the thread lives on, and still announces a run that outlives the delay."""
+    liveness_settings(0, 0.005)
+
+    def burst(x: int) -> int:
+        for step in range(1, 4):
+            dispatch_custom_event("progress", {"step": step})
+        time.sleep(0.006)  # let the liveness thread find held events
+        return x
+
+    threads = [
+        threading.Thread(target=lambda: [RunnableLambda(burst).invoke(i) for i in range(40)])
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    liveness_settings(0.05, 0.005)  # the next run is announced by the liveness thread only
+
+    def late(x: int) -> int:
+        deadline = time.monotonic() + 20
+        while not any(s.name == "late (started)" for s in spans()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return x
+
+    RunnableLambda(late).with_config(run_name="late").invoke(1)
+    got = spans()
+    assert len(of_type(got, "run")) == 161
+    assert len(of_type(got, "pending")) == 161  # "late" too
