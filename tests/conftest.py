@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from unittest import mock
 
 import pytest
+from hypothesis import settings
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -34,6 +35,10 @@ os.environ.setdefault(
 os.environ.setdefault("OTEL_RUNNABLES_LIVENESS_SPANS", "false")
 
 from otel_runnables import _settings, conventions, telemetry
+
+# property tests check properties, not speed: a loaded machine must not fail them
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 EXPORTER = InMemorySpanExporter()
 PROVIDER = TracerProvider()
