@@ -898,6 +898,111 @@ async def error_in_a_parallel_branch(lib: Any) -> list[Any]:
     return out + per_run(h.records) + per_run(ah.records)
 
 
+def _fail_fast_program(lib: Any) -> Any:
+    """Branches that block until released, and one that fails at once; the
+    order of what happened, as the program saw it and as a handler heard it."""
+    import asyncio
+
+    order: list[str] = []
+    released = asyncio.Event()
+    ended: dict[str, asyncio.Event] = {}
+
+    class Order(lib.AsyncCallbackHandler):  # type: ignore[misc,name-defined]
+        async def on_chain_end(self, outputs: Any, *, run_id: Any, **kwargs: Any) -> None:
+            name = names.get(run_id)
+            if name:
+                order.append(f"{name} ended")
+                ended.setdefault(name, asyncio.Event()).set()
+
+        async def on_chain_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+            name = names.get(run_id, "?")
+            order.append(f"{name} failed: {error}")
+            ended.setdefault(name, asyncio.Event()).set()
+
+        async def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: Any, **kwargs: Any) -> None:
+            names[run_id] = kwargs["name"]
+
+    names: dict[Any, str] = {}
+
+    def slow(name: str) -> Any:
+        async def waits(x: int) -> int:
+            await released.wait()
+            await lib.adispatch_custom_event("released", name)
+            return x
+
+        return lib.RunnableLambda(waits, name=name)
+
+    def bad(name: str, *, after: str | None = None) -> Any:
+        async def fails(x: int) -> int:
+            if after is not None:
+                await ended.setdefault(after, asyncio.Event()).wait()
+            raise ValueError(f"{name} failed")
+
+        return lib.RunnableLambda(fails, name=name)
+
+    async def run(runnable: Any, value: Any, wait_for: list[str], **config: Any) -> list[Any]:
+        order.clear()
+        names.clear()
+        released.clear()
+        ended.clear()
+        recorder = async_recorder(lib)
+        call = runnable.ainvoke(value, {"callbacks": [Order(), recorder], **config})
+        # the bound only turns a map that waits for its branches (a deadlock here) into a failure
+        result = await aoutcome(lambda: asyncio.wait_for(call, 30))
+        order.append("the caller got its answer")
+        released.set()
+        for name in wait_for:  # the branches still running end on their own
+            await ended.setdefault(name, asyncio.Event()).wait()
+        return [result, list(order), per_run(recorder.records)]
+
+    return slow, bad, run
+
+
+@program
+async def a_failing_branch_fails_the_map_at_once_under_ainvoke(lib: Any) -> list[Any]:
+    slow, bad, run = _fail_fast_program(lib)
+    out = await run(lib.RunnableParallel(s=slow("slow"), b=bad("bad")), 1, ["slow"])
+    # in a sequence: the sequence fails at once too
+    seq = (
+        lib.RunnableLambda(lambda x: x + 1)
+        | lib.RunnableParallel(s=slow("slow"), b=bad("bad"))
+        | (lambda d: d)
+    )
+    out += await run(seq, 1, ["slow"], tags=["seq"])
+    # nested maps: both fail at once, both slow branches go on
+    nested = lib.RunnableParallel(
+        outer=slow("outer_slow"), inner=lib.RunnableParallel(s=slow("inner_slow"), b=bad("bad"))
+    )
+    out += await run(nested, 1, ["outer_slow", "inner_slow"])
+    # two failures: the map fails with the first one to happen, whatever the key order
+    two = lib.RunnableParallel(late=bad("late", after="slow"), early=bad("early"), s=slow("slow"))
+    out += await run(two, 1, ["slow", "late"])
+    return out
+
+
+@program
+async def a_failing_branch_under_sync_invoke_waits_for_the_others(lib: Any) -> list[Any]:
+    failed = threading.Event()
+    order: list[str] = []
+
+    def slow(x: int) -> int:
+        failed.wait(timeout=30)  # a guard against hanging only: the other branch sets it
+        order.append("slow returns")
+        return x
+
+    def fails(x: int) -> int:
+        order.append("bad raises")
+        failed.set()
+        raise ValueError("bad failed")
+
+    par = lib.RunnableParallel(s=slow, b=fails)
+    h = sync_recorder(lib)
+    out = [outcome(lambda: par.invoke(1, {"callbacks": [h]}))]
+    order.append("the caller got its answer")
+    ends = [(r["cb"], r["tags"]) for r in h.records if r["cb"] != "on_chain_start"]
+    return out + [order, ends[-1]] + per_run(h.records)
+
+
 @program
 async def error_caught_inside_the_parent(lib: Any) -> list[Any]:
     fail_r = lib.RunnableLambda(lambda x: 1 / 0)
@@ -1956,6 +2061,39 @@ async def test_a_streamed_step_that_gets_no_input_chunk_is_called_with_none() ->
     assert reference.invoke(1) == ["got", None]
     with pytest.raises(UnboundLocalError):
         list(reference.stream(1))
+
+
+async def test_a_failed_streamed_parallel_map_ends_the_branches_it_leaves() -> None:
+    # langchain_core (astream of a map with a failing branch): the still-running
+    # branch is neither resumed nor closed, so its run never ends; here it is
+    # cancelled when the map fails, and ends with the CancelledError
+    import asyncio
+
+    async def program(lib: Any) -> list[Any]:
+        release = asyncio.Event()
+
+        async def slow(x: int) -> int:
+            await release.wait()
+            return x
+
+        async def bad(x: int) -> int:
+            raise ValueError("bad failed")
+
+        handler = async_recorder(lib)
+        with pytest.raises(ValueError, match="bad failed"):
+            async for _ in lib.RunnableParallel(s=slow, b=bad).astream(1, {"callbacks": [handler]}):
+                pass
+        release.set()
+        for _ in range(50):  # what the released branch would do, it has done by now
+            await asyncio.sleep(0)
+        slow_id = next(r["run_id"] for r in handler.records if r.get("name") == "slow")
+        return [r for r in handler.records if r["run_id"] == slow_id]
+
+    ours = await program(OURS)
+    assert [r["cb"] for r in ours] == ["on_chain_start", "on_chain_error"]
+    assert ours[1]["error"]["exception"] == "CancelledError"
+    reference = await program(REFERENCE)
+    assert [r["cb"] for r in reference] == ["on_chain_start"]  # never ends
 
 
 async def test_a_sync_generator_streams_asynchronously_like_it_streams_synchronously() -> None:

@@ -1,6 +1,8 @@
 """Invariants over generated programs and under concurrency: every start has
-exactly one end or error, children end before their parents, custom events
-sit inside their own run, and nothing is lost."""
+exactly one end or error, children end before their parents return (a
+parallel map that fails under ainvoke leaves its other branches running, as
+langchain_core does: they end on their own, after it), custom events sit
+inside their own run, and nothing is lost."""
 
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ def check_lifecycle(entries: list[tuple[str, Any, Any]]) -> None:
             started[run_id] = parent
         elif kind in ("end", "error"):
             assert run_id in started and run_id not in finished, "end without start, or ended twice"
-            assert all(p != run_id or c in finished for c, p in started.items()), "parent ended first"
+            if kind == "end":
+                assert all(p != run_id or c in finished for c, p in started.items()), "parent ended first"
             finished.add(run_id)
         else:
             assert run_id in started and run_id not in finished, "event outside its run"
@@ -137,6 +140,9 @@ def test_generated_programs_keep_the_lifecycle_invariants_async(spec: Any) -> No
     async def main() -> None:
         with contextlib.suppress(Boom):
             await build(spec).ainvoke(0, {"callbacks": [journal]})
+        # branches a failed map left running end on their own
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        await asyncio.gather(*others, return_exceptions=True)
 
     asyncio.run(main())
     check_lifecycle(journal.entries)

@@ -77,28 +77,23 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
         ensured = ensure_config(config)
         run = await astart_run(ensured, name=run_name(self, ensured), inputs=input, run_type=self.run_type)
 
-        async def ainvoke_branch(key: str, step: Runnable[Any, Any]) -> tuple[Any]:
+        async def ainvoke_branch(key: str, step: Runnable[Any, Any]) -> Any:
             # each branch is its own task, so entering the run here is isolated
             branch_config = self._branch_config(ensured, run, key)
             token = enter_run(run, branch_config)
             try:
-                return (await step.ainvoke(input, branch_config),)  # a tuple: never mistaken for an error
+                return await step.ainvoke(input, branch_config)
             finally:
                 exit_run(token)
 
         try:
-            # every branch ends before the map does, even when one fails
-            results = await asyncio.gather(
-                *(ainvoke_branch(k, s) for k, s in self.steps.items()), return_exceptions=True
-            )
-            output: dict[str, Any] = {}
-            for key, result in zip(self.steps, results, strict=True):
-                if isinstance(result, BaseException):
-                    raise result
-                output[key] = result[0]
+            # as langchain_core: the first failure fails the map at once; the
+            # other branches are not cancelled and end on their own
+            results = await asyncio.gather(*(ainvoke_branch(k, s) for k, s in self.steps.items()))
         except BaseException as exc:
             await run.afail(exc)
             raise
+        output = dict(zip(self.steps, results, strict=True))
         await run.aend(output)
         return output
 
