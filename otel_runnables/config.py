@@ -329,8 +329,10 @@ def get_config_list(
         raise ValueError(f"batch length must be >= 0, got {length}")
     if isinstance(config, Sequence) and not isinstance(config, (str, bytes)):
         if len(config) != length:
-            raise InvalidConfigError(
-                f"batch got {len(config)} configs for {length} inputs; give one config or one per input"
+            # langchain_core's type and wording
+            raise ValueError(
+                "config must be a list of the same length as inputs, "
+                f"but got {len(config)} configs for {length} inputs"
             )
         return [ensure_config(c) for c in config]
     if config is not None and config.get("run_id") is not None and length > 1:

@@ -66,18 +66,18 @@ def test_bad_event_names(name: Any, match: str) -> None:
 
 
 def test_invalid_construction() -> None:
-    with pytest.raises(TypeError, match="callable"):
+    with pytest.raises(TypeError, match="Expected a callable type for `func`"):
         RunnableLambda(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least 2 steps"):
         RunnableSequence(RunnableLambda(lambda x: x))
     with pytest.raises(TypeError, match="branch keys must be str"):
         RunnableParallel({1: lambda x: x})
-    with pytest.raises(TypeError, match="Runnable, a callable or a dict"):
+    with pytest.raises(TypeError, match="Expected a Runnable, callable or dict"):
         RunnableLambda(lambda x: x) | 5  # type: ignore[operator]
 
 
 def test_batch_config_count_must_match() -> None:
-    with pytest.raises(InvalidConfigError, match="2 configs for 3 inputs"):
+    with pytest.raises(ValueError, match="2 configs for 3 inputs"):
         RunnableLambda(lambda x: x).batch([1, 2, 3], [{}, {}])
 
 

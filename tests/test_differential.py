@@ -1677,23 +1677,70 @@ async def run_id_given_to_a_child_and_to_a_batch(lib: Any) -> list[Any]:
 
 @program
 async def recursion_limit_of_returned_runnables(lib: Any) -> list[Any]:
-    loop: Any = None
+    import functools
+
+    current: dict[str, Any] = {}  # each function returns the runnable made of it
 
     def again(x: int) -> Any:
-        return loop
+        return current["runnable"]
 
-    loop = lib.RunnableLambda(again)
-    h = sync_recorder(lib)
-    try:
-        loop.invoke(1, {"callbacks": [h], "recursion_limit": 3})
-        raised = None
-    except RecursionError:
-        raised = "RecursionError"
-    # the messages differ (they name the runnable by its repr): compare the types only
-    for r in h.records:
-        if "error" in r:
-            r["error"] = r["error"]["exception"]
-    return [{"raised": raised}] + h.records
+    async def aagain(x: int) -> Any:
+        return current["runnable"]
+
+    class Again:
+        def __call__(self, x: int) -> Any:
+            return current["runnable"]
+
+    out: list[Any] = []
+    for func in (again, aagain, lambda x: current["runnable"], Again(), functools.partial(again)):
+        r = current["runnable"] = lib.RunnableLambda(func)
+        h = sync_recorder(lib)
+        config = {"callbacks": [h], "recursion_limit": 3}
+        if func is not aagain:
+            out.append(outcome(lambda r=r, config=config: r.invoke(1, config)))
+            out.append(outcome(lambda r=r: list(r.stream("s", {"recursion_limit": 1}))))
+        out.append(await aoutcome(lambda r=r, config=config: r.ainvoke(2, config)))
+        out.append(await aoutcome(lambda r=r: r.ainvoke({"k": [1]}, {"recursion_limit": 0})))
+        out += h.records
+    return out
+
+
+@program
+async def error_messages_users_match_on(lib: Any) -> list[Any]:
+    async def afn(x: int) -> int:
+        return x
+
+    def named(x: int) -> int:
+        return x
+
+    class NotRunnable:
+        pass
+
+    f = named
+    cases = {
+        "not callable": lambda: lib.RunnableLambda(42),
+        "async func and afunc": lambda: lib.RunnableLambda(afn, afunc=afn),
+        "a dict value that is not callable": lambda: lib.RunnableParallel({"a": 5}),
+        "a keyword branch that is not callable": lambda: lib.RunnableParallel(a="text"),
+        "an object in a dict step": lambda: lib.RunnableLambda(f) | {"k": NotRunnable()},
+        "| an int": lambda: lib.RunnableLambda(f) | 5,
+        "an int |": lambda: 5 | lib.RunnableLambda(f),
+        "a step that is not callable": lambda: lib.RunnableSequence(f, None),
+        "one step": lambda: lib.RunnableSequence(f),
+        "pipe of nothing": lambda: lib.RunnableLambda(f).pipe(),
+        "configs for a batch": lambda: lib.RunnableLambda(f).batch([1, 2, 3], [{}, {}]),
+        "sync invoke of async": lambda: lib.RunnableLambda(afn).invoke(1),
+        "sync stream of async": lambda: list(lib.RunnableLambda(afn).stream(1)),
+        "repr of a named function": lambda: repr(lib.RunnableLambda(named)),
+        "repr of an async function": lambda: repr(lib.RunnableLambda(afn)),
+        "repr of both": lambda: repr(lib.RunnableLambda(named, afunc=afn)),
+    }
+    out: list[Any] = [{label: outcome(case)} for label, case in cases.items()]
+    alone = lib.RunnableLambda(lambda x: x + 1)
+    out.append({"repr of a lambda alone on its line": repr(alone)})
+    out.append({"repr of a lambda beside another": repr(lib.RunnableLambda(lambda x: (lambda y: y)(x)))})
+    out.append(await aoutcome(lambda: lib.RunnableLambda(f).abatch([1], [{}, {}])))
+    return out
 
 
 @program

@@ -200,8 +200,7 @@ class Runnable(Generic[Input, Output]):
         from otel_runnables.event_stream import stream_events
 
         if version != "v2":
-            # the type langchain_core raises, with a message naming what was asked
-            raise NotImplementedError(f"astream_events supports only version='v2', got version={version!r}")
+            return _unsupported_version(version)
         event_filter = EventFilter(
             include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
         )
@@ -246,6 +245,15 @@ class Runnable(Generic[Input, Output]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.get_name()!r})"
+
+
+async def _unsupported_version(version: str) -> AsyncIterator[dict[str, Any]]:
+    """Raised when iterated, as langchain_core's astream_events raises it."""
+    if version in ("v1", "v3"):
+        raise NotImplementedError(f"astream_events supports version='v2' only, not {version!r}")
+    # langchain_core's type and wording
+    raise NotImplementedError(f"Unsupported version: {version!r}. Expected 'v1', 'v2', or 'v3'.")
+    yield {}  # an async generator all the same
 
 
 def _add_or_replace(total: Any, chunk: Any) -> Any:
@@ -413,7 +421,5 @@ def coerce_to_runnable(thing: Any) -> Runnable[Any, Any]:
         from otel_runnables.runnables.lambdas import RunnableLambda
 
         return RunnableLambda(thing)
-    kind = type(thing)
-    raise TypeError(
-        f"Expected a Runnable, a callable or a dict, got {kind.__module__}.{kind.__qualname__}: {thing!r}"
-    )
+    # langchain_core's wording (the type's repr names its module too)
+    raise TypeError(f"Expected a Runnable, callable or dict.Instead got an unsupported type: {type(thing)}")

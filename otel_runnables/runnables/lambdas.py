@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
+import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -38,6 +40,27 @@ def _with(method: F, kwargs: dict[str, Any]) -> F:
     return functools.partial(method, kwargs=kwargs) if kwargs else method  # type: ignore[return-value]
 
 
+def _source_or_name(func: Callable[..., Any]) -> str | None:
+    """How langchain_core shows a function: a lambda's own source when it is
+    the only lambda in the function's source lines (lambdas inside it not
+    counted), else the function's name (None for a lambda)."""
+    name = _function_name(func)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return name
+    lambdas = list(_outer_lambdas(tree))
+    return ast.unparse(lambdas[0]) if len(lambdas) == 1 else name
+
+
+def _outer_lambdas(node: ast.AST) -> Iterator[ast.Lambda]:
+    if isinstance(node, ast.Lambda):
+        yield node
+        return
+    for child in ast.iter_child_nodes(node):
+        yield from _outer_lambdas(child)
+
+
 def _function_name(func: Callable[..., Any]) -> str | None:
     name = getattr(func, "__name__", None)
     return name if isinstance(name, str) and name != "<lambda>" else None
@@ -59,14 +82,19 @@ class RunnableLambda(Runnable[Any, Any]):
         name: str | None = None,
     ) -> None:
         if not callable(func):
-            raise TypeError(f"RunnableLambda expects a callable, got {type(func).__name__}: {func!r}")
+            raise TypeError(
+                f"Expected a callable type for `func`.Instead got an unsupported type: {type(func)}"
+            )
         if afunc is not None and not is_async_callable(afunc):
             raise TypeError(f"afunc must be an async function, got {afunc!r}")
         self.func: Callable[..., Any] | None
         self.afunc: Callable[..., Any] | None
         if is_async_callable(func):
             if afunc is not None:
-                raise TypeError("func is already async; give a sync func together with afunc")
+                raise TypeError(
+                    "Func was provided as a coroutine function, but afunc was also provided. If providing "
+                    "both, func should be a regular function to avoid ambiguity."
+                )
             self.func, self.afunc = None, func
         else:
             self.func, self.afunc = func, afunc
@@ -75,6 +103,13 @@ class RunnableLambda(Runnable[Any, Any]):
         self._afunc_config = self.afunc is not None and accepts_config(self.afunc)
         self._func_streams = self.func is not None and inspect.isgeneratorfunction(self.func)
         self._afunc_streams = self.afunc is not None and is_async_generator_callable(self.afunc)
+
+    def __repr__(self) -> str:
+        # langchain_core's form, which its error messages (the recursion limit) show
+        if self.func is not None:
+            return f"RunnableLambda({_source_or_name(self.func) or '...'})"
+        assert self.afunc is not None
+        return f"RunnableLambda(afunc={_source_or_name(self.afunc) or '...'})"
 
     # -- calling the function ---------------------------------------------
 
@@ -93,13 +128,10 @@ class RunnableLambda(Runnable[Any, Any]):
             return self.afunc(value, config=own_copy(config), **kwargs)
         return self.afunc(value, **kwargs) if kwargs else self.afunc(value)
 
-    @staticmethod
-    def _child_config_for_returned(config: RunnableConfig, run: Run, value: Any) -> RunnableConfig:
+    def _child_config_for_returned(self, config: RunnableConfig, run: Run, value: Any) -> RunnableConfig:
         limit = config.get("recursion_limit", 25)
         if limit <= 0:
-            raise RecursionError(
-                f"Recursion limit reached when invoking the runnable returned for {value!r}."
-            )
+            raise RecursionError(f"Recursion limit reached when invoking {self} with input {value}.")
         return patch_config(config, callbacks=run.child_scope(), recursion_limit=limit - 1)
 
     # -- invoke --------------------------------------------------------------
