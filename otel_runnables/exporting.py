@@ -18,6 +18,7 @@ pending spans are worth little if they wait the SDK's 5 s), ``OTEL_BSP_MAX_QUEUE
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
@@ -36,9 +37,14 @@ from otel_runnables.export_health import BoundedBatchSpanProcessor, CountingExpo
 __all__ = [
     "ConfigurationError",
     "ExportSettings",
+    "LOGS",
     "Protocol",
+    "Signal",
+    "TRACES",
     "build_processors",
+    "env_number",
     "exporter_names",
+    "otlp_exporter",
     "COMPRESSIONS",
     "EXPORTERS",
     "PROTOCOLS",
@@ -71,6 +77,42 @@ class ExportSettings:
     extra_exporters: Sequence[SpanExporter] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Signal:
+    """What differs between exporting spans and exporting log records: the variables'
+    names, the OTLP/HTTP path and the exporter classes; the rules are the same."""
+
+    name: str  # "traces" or "logs", as in OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_TRACES_*
+    grpc_exporter: str  # "module:class"
+    http_exporter: str
+
+    @property
+    def exporter_variable(self) -> str:
+        return f"OTEL_{self.name.upper()}_EXPORTER"
+
+    def variables(self, suffix: str) -> tuple[str, str]:
+        """The signal's own variable, then the shared one: ``OTEL_EXPORTER_OTLP_[SIGNAL_]<suffix>``."""
+        return f"OTEL_EXPORTER_OTLP_{self.name.upper()}_{suffix}", f"OTEL_EXPORTER_OTLP_{suffix}"
+
+    def http_url(self, endpoint: str) -> str:
+        # the base endpoint gets /v1/<signal> appended, as OTEL_EXPORTER_OTLP_ENDPOINT does
+        path = f"/v1/{self.name}"
+        stripped = endpoint.rstrip("/")
+        return stripped if stripped.endswith(path) else f"{stripped}{path}"
+
+
+TRACES = Signal(
+    "traces",
+    grpc_exporter="opentelemetry.exporter.otlp.proto.grpc.trace_exporter:OTLPSpanExporter",
+    http_exporter="opentelemetry.exporter.otlp.proto.http.trace_exporter:OTLPSpanExporter",
+)
+LOGS = Signal(
+    "logs",
+    grpc_exporter="opentelemetry.exporter.otlp.proto.grpc._log_exporter:OTLPLogExporter",
+    http_exporter="opentelemetry.exporter.otlp.proto.http._log_exporter:OTLPLogExporter",
+)
+
+
 def _env(*names: str) -> str | None:
     for name in names:
         value = os.environ.get(name, "").strip()
@@ -79,21 +121,19 @@ def _env(*names: str) -> str | None:
     return None
 
 
-def exporter_names(settings: ExportSettings) -> list[str]:
-    """The exporters to use: the argument, else ``OTEL_TRACES_EXPORTER``, else
+def exporter_names(settings: ExportSettings, signal: Signal = TRACES) -> list[str]:
+    """The exporters to use: the argument, else ``OTEL_<SIGNAL>_EXPORTER``, else
     ``otlp`` only when an endpoint is configured."""
     if settings.exporters is not None:
         names = [str(name).strip().lower() for name in settings.exporters]
         source = "configure(exporters=...)"
     else:
-        raw = _env("OTEL_TRACES_EXPORTER")
+        raw = _env(signal.exporter_variable)
         if raw is None:
-            endpoint = settings.endpoint or _env(
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
-            )
+            endpoint = settings.endpoint or _env(*signal.variables("ENDPOINT"))
             return ["otlp"] if endpoint else []
         names = [part.strip().lower() for part in raw.split(",") if part.strip()]
-        source = "OTEL_TRACES_EXPORTER"
+        source = signal.exporter_variable
     unknown = [name for name in names if name not in EXPORTERS]
     if unknown:
         raise ConfigurationError(
@@ -102,22 +142,16 @@ def exporter_names(settings: ExportSettings) -> list[str]:
     return [name for name in dict.fromkeys(names) if name != "none"]
 
 
-def _protocol(settings: ExportSettings) -> str:
-    raw = settings.protocol or _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+def _protocol(settings: ExportSettings, signal: Signal) -> str:
+    raw = settings.protocol or _env(*signal.variables("PROTOCOL"))
     protocol = (raw or "http/protobuf").strip().lower()
     if protocol not in PROTOCOLS:
-        source = "protocol" if settings.protocol else "OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL"
+        source = "protocol" if settings.protocol else f"OTEL_EXPORTER_OTLP_({signal.name.upper()}_)PROTOCOL"
         raise ConfigurationError(f"{source}={raw!r} is not supported; use one of {', '.join(PROTOCOLS)}")
     return protocol
 
 
-def _http_traces_url(endpoint: str) -> str:
-    # the base endpoint gets /v1/traces appended, as OTEL_EXPORTER_OTLP_ENDPOINT does
-    stripped = endpoint.rstrip("/")
-    return stripped if stripped.endswith("/v1/traces") else f"{stripped}/v1/traces"
-
-
-def _env_number(name: str, default: float, *, unit: str) -> float:
+def env_number(name: str, default: float, *, unit: str) -> float:
     """A positive number from the variable ``name``, else ``default``."""
     raw = _env(name)
     if raw is None:
@@ -131,18 +165,19 @@ def _env_number(name: str, default: float, *, unit: str) -> float:
     return value
 
 
-def otlp_timeout(settings: ExportSettings) -> float:
+def otlp_timeout(settings: ExportSettings, signal: Signal = TRACES) -> float:
     """Seconds one OTLP export may take: ``timeout``, else the variables, else 10."""
     if settings.timeout is not None:
         return float(settings.timeout)
-    traces = _env_number("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", 0.0, unit="seconds")
-    return traces or _env_number("OTEL_EXPORTER_OTLP_TIMEOUT", _OTLP_TIMEOUT_S, unit="seconds")
+    own, shared = signal.variables("TIMEOUT")
+    # seconds, as the Python SDK reads them
+    return env_number(own, 0.0, unit="seconds") or env_number(shared, _OTLP_TIMEOUT_S, unit="seconds")
 
 
-def _otlp_endpoint_from_env(protocol: str) -> None:
+def _otlp_endpoint_from_env(protocol: str, signal: Signal) -> None:
     """An http/protobuf endpoint from the environment must be a URL (the exporter would
     fail on every export with "No connection adapters"); gRPC takes ``host:port`` too."""
-    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+    for name in signal.variables("ENDPOINT"):
         raw = _env(name)
         if raw is None:
             continue
@@ -155,18 +190,23 @@ def _otlp_endpoint_from_env(protocol: str) -> None:
         return
 
 
-def _otlp_exporter(settings: ExportSettings) -> SpanExporter:
-    protocol = _protocol(settings)
-    kwargs: dict[str, object] = {"timeout": otlp_timeout(settings)}
+def _exporter_class(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def otlp_exporter(settings: ExportSettings, signal: Signal = TRACES) -> Any:
+    """The OTLP exporter of ``signal`` (a span or a log record exporter) for ``settings``."""
+    protocol = _protocol(settings, signal)
+    kwargs: dict[str, object] = {"timeout": otlp_timeout(settings, signal)}
     if settings.headers is not None:
         kwargs["headers"] = dict(settings.headers)
     if settings.endpoint is None:
-        _otlp_endpoint_from_env(protocol)
+        _otlp_endpoint_from_env(protocol, signal)
     compression = None if settings.compression is None else settings.compression.strip().lower()
     try:
         if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
+            exporter_class = _exporter_class(signal.grpc_exporter)
             if settings.endpoint is not None:
                 kwargs["endpoint"] = settings.endpoint
                 kwargs["insecure"] = settings.endpoint.startswith("http://")
@@ -182,21 +222,21 @@ def _otlp_exporter(settings: ExportSettings) -> SpanExporter:
                 from grpc import ssl_channel_credentials
 
                 kwargs["credentials"] = ssl_channel_credentials(Path(settings.certificate_file).read_bytes())
-            return GrpcExporter(**kwargs)  # type: ignore[arg-type]
+            return exporter_class(**kwargs)
         from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
+        exporter_class = _exporter_class(signal.http_exporter)
         if settings.endpoint is not None:
-            kwargs["endpoint"] = _http_traces_url(settings.endpoint)
+            kwargs["endpoint"] = signal.http_url(settings.endpoint)
         if compression is not None:
             kwargs["compression"] = HttpCompression(compression)
         if settings.certificate_file is not None:
             kwargs["certificate_file"] = settings.certificate_file
-        exporter: SpanExporter = HttpExporter(**kwargs)  # type: ignore[call-overload]
-        return exporter
+        return exporter_class(**kwargs)
     except ImportError as exc:
+        what = "OTLP export" if signal is TRACES else f"OTLP {signal.name} export"
         raise ConfigurationError(
-            f"OTLP export over {protocol} needs the otlp extra: pip install 'otel-runnables[otlp]' ({exc})"
+            f"{what} over {protocol} needs the otlp extra: pip install 'otel-runnables[otlp]' ({exc})"
         ) from exc
 
 
@@ -204,14 +244,14 @@ def _batch(exporter: SpanExporter, export_timeout: float | None = None) -> Bound
     """``exporter`` behind a batch processor; ``export_timeout`` (seconds) defaults to
     ``OTEL_BSP_EXPORT_TIMEOUT``."""
     if export_timeout is None:
-        export_timeout = _env_number("OTEL_BSP_EXPORT_TIMEOUT", 30_000, unit="milliseconds") / 1000
-    delay_ms = _env_number("OTEL_BSP_SCHEDULE_DELAY", _LIVE_SCHEDULE_DELAY_MS, unit="milliseconds")
+        export_timeout = env_number("OTEL_BSP_EXPORT_TIMEOUT", 30_000, unit="milliseconds") / 1000
+    delay_ms = env_number("OTEL_BSP_SCHEDULE_DELAY", _LIVE_SCHEDULE_DELAY_MS, unit="milliseconds")
     return BoundedBatchSpanProcessor(
         CountingExporter(exporter),
         export_timeout=export_timeout,
         schedule_delay=delay_ms / 1000,
-        max_queue_size=int(_env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048, unit="spans")),
-        max_export_batch_size=int(_env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, unit="spans")),
+        max_queue_size=int(env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048, unit="spans")),
+        max_export_batch_size=int(env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, unit="spans")),
     )
 
 
@@ -236,7 +276,7 @@ def build_processors(settings: ExportSettings, store_path: Path | None) -> list[
         processors.append(LocalStoreSpanProcessor(store_path))
     for name in exporter_names(settings):
         if name == "otlp":
-            processors.append(_batch(_otlp_exporter(settings), otlp_timeout(settings)))
+            processors.append(_batch(otlp_exporter(settings), otlp_timeout(settings)))
         elif name == "console":
             processors.append(_batch(ConsoleSpanExporter()))
     processors.extend(_batch(exporter) for exporter in settings.extra_exporters)

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_runnables
 from otel_runnables import RunnableLambda, dispatch_custom_event, telemetry
-from otel_runnables.exporting import ConfigurationError, ExportSettings, _http_traces_url, exporter_names
+from otel_runnables.exporting import LOGS, TRACES, ConfigurationError, ExportSettings, exporter_names
 from tests.conftest import PROVIDER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,9 +115,10 @@ def test_unknown_exporters_and_protocols_are_named(restored: None, monkeypatch: 
 
 
 def test_base_endpoints_get_the_traces_path() -> None:
-    assert _http_traces_url("http://c:4318") == "http://c:4318/v1/traces"
-    assert _http_traces_url("http://c:4318/") == "http://c:4318/v1/traces"
-    assert _http_traces_url("http://c:4318/v1/traces") == "http://c:4318/v1/traces"
+    assert TRACES.http_url("http://c:4318") == "http://c:4318/v1/traces"
+    assert TRACES.http_url("http://c:4318/") == "http://c:4318/v1/traces"
+    assert TRACES.http_url("http://c:4318/v1/traces") == "http://c:4318/v1/traces"
+    assert LOGS.http_url("http://c:4318/") == "http://c:4318/v1/logs"
 
 
 # -- the global provider, in subprocesses -------------------------------------------
