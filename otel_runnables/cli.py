@@ -10,7 +10,6 @@ import shlex
 import socket
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,30 +79,6 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     else:
         console.print("no runs yet", style="dim")
     return EXIT_OK
-
-
-def _wait_for_tree(
-    backend: progress.Backend, run_or_trace: str, wait: float, *, say_waiting: bool = True
-) -> progress.RunTree:
-    """The tree, waiting up to ``wait`` seconds for a job that is just starting
-    (saying so on stderr at once, unless ``say_waiting`` is False)."""
-    deadline = time.monotonic() + wait
-    told = not say_waiting
-    while True:
-        try:
-            return progress.get(run_or_trace, backend)
-        except progress.TraceNotFoundError:
-            if time.monotonic() >= deadline:
-                raise
-            if not told:
-                print(
-                    f"otel-runnables: {run_or_trace} is not known yet; "
-                    f"waiting up to {wait:g} s for it to appear (--wait)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                told = True
-            time.sleep(0.2)
 
 
 def _exit_for(tree: progress.RunTree) -> int:
@@ -205,7 +180,7 @@ def cmd_progress(args: argparse.Namespace, console: Console) -> int:
             _follow_options(args), args.id, wait=args.wait, console=console, json_lines=args.json
         )
         return code
-    tree = _wait_for_tree(_backend(args), args.id, 0)
+    tree = progress.get(args.id, _backend(args))
     if args.json:
         _json_out(render.tree_json(tree))
     else:
