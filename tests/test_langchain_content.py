@@ -144,6 +144,12 @@ def test_tool_and_retriever_runs_carry_their_conventions() -> None:
         assert run.attributes["session.id"] == "session-42" and run.attributes["user.id"] == "user-7"
 
 
+def test_a_prompt_run_records_its_template_and_variables() -> None:
+    prompt = run_app().run("ChatPromptTemplate").attributes
+    assert prompt["llm.prompt_template.template"] == "system: You are terse.\nuser: Weather in {city}?"
+    assert json.loads(str(prompt["llm.prompt_template.variables"])) == {"city": "Paris"}
+
+
 def test_a_completion_model_run_records_prompts_and_choices() -> None:
     with capture_runs() as captured:
         FakeListLLM(responses=["hello"]).invoke("say hello")
@@ -165,6 +171,7 @@ CONTENT_KEYS = (
     "gen_ai.output.messages",
     "gen_ai.system_instructions",
     "gen_ai.tool.call.arguments",
+    "prompt_template.variables",
     "gen_ai.tool.call.result",
     "input.value",
     "output.value",
@@ -178,8 +185,9 @@ def _content_keys(attributes: Any) -> list[str]:
 def test_content_capture_off_keeps_structure_and_counts(setenv: SetEnv) -> None:
     setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "false")
     captured = run_app()
-    for name in ("GenericFakeChatModel", "lookup", "Shelf", "run_tools"):
+    for name in ("GenericFakeChatModel", "lookup", "Shelf", "run_tools", "ChatPromptTemplate"):
         assert _content_keys(captured.run(name).attributes) == [], name
+    assert "llm.prompt_template.template" in captured.run("ChatPromptTemplate").attributes
     chat = captured.run("GenericFakeChatModel").attributes
     assert chat["llm.input_messages.1.message.role"] == "user"
     assert chat["llm.output_messages.0.message.tool_calls.0.tool_call.function.name"] == "lookup"

@@ -38,6 +38,7 @@ __all__ = [
     "completion_request_attributes",
     "message_capture_enabled",
     "model_output",
+    "prompt_template_attributes",
     "response_attributes",
     "retrieval_attributes",
     "retriever_request_attributes",
@@ -391,6 +392,55 @@ def response_attributes(run: Run, response: Any) -> dict[str, Any]:
     response_id = getattr(getattr(generations[0], "message", None), "id", None) if generations else None
     if isinstance(response_id, str) and response_id:
         attributes["gen_ai.response.id"] = response_id
+    return attributes
+
+
+# -- prompts -----------------------------------------------------------------------
+
+
+def _templates(serialized: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """(role, template) of a serialized prompt template: its own, or its messages'."""
+    kwargs = serialized.get("kwargs")
+    if not isinstance(kwargs, Mapping):
+        return []
+    template = kwargs.get("template")
+    if isinstance(template, str):
+        return [(None, template)]
+    found: list[tuple[str | None, str]] = []
+    for message in kwargs.get("messages") or []:
+        if not isinstance(message, Mapping):
+            continue
+        ids = message.get("id")
+        kind = ids[-1] if isinstance(ids, list) and ids else ""
+        role = _TEMPLATE_ROLES.get(str(kind))
+        inner = (
+            message.get("kwargs", {}).get("prompt") if isinstance(message.get("kwargs"), Mapping) else None
+        )
+        if isinstance(inner, Mapping) and role is not None:
+            found.extend((role, text) for _, text in _templates(inner))
+    return found
+
+
+_TEMPLATE_ROLES = {
+    "SystemMessagePromptTemplate": "system",
+    "HumanMessagePromptTemplate": "user",
+    "AIMessagePromptTemplate": "assistant",
+    "ChatMessagePromptTemplate": "user",
+}
+
+
+def prompt_template_attributes(serialized: Mapping[str, Any] | None, variables: Any) -> dict[str, Any]:
+    """``llm.prompt_template.template`` (a chat prompt's message templates, one
+    ``role: template`` line each) and ``.variables`` (content: capture on)."""
+    if not serialized:
+        return {}
+    templates = _templates(serialized)
+    attributes: dict[str, Any] = {}
+    if templates:
+        lines = [text if role is None else f"{role}: {text}" for role, text in templates]
+        attributes["llm.prompt_template.template"] = _text("\n".join(lines))
+    if capture_content_enabled() and isinstance(variables, Mapping):
+        attributes["llm.prompt_template.variables"] = encode_value(dict(variables)).text
     return attributes
 
 

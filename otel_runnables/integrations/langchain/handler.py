@@ -195,7 +195,8 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
     ) -> None:
         run_type = kwargs.get("run_type") or "chain"
         name = _name(serialized, kwargs, "chain")
-        self._start(run_type, name, run_id, parent_run_id, tags, metadata, inputs)
+        attributes = content.prompt_template_attributes(serialized, inputs) if run_type == "prompt" else None
+        self._start(run_type, name, run_id, parent_run_id, tags, metadata, inputs, attributes)
 
     def on_chain_end(self, outputs: Any, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         self._end(run_id, outputs, kwargs)
