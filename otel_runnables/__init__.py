@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from otel_runnables._version import __version__
 from otel_runnables.callbacks import AsyncCallbackHandler, BaseCallbackHandler
+from otel_runnables.carry import carry_run
 from otel_runnables.config import RunnableConfig, ensure_config
+from otel_runnables.current import RunInfo, current_run
 from otel_runnables.errors import (
     InvalidConfigError,
     InvalidEventError,
@@ -50,6 +52,7 @@ __all__ = [
     "Runnable",
     "RunFailedError",
     "RunLostError",
+    "RunInfo",
     "RunNotFoundError",
     "RunnableBinding",
     "RunnableConfig",
@@ -59,8 +62,10 @@ __all__ = [
     "RunnableSequence",
     "__version__",
     "adispatch_custom_event",
+    "carry_run",
     "chain",
     "configure",
+    "current_run",
     "dispatch_custom_event",
     "ensure_config",
     "follow",
