@@ -9,18 +9,21 @@ styles and connections from this origin only, no inline script or style, and
 Trusted Types with no policy (so no script can turn a string into HTML).
 
 ``app`` is an ASGI application for those paths only (GET and HEAD); anything
-else is a 404.
+else is a 404. Mounted under a prefix (``root_path``, as Starlette's ``Mount``
+or ``uvicorn --root-path`` pass it) the pages work there too: their links and
+requests are relative to where they were loaded from.
 """
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "app", "resolve"]
+__all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "app", "resolve", "route"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -59,7 +62,7 @@ _TYPES = {
 }
 # the files /static/ serves: a fixed list, so no request names any other file
 STATIC_FILES = ("common.js", "runs.js", "run.js", "style.css", "favicon.svg")
-_RUN_PATH = re.compile(r"^/runs/[0-9A-Za-z-]{1,64}/?$")
+_RUN_PATH = re.compile(r"^/runs/[0-9A-Za-z-]{1,64}$")
 
 
 @cache
@@ -98,6 +101,22 @@ async def _respond(
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
+def route(scope: Scope) -> str:
+    """The path inside the application, wherever it is mounted: a server or
+    framework may pass the mount's prefix in ``root_path`` and keep it in
+    ``path`` (Starlette, uvicorn) or take it out."""
+    path = str(scope.get("path", "/"))
+    root = str(scope.get("root_path", "")).rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :]
+    return path
+
+
+async def _redirect(send: Send, location: str, query: bytes, head: bool) -> None:
+    target = urllib.parse.quote(location).encode("ascii") + (b"?" + query if query else b"")
+    await _respond(send, 308, "text/plain; charset=utf-8", b"", head, (b"location", target))
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """ASGI: the pages and their static files; read-only (GET, HEAD)."""
     if scope["type"] != "http":
@@ -113,7 +132,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             (b"allow", b"GET, HEAD"),
         )
         return
-    found = resolve(scope.get("path", "/"))
+    root = str(scope.get("root_path", "")).rstrip("/")
+    path = route(scope)
+    if path == "" or (path.endswith("/") and _RUN_PATH.match(path[:-1])):
+        # the pages' relative links need the canonical address: <root>/ and <root>/runs/<id>
+        await _redirect(send, root + (path[:-1] or "/"), scope.get("query_string", b""), method == "HEAD")
+        return
+    found = resolve(path)
     if found is None:
         await _respond(send, 404, "text/plain; charset=utf-8", b"not found\n", method == "HEAD")
         return

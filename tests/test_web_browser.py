@@ -493,3 +493,69 @@ def test_the_same_pages_from_jaeger_and_tempo(
     finally:
         server.close()
         fake.close()
+
+
+HOST_APP = """
+    import socket, sys, uvicorn
+    import otel_runnables.web
+
+    runs = otel_runnables.web.create_app(path=sys.argv[1])
+
+    async def application(scope, receive, send):
+        # what Starlette's Mount("/otel", runs) passes on: the prefix in root_path, the path whole
+        if scope["type"] == "http" and (scope["path"] == "/otel" or scope["path"].startswith("/otel/")):
+            await runs({**scope, "root_path": scope.get("root_path", "") + "/otel"}, receive, send)
+        elif scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b"the host application's own 404"})
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    print(f"http://127.0.0.1:{listening.getsockname()[1]}/", flush=True)
+    uvicorn.Server(uvicorn.Config(application, log_level="warning", lifespan="off")).run(sockets=[listening])
+"""
+
+
+def test_the_pages_work_where_an_application_mounts_them(
+    watched: Watched, job_factory: Any, store: Path
+) -> None:
+    """``otel_runnables.web.create_app()`` mounted at /otel in another ASGI application:
+    the pages, their files, their API calls and their links all stay under /otel."""
+    check = expect()
+    page = watched.page
+    run_id = "01934b1e-8f7a-7c3e-9d2a-3f5e6a7b8c95"
+    job = job_factory(run_id, steps=1)
+    job.step()
+    assert job.finish() == 0
+    host = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOST_APP), str(store)],
+        env=environment(store),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    failed: list[str] = []
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    try:
+        assert host.stdout is not None
+        url = host.stdout.readline().strip().rstrip("/")
+        assert url.startswith("http://127.0.0.1:"), url
+        page.goto(url + "/otel")
+        assert page.url == url + "/otel/"
+        row = page.locator(f'#runs tbody tr[data-run-id="{run_id}"]')
+        check(row).to_contain_text("ok")
+        row.get_by_role("link", name="nightly_import").click()
+        page.wait_for_url(f"{url}/otel/runs/{run_id}")
+        check(run_item(page, "work").locator(":scope > .run-head .progress-text")).to_contain_text("1/1")
+        check(page.locator("#live")).to_have_text("ended")
+        page.locator("#summary a", has_text=re.compile("^[0-9a-f]{32}$")).click()
+        page.wait_for_url(re.compile(rf"^{re.escape(url)}/otel/runs/[0-9a-f]{{32}}$"))
+        check(run_item(page, "work").locator(":scope > .run-head .progress-text")).to_contain_text("1/1")
+        page.locator("header a.brand").click()
+        page.wait_for_url(url + "/otel/")
+        check(page.locator(f'#runs tbody tr[data-run-id="{run_id}"]')).to_be_visible()
+        assert page.evaluate("getComputedStyle(document.querySelector('header.bar')).display") == "flex"
+        assert failed == []
+    finally:
+        host.terminate()
+        host.wait(30)
+        if host.stdout is not None:
+            host.stdout.close()

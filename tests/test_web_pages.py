@@ -8,6 +8,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import urllib.parse
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ STATIC = ROOT / "otel_runnables" / "web_static"
 PAGES = ("index.html", "run.html")
 
 
-def call(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
-    """One request through the ASGI application."""
+def call(method: str, path: str, root_path: str = "") -> tuple[int, dict[str, str], bytes]:
+    """One request through the ASGI application (mounted at ``root_path``)."""
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -31,7 +32,14 @@ def call(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "headers": []}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "root_path": root_path,
+        "query_string": b"",
+        "headers": [],
+    }
     asyncio.run(web_pages.app(scope, receive, send))
     start, body = sent
     headers = {name.decode(): value.decode() for name, value in start["headers"]}
@@ -107,17 +115,52 @@ def test_head_has_the_headers_and_no_body() -> None:
 def test_every_shipped_file_is_served_and_every_served_file_is_shipped() -> None:
     shipped = {path.name for path in STATIC.iterdir()} - set(PAGES)
     assert shipped == set(web_pages.STATIC_FILES)
-    for page in PAGES:
+    for page, at in zip(PAGES, ("/", "/runs/809da08619d810296d8e970552208bb6"), strict=True):
         html = (STATIC / page).read_text()
         for reference in re.findall(r'(?:src|href)="([^"]+)"', html):
-            assert reference.startswith("/") and call("GET", reference)[0] == 200, reference
+            # relative, so that the pages work wherever the application is mounted
+            assert not reference.startswith("/"), reference
+            assert call("GET", urllib.parse.urljoin(at, reference))[0] == 200, reference
+            mounted = urllib.parse.urljoin("/otel" + at, reference)
+            assert mounted.startswith("/otel/") and call("GET", mounted, "/otel")[0] == 200, reference
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "page"),
+    [
+        ("/otel/", "/otel", "index.html"),
+        ("/otel/runs/809da08619d810296d8e970552208bb6", "/otel", "run.html"),
+        ("/otel/static/run.js", "/otel", "run.js"),
+        ("/static/run.js", "/otel", "run.js"),  # a server that took the prefix out of the path
+        ("/a/b/runs/809da08619d810296d8e970552208bb6", "/a/b/", "run.html"),
+    ],
+)
+def test_mounted_under_a_prefix(path: str, root_path: str, page: str) -> None:
+    status, _, body = call("GET", path, root_path)
+    assert status == 200 and body == (STATIC / page).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "location"),
+    [
+        ("/otel", "/otel", "/otel/"),
+        ("/runs/809da08619d810296d8e970552208bb6/", "", "/runs/809da08619d810296d8e970552208bb6"),
+        ("/my app/runs/abc/", "/my app", "/my%20app/runs/abc"),
+        ("/a/b", "/a/b/", "/a/b/"),
+    ],
+)
+def test_addresses_the_relative_links_cannot_use_redirect_to_the_canonical_one(
+    path: str, root_path: str, location: str
+) -> None:
+    status, headers, _ = call("GET", path, root_path)
+    assert status == 308 and headers["location"] == location
 
 
 def test_the_pages_have_no_inline_script_or_style() -> None:
     for page in PAGES:
         html = (STATIC / page).read_text()
         for script in re.findall(r"<script\b[^>]*>", html):
-            assert 'src="/static/' in script, script
+            assert re.search(r'src="(\.\./)?static/', script), script
         assert not re.search(r"<script\b[^>]*>\s*[^<\s]", html), "inline script"
         assert "<style" not in html and " style=" not in html
         assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler"
@@ -133,9 +176,12 @@ def test_the_scripts_never_turn_strings_into_html_or_code() -> None:
         text = script.read_text()
         assert not forbidden.search(text), (script.name, forbidden.search(text))
         assert "http://" not in text and "https://" not in text, "a page must need no network"
-        # the pages speak to this server only, under /api/
-        for url in re.findall(r"(?:fetch|getJSON|EventSource)\(`([^`]*)`", text):
-            assert url.startswith(("/api/", "${")), url
+        # the pages speak to this application only, under <root>/api/
+        for url in re.findall(r"(?:fetch|getJSON|EventSource)\(([^),]*)", text):
+            assert url.startswith("apiUrl(") or url in ("url", "treeUrl", "eventsUrl"), (script.name, url)
+        for name, value in re.findall(r"const (treeUrl|eventsUrl) = ([^;]*);", text):
+            assert value.startswith(("apiUrl(", "`${treeUrl}/")), (name, value)
+    assert "return `${ROOT}api/${rest}`;" in (STATIC / "common.js").read_text()
 
 
 def test_the_wheel_ships_the_pages(tmp_path: Path) -> None:

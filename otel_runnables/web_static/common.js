@@ -37,9 +37,18 @@ function append(element, children) {
   }
 }
 
+// Where the application is: "/" under `otel-runnables serve`, "/otel/" when an
+// application mounts it there. This file is served at <root>static/common.js.
+export const ROOT = new URL("../", import.meta.url).pathname;
+
 // Links are built here only, to our own routes, with the id percent-encoded.
 export function runHref(id) {
-  return `/runs/${encodeURIComponent(id)}`;
+  return `${ROOT}runs/${encodeURIComponent(id)}`;
+}
+
+// The JSON and event-stream routes: apiUrl("runs?last=5") is <root>api/runs?last=5.
+export function apiUrl(rest) {
+  return `${ROOT}api/${rest}`;
 }
 
 export function replaceChildren(element, ...children) {

@@ -6,6 +6,8 @@
 
 import {
   HttpError,
+  ROOT,
+  apiUrl,
   formatDuration,
   formatJSON,
   formatTime,
@@ -22,8 +24,8 @@ import {
   treeProgress,
 } from "./common.js";
 
-const id = decodeURIComponent(location.pathname.replace(/^\/runs\//, ""));
-const treeUrl = `/api/runs/${encodeURIComponent(id)}`;
+const id = decodeURIComponent(location.pathname.slice(`${ROOT}runs/`.length));
+const treeUrl = apiUrl(`runs/${encodeURIComponent(id)}`);
 const eventsUrl = `${treeUrl}/events`;
 
 const REFRESH_AFTER_EVENT_MS = 100; // events in a burst share one read of the tree

@@ -3,6 +3,7 @@
 // the progress of their tree (from /api/runs/<id>, the `progress --json` tree).
 
 import {
+  apiUrl,
   formatDuration,
   getJSON,
   h,
@@ -93,7 +94,7 @@ async function refreshProgress(running) {
   await Promise.all(
     running.slice(0, MAX_TREES_PER_POLL).map(async (row) => {
       try {
-        const tree = await getJSON(`/api/runs/${encodeURIComponent(row.run_id)}`);
+        const tree = await getJSON(apiUrl(`runs/${encodeURIComponent(row.run_id)}`));
         const root = (tree.runs || [])[0];
         if (root) {
           const found = treeProgress(root);
@@ -115,7 +116,7 @@ async function poll() {
   clearTimeout(timer);
   timer = null;
   try {
-    rows = await getJSON(`/api/runs?last=${encodeURIComponent(lastSelect.value)}`);
+    rows = await getJSON(apiUrl(`runs?last=${encodeURIComponent(lastSelect.value)}`));
     loaded = true;
     await refreshProgress(rows.filter((row) => row.status === "running"));
     const known = new Set(rows.map((row) => row.run_id));
