@@ -377,6 +377,17 @@ def test_the_readme_path_demo_then_serve_and_its_screenshot(watched: Watched, tm
         assert image.startswith(b"\x89PNG\r\n\x1a\n") and len(image) > 20_000
         page.goto(server.url + "/")
         check(page.locator("#runs tbody tr", has_text="nightly_etl")).to_have_count(1)
+        # a phone-sized window: everything readable without scrolling sideways
+        page.set_viewport_size({"width": 360, "height": 740})
+        wider = "document.documentElement.scrollWidth - window.innerWidth"
+        assert page.evaluate(wider) <= 0
+        page.goto(server.url + path)
+        check(page.locator("#live")).to_have_text("ended")
+        check(transform.locator(":scope > .run-events ol.events > li")).to_have_count(6)
+        assert page.evaluate(wider) <= 0
+        text = transform.locator(":scope > .run-head .progress-text")
+        text.scroll_into_view_if_needed()
+        check(text).to_be_in_viewport(ratio=1)  # whole: not cut off at the right edge
     finally:
         server.close()
 
