@@ -29,18 +29,22 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 WARMUP = 200
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+_TOTALS = re.compile(r"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
 
 class Scenario(NamedTuple):
     call: Callable[[], Any]
     baseline: str | None = None  # the scenario it is measured against
     times: int = 1  # how many baseline calls make one of its calls
+    store: bool = False  # the default configuration: the embedded store on (its writer's work counts)
+    calls: int | None = None  # counted calls, when fewer than --calls will do (a batch is 100 runs)
 
 
 def scenarios() -> dict[str, Scenario]:
@@ -62,7 +66,8 @@ def scenarios() -> dict[str, Scenario]:
         stream_floor_of,
     )
 
-    provider = TracerProvider()
+    global _provider
+    provider = _provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
     ours.telemetry.set_tracer_provider(provider)
     tracer = provider.get_tracer("bench")
@@ -120,30 +125,73 @@ def scenarios() -> dict[str, Scenario]:
         "10-step sequence (11 runs)": Scenario(lambda: mine["sequence"].invoke(1), "raw", 11),
         "span decorator, same content": Scenario(lambda: same_content(1), "raw"),
         "@traceable": Scenario(lambda: traced(1), "span decorator, same content"),
+        "batch of 100": Scenario(lambda: mine["trivial"].batch(HUNDRED), "raw", 100, calls=40),
+        # the default configuration (store on), each against the same call with the store off
+        "store on: invoke": Scenario(lambda: mine["trivial"].invoke(1), "invoke", store=True),
+        "store on: invoke + 3 events": Scenario(lambda: events.invoke(1), "invoke + 3 events", store=True),
+        "store on: 10-step sequence": Scenario(
+            lambda: mine["sequence"].invoke(1), "10-step sequence (11 runs)", store=True
+        ),
+        "store on: batch of 100": Scenario(
+            lambda: mine["trivial"].batch(HUNDRED), "batch of 100", store=True, calls=40
+        ),
     }
 
 
+HUNDRED = list(range(100))
+_provider: Any = None  # the provider scenarios() built
+
+
+def _with_store() -> Callable[[], object]:
+    """Adds the embedded store (in a temporary directory) to the scenarios'
+    provider, as the default configuration has it; returns its flush, which
+    the count includes so that the writer's work is counted too."""
+    import tempfile
+
+    from otel_runnables.store import LocalStoreSpanProcessor
+
+    store = LocalStoreSpanProcessor(os.path.join(tempfile.mkdtemp(prefix="count-store-"), "traces.sqlite3"))
+    _provider.add_span_processor(store)
+    return lambda: store.force_flush(600_000)
+
+
 def _child(name: str, calls: int) -> None:
-    call = scenarios()[name].call
+    scenario = scenarios()[name]
+    call = scenario.call
+    flush = _with_store() if scenario.store else lambda: None
+    warmup = min(WARMUP, scenario.calls or WARMUP)
     first = call()
     if not inspect.iscoroutine(first):
-        for _ in range(WARMUP + calls - 1):
+        for _ in range(warmup + calls - 1):
             call()
+        flush()
         return
 
     async def all_calls() -> None:  # one event loop for every call: its setup is not counted
         await first
-        for _ in range(WARMUP + calls - 1):
+        for _ in range(warmup + calls - 1):
             await call()
 
     asyncio.run(all_calls())
+    flush()
 
 
-def _count(name: str, calls: int) -> int:
+class Count(NamedTuple):
+    total: int
+    main_thread: int  # the rest ran on other threads: the store's writer, batch's pool
+
+
+def _count(name: str, calls: int) -> Count:
+    with tempfile.TemporaryDirectory() as directory:
+        return _count_in(name, calls, os.path.join(directory, "callgrind.out"))
+
+
+def _count_in(name: str, calls: int, out_file: str) -> Count:
     command = [
         "valgrind",
         "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
+        "--separate-threads=yes",
+        f"--callgrind-out-file={out_file}",
         sys.executable,
         "-m",
         "benchmarks.count_instructions",
@@ -157,11 +205,16 @@ def _count(name: str, calls: int) -> int:
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"counting {name!r} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    with open(f"{out_file}-01") as main_thread:
+        totals = _TOTALS.search(main_thread.read())
+    return Count(int(found.group(1)), 0 if totals is None else int(totals.group(1)))
 
 
-def per_call(name: str, calls: int) -> float:
-    return (_count(name, calls) - _count(name, 0)) / calls
+def per_call(name: str, calls: int) -> Count:
+    many, none = _count(name, calls), _count(name, 0)
+    return Count(
+        round((many.total - none.total) / calls), round((many.main_thread - none.main_thread) / calls)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,16 +240,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         if baseline is not None and baseline not in wanted:
             wanted.append(baseline)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        counts = dict(zip(wanted, pool.map(lambda name: per_call(name, args.calls), wanted), strict=True))
+        counts = dict(
+            zip(
+                wanted,
+                pool.map(lambda name: per_call(name, known[name].calls or args.calls), wanted),
+                strict=True,
+            )
+        )
     print(f"instructions per call (valgrind callgrind, {args.calls} calls after {WARMUP} warm-up)")
-    for name, count in counts.items():
+    for name, (count, _) in counts.items():
         line = f"  {name:<28} {count:12,.0f}"
-        _, base_name, times = known[name]
+        _, base_name, times, _ = known[name]
         if base_name is not None:
             several = f" x{times}" if times > 1 else ""
-            base = counts[base_name] * times
+            base = counts[base_name].total * times
             line += f"   {count / base:5.2f}x {base_name}{several}  ({count - base:+,.0f})"
         print(line)
+    stored = [name for name in counts if known[name].store]
+    if stored:
+        print("the store's cost (store on - store off): on the caller's thread, on the others (its writer)")
+    for name in stored:
+        on, off = counts[name], counts[known[name].baseline or name]
+        caller = on.main_thread - off.main_thread
+        other = (on.total - on.main_thread) - (off.total - off.main_thread)
+        cost = on.total - off.total
+        print(
+            f"  {name:<28} caller {caller:+10,.0f}  writer {other:+10,.0f}  "
+            f"total {cost:+10,.0f} = {100 * cost / off.total:5.1f} % of the run"
+        )
     return 0
 
 

@@ -13,6 +13,7 @@ OpenTelemetry span, and whose custom events are span events.
 
 from typing import TYPE_CHECKING, Any
 
+from otel_runnables import liveness as _liveness  # noqa: F401  listens to the run bus from its import on
 from otel_runnables._version import __version__
 from otel_runnables.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from otel_runnables.carry import carry_run

@@ -26,6 +26,7 @@ from otel_runnables.errors import ConfigurationError
 __all__ = [
     "BOOLEAN",
     "CAPTURE_CONTENT",
+    "COUNT",
     "DEFAULT_REDACT_KEYS",
     "DURATION",
     "DURATION_OR_OFF",
@@ -43,8 +44,10 @@ __all__ = [
     "SETTINGS",
     "SIZE",
     "STORE",
+    "STORE_HEARTBEAT",
     "STORE_MAX_AGE",
     "STORE_MAX_BYTES",
+    "STORE_MAX_EVENTS_PER_RUN",
     "TEXT",
     "Kind",
     "Setting",
@@ -152,6 +155,16 @@ SIZE: Kind[int] = Kind(
     lambda raw: int(_quantity(raw, _BYTES)),
     _show_bytes,
 )
+
+
+def _count(raw: str) -> int:
+    value = int(raw.replace("_", ""))
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
+COUNT: Kind[int] = Kind("count", "a whole number >= 1 (e.g. 10000 or 10_000)", _count)
 PATH_OR_OFF = _or_off(Kind("path", "a file path", lambda raw: Path(raw).expanduser()))
 TEXT: Kind[str] = Kind("text", "any text", str)
 KEY_LIST: Kind[tuple[str, ...]] = Kind(
@@ -287,6 +300,19 @@ STORE_MAX_AGE = _define(
 )
 STORE_MAX_BYTES = _define(
     "OTEL_RUNNABLES_STORE_MAX_BYTES", SIZE, 200_000_000, "The store deletes the oldest traces past this size."
+)
+STORE_MAX_EVENTS_PER_RUN = _define(
+    "OTEL_RUNNABLES_STORE_MAX_EVENTS_PER_RUN",
+    COUNT,
+    10_000,
+    "Custom events the store keeps per run; past it, the latest of each name, and a count of the rest.",
+)
+STORE_HEARTBEAT = _define(
+    "OTEL_RUNNABLES_STORE_HEARTBEAT",
+    DURATION,
+    2.0,
+    "How often a process writing the store shows it is alive while it has runs going; "
+    "a run whose process missed 3 is shown as lost.",
 )
 EVENTS = _define(
     "OTEL_RUNNABLES_EVENTS",

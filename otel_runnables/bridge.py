@@ -6,16 +6,26 @@ of the subscriptions scoped to a run subtree (or a trace); each subscription
 builds langchain_core's ``astream_events`` v2 dictionaries from that log when
 it reads (``event_log``). With no subscription, that part costs one
 dict-emptiness check.
+
+Record keepers (liveness, the embedded store) listen too, through
+``add_listener``: they hear the runs whose span records — start, each custom
+event with the attributes written on the span, end or failure — synchronously
+on the run's thread, so a listener must be quick and never wait. A listener
+that raises is logged once and skipped for that message; the run goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from opentelemetry.trace import Span
+from opentelemetry.util.types import AttributeValue
 
 from otel_runnables import event_dicts
 from otel_runnables._sentinel import MISSING
@@ -33,7 +43,10 @@ __all__ = [
     "START",
     "STREAM",
     "EventFilter",
+    "RecordedRun",
+    "RunListener",
     "Subscription",
+    "add_listener",
     "achunk",
     "acustom_event",
     "aended",
@@ -47,11 +60,18 @@ __all__ = [
     "has_listeners",
     "live_run",
     "live_runs_in_trace",
+    "record_ended",
+    "record_event",
+    "record_failed",
+    "record_started",
+    "remove_listener",
     "started",
     "subscribe_subtree",
     "subscribe_trace",
     "unsubscribe",
 ]
+
+logger = logging.getLogger(__name__)
 
 # what the bus appends to a subtree's logs: (kind, run, a, b)
 START = "start"  # a, b unused: the run holds its inputs
@@ -486,3 +506,96 @@ async def acustom_event(
 
 def has_listeners() -> bool:
     return bool(_by_run or _by_trace)
+
+
+# -- listeners: the record keepers ----------------------------------------------------
+
+
+class RecordedRun(Protocol):
+    """A run whose span records: ours (``runs.Run``) or one an integration traces."""
+
+    span: Span
+    name: str
+    announced: bool  # liveness: its pending span was emitted
+    ended: bool
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+@dataclass(frozen=True, eq=False)
+class RunListener:
+    """What a record keeper hears; each callback optional. ``event`` gets the
+    event's name, its timestamp and the attributes written on the span."""
+
+    started: Callable[[RecordedRun], None] | None = None
+    event: Callable[[RecordedRun, str, int, Mapping[str, AttributeValue]], None] | None = None
+    ended: Callable[[RecordedRun], None] | None = None
+    failed: Callable[[RecordedRun, BaseException], None] | None = None
+
+
+_run_listeners: tuple[RunListener, ...] = ()
+# one tuple per message, of the callbacks that want it: a message nobody hears costs a loop over ()
+_on_started: tuple[Callable[[RecordedRun], None], ...] = ()
+_on_event: tuple[Callable[[RecordedRun, str, int, Mapping[str, AttributeValue]], None], ...] = ()
+_on_ended: tuple[Callable[[RecordedRun], None], ...] = ()
+_on_failed: tuple[Callable[[RecordedRun, BaseException], None], ...] = ()
+_failed_run_listeners: set[int] = set()  # ids of callbacks already logged as raising
+
+
+def _rebuild(listeners: tuple[RunListener, ...]) -> None:
+    global _run_listeners, _on_started, _on_event, _on_ended, _on_failed
+    _run_listeners = listeners
+    _on_started = tuple(item.started for item in listeners if item.started is not None)
+    _on_event = tuple(item.event for item in listeners if item.event is not None)
+    _on_ended = tuple(item.ended for item in listeners if item.ended is not None)
+    _on_failed = tuple(item.failed for item in listeners if item.failed is not None)
+
+
+def add_listener(listener: RunListener) -> None:
+    with _lock:
+        if listener not in _run_listeners:
+            _rebuild((*_run_listeners, listener))
+
+
+def remove_listener(listener: RunListener) -> None:
+    with _lock:
+        _rebuild(tuple(item for item in _run_listeners if item is not listener))
+
+
+def _listener_raised(callback: object) -> None:
+    if id(callback) not in _failed_run_listeners:
+        _failed_run_listeners.add(id(callback))
+        logger.exception("run listener %r raised; the run goes on (logged once)", callback)
+
+
+def record_started(run: RecordedRun) -> None:
+    for callback in _on_started:
+        try:
+            callback(run)
+        except Exception:
+            _listener_raised(callback)
+
+
+def record_event(run: RecordedRun, name: str, time_ns: int, attributes: Mapping[str, AttributeValue]) -> None:
+    for callback in _on_event:
+        try:
+            callback(run, name, time_ns, attributes)
+        except Exception:
+            _listener_raised(callback)
+
+
+def record_ended(run: RecordedRun) -> None:
+    for callback in _on_ended:
+        try:
+            callback(run)
+        except Exception:
+            _listener_raised(callback)
+
+
+def record_failed(run: RecordedRun, error: BaseException) -> None:
+    for callback in _on_failed:
+        try:
+            callback(run, error)
+        except Exception:
+            _listener_raised(callback)

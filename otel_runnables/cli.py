@@ -225,14 +225,20 @@ def _follow_events(args: argparse.Namespace, console: Console) -> int:
 def cmd_events(args: argparse.Namespace, console: Console) -> int:
     if args.follow:
         return _follow_events(args, console)
-    events = progress.events(args.id, _backend(args))
+    tree = progress.get(args.id, _backend(args))
+    events, not_stored = progress.tree_events(tree), progress.events_not_stored(tree)
     if args.json:
         for event in events:
             print(json.dumps(render.event_json(event), ensure_ascii=False, default=str))
-    elif events:
+        if not_stored:  # said beside the JSON lines, not among them
+            print(f"otel-runnables: {render.not_stored_text(not_stored)}", file=sys.stderr)
+        return EXIT_OK
+    if events:
         console.print(render.events_table(events, with_runs=len({event.run_id for event in events}) > 1))
     else:
         console.print("no custom events", style="dim")
+    if not_stored:
+        console.print(render.not_stored_text(not_stored), style="dim")
     return EXIT_OK
 
 

@@ -25,9 +25,9 @@ the run's span stay the source of truth. Short runs, the vast majority, cost
 nothing here beyond a dict entry. ``OTEL_RUNNABLES_LIVENESS_SPANS=false`` (or
 ``configure(liveness_spans=False)``) switches it off.
 
-In-process listeners (the embedded store) hear every custom event at once
-through ``add_event_listener``, whatever the delay. When custom events go
-to logs only (``OTEL_RUNNABLES_EVENTS=log``), the run's span holds none, so
+Liveness hears runs from the run bus (``bridge.add_listener``), as the
+embedded store does. When custom events go to logs only
+(``OTEL_RUNNABLES_EVENTS=log``), the run's span holds none, so
 the latest event of a run not announced yet is kept here for its first mirror.
 """
 
@@ -38,50 +38,28 @@ import math
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import AttributeValue
 
-from otel_runnables import _settings, conventions
+from otel_runnables import _settings, bridge, conventions
+from otel_runnables.bridge import RecordedRun as LiveRun
 from otel_runnables.event_logs import routing
 from otel_runnables.telemetry import get_tracer
 
 __all__ = [
-    "EventListener",
     "LiveRun",
-    "add_event_listener",
     "announce_now",
     "configure_liveness",
-    "event_recorded",
     "liveness_delay",
     "liveness_interval",
-    "remove_event_listener",
-    "run_ended",
-    "run_started",
 ]
 
 logger = logging.getLogger(__name__)
-
-EventListener = Callable[[Span, str, int, Mapping[str, AttributeValue]], None]
-"""``listener(run_span, event_name, time_ns, attributes)``: called on the run's thread; must be quick."""
-
-
-class LiveRun(Protocol):
-    """What liveness needs of a run: ours (``runs.Run``) or one traced by an integration."""
-
-    span: Span
-    name: str
-    announced: bool
-    ended: bool
-
-    @property
-    def id(self) -> uuid.UUID: ...
-
 
 _INTERNAL = SpanKind.INTERNAL
 
@@ -93,8 +71,6 @@ def _delay_from_settings() -> float | None:
 
 _delay: float | None = _delay_from_settings()
 _interval: float = _settings.LIVENESS_INTERVAL.value
-_listeners: tuple[EventListener, ...] = ()
-_listeners_lock = threading.Lock()
 
 
 def liveness_delay() -> float | None:
@@ -132,23 +108,10 @@ def configure_liveness(
     _delay = float(after) if after is not None else _settings.LIVENESS_AFTER.value
 
 
-def add_event_listener(listener: EventListener) -> None:
-    global _listeners
-    with _listeners_lock:
-        if listener not in _listeners:
-            _listeners = (*_listeners, listener)
+# -- what liveness hears on the run bus ------------------------------------------
 
 
-def remove_event_listener(listener: EventListener) -> None:
-    global _listeners
-    with _listeners_lock:
-        _listeners = tuple(item for item in _listeners if item != listener)
-
-
-# -- the run side: called by runs.py -------------------------------------------
-
-
-def run_started(run: LiveRun) -> None:
+def _run_started(run: LiveRun) -> None:
     """A recording run began: announce it now, or once it outlives the delay."""
     delay = _delay
     if delay is None:
@@ -159,7 +122,11 @@ def run_started(run: LiveRun) -> None:
         _watch.add(run, delay)
 
 
-def run_ended(run: LiveRun) -> None:
+def _run_failed(run: LiveRun, error: BaseException) -> None:
+    _run_ended(run)
+
+
+def _run_ended(run: LiveRun) -> None:
     if run.announced:
         with _mirrors_lock:  # the liveness thread walks the table under it
             _mirrors.pop(run, None)  # a mirror still held: the run's span holds its event
@@ -168,13 +135,8 @@ def run_ended(run: LiveRun) -> None:
     _watch.early_events.pop(run, None)
 
 
-def event_recorded(run: LiveRun, name: str, time_ns: int, attributes: Mapping[str, AttributeValue]) -> None:
-    """A custom event was written on the run's span at ``time_ns``."""
-    for listener in _listeners:
-        try:
-            listener(run.span, name, time_ns, attributes)
-        except Exception:
-            logger.exception("span event listener %r failed; the run goes on", listener)
+def _event_recorded(run: LiveRun, name: str, time_ns: int, attributes: Mapping[str, AttributeValue]) -> None:
+    """A custom event was recorded on the run at ``time_ns``."""
     if run.announced:
         _offer(run, (name, time_ns, attributes), 1)
     elif not routing.span and _delay is not None:  # no span event to find at the announcement
@@ -387,3 +349,7 @@ class _Watch:
 _watch = _Watch()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_watch.reset_in_child)
+
+bridge.add_listener(
+    bridge.RunListener(started=_run_started, event=_event_recorded, ended=_run_ended, failed=_run_failed)
+)

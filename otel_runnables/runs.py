@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from otel_runnables import _settings, bridge, conventions, liveness
+from otel_runnables import _settings, bridge, conventions
 from otel_runnables._sentinel import MISSING
 from otel_runnables.callbacks import BaseCallbackHandler
 from otel_runnables.config import RunnableConfig, RunScope, add_tags, own_child_config
@@ -209,7 +209,7 @@ class Run:
         self.capture = _settings.CAPTURE_CONTENT.value if capture is None else capture
         self.span = self._start_span(attributes)
         if self.span.is_recording():
-            liveness.run_started(self)
+            bridge.record_started(self)
 
     @property
     def id(self) -> uuid.UUID:
@@ -275,7 +275,7 @@ class Run:
             now = time.time_ns()
             emit_custom_event(span, name, attributes, now, self.id_text)
             self.custom_events += 1
-            liveness.event_recorded(self, name, now, attributes)
+            bridge.record_event(self, name, now, attributes)
             return now
         return None
 
@@ -299,7 +299,7 @@ class Run:
             if self.custom_events:
                 self._count_events_if_cut(final)
             span.set_attributes(final)  # one call: each takes the span's lock and checks its state
-            liveness.run_ended(self)
+            bridge.record_ended(self)
         span.end()
         return True
 
@@ -336,7 +336,7 @@ class Run:
                 self._count_events_if_cut(final)
             if final:
                 span.set_attributes(final)
-            liveness.run_ended(self)
+            bridge.record_failed(self, error)
         span.end()
         return True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -9,9 +10,8 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import Span
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, liveness
+from otel_runnables import RunnableLambda, bridge, dispatch_custom_event, liveness
 from otel_runnables.conventions import SPAN_TYPE
 from tests.conftest import GetSpans
 
@@ -181,36 +181,48 @@ def test_sampled_out_runs_announce_nothing(sampled_out: Any, announce_after: Any
     assert list(sampled_out.get_finished_spans()) == []
 
 
-def test_event_listeners_hear_every_event_at_once_and_cannot_break_the_run(
-    spans: GetSpans, announce_after: Any
+def test_bus_listeners_hear_every_event_at_once_and_cannot_break_the_run(
+    spans: GetSpans, announce_after: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     announce_after(None)
-    heard: list[tuple[int, str, int, dict[str, Any]]] = []
+    heard: list[tuple[str, int, str, int, dict[str, Any]]] = []
 
-    def listener(span: Span, name: str, time_ns: int, attributes: Any) -> None:
-        heard.append((span.get_span_context().span_id, name, time_ns, dict(attributes)))
+    def event(run: bridge.RecordedRun, name: str, time_ns: int, attributes: Any) -> None:
+        heard.append(("event", run.span.get_span_context().span_id, name, time_ns, dict(attributes)))
 
-    def broken(span: Span, name: str, time_ns: int, attributes: Any) -> None:
+    def ended(run: bridge.RecordedRun) -> None:
+        heard.append(("ended", run.span.get_span_context().span_id, run.name, 0, {}))
+
+    def broken(run: bridge.RecordedRun, name: str, time_ns: int, attributes: Any) -> None:
         raise RuntimeError("listener bug")
 
     def work(x: int) -> int:
+        before = len(heard)
         dispatch_custom_event("progress", {"step": 1})
-        assert len(heard) == 1  # before the run ends
+        assert len(heard) == before + 1  # on the run's thread, before the run ends
         dispatch_custom_event("done", "all")
         return x
 
-    liveness.add_event_listener(broken)
-    liveness.add_event_listener(listener)
+    listeners = [bridge.RunListener(event=broken), bridge.RunListener(event=event, ended=ended)]
+    for listener in listeners:
+        bridge.add_listener(listener)
     try:
-        assert RunnableLambda(work).invoke(5) == 5
+        with caplog.at_level(logging.ERROR, logger="otel_runnables"):
+            assert RunnableLambda(work).invoke(5) == 5
+            assert RunnableLambda(work).invoke(6) == 6
     finally:
-        liveness.remove_event_listener(broken)
-        liveness.remove_event_listener(listener)
-    (run,) = spans()
-    assert [(sid, name, ts) for sid, name, ts, _ in heard] == [
-        (span_id(run), e.name, e.timestamp) for e in run.events
+        for listener in listeners:
+            bridge.remove_listener(listener)
+    first, second = spans()
+    assert [(kind, sid, name, ts) for kind, sid, name, ts, _ in heard] == [
+        *(("event", span_id(first), e.name, e.timestamp) for e in first.events),
+        ("ended", span_id(first), "work", 0),
+        *(("event", span_id(second), e.name, e.timestamp) for e in second.events),
+        ("ended", span_id(second), "work", 0),
     ]
-    assert heard[0][3]["otel_runnables.event.data.step"] == 1
+    assert heard[0][4]["otel_runnables.event.data.step"] == 1
+    # four raises, one log line
+    assert sum("raised" in record.getMessage() for record in caplog.records) == 1
 
 
 def test_bad_delays_are_refused() -> None:

@@ -33,9 +33,11 @@ from otel_runnables.progress.query import (
     InvalidIdError,
     UnknownBackendError,
     events,
+    events_not_stored,
     get,
     make_backend,
     runs,
+    tree_events,
 )
 from otel_runnables.progress.records import EventRecord, SpanRecord
 
@@ -60,8 +62,10 @@ __all__ = [
     "UnknownBackendError",
     "build_tree",
     "events",
+    "events_not_stored",
     "get",
     "make_backend",
     "progress_of",
     "runs",
+    "tree_events",
 ]

@@ -135,7 +135,7 @@ def facts_from_spans(records: Sequence[SpanRecord]) -> tuple[list[RecordedRun], 
         elif run.pending is not None:
             # a pending span is the run's announcement, not its end
             runs.append(run_from_span(run.pending, final=False))
-        for (name, time_ns), event in run.events.items():
+        for (name, time_ns, _), event in run.events.items():
             events.append(RecordedEvent(run_id, name, time_ns, (name, time_ns), event.data))
     return runs, events
 

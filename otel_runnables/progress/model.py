@@ -3,10 +3,14 @@ from the span records of any backend (``build_tree``, ``summarise``).
 
 - A run is finished iff its real span has an end; a run seen only through its
   pending span (OTLP backends) or as a real span without an end (the local
-  store) is ``running``. Status ok/error comes from the real span.
+  store) is ``running`` — or ``lost`` when the local store knows the process
+  writing it is gone. Status ok/error comes from the real span.
 - Custom events come from the run span's events and its event-mirror spans;
-  one event seen both ways (same name and timestamp) counts once; time order,
-  whatever order the backend returned. Events the records hold no copy of are
+  one event seen both ways counts once (the n-th event of a name and
+  timestamp in one is the n-th in the other: events never merge with each
+  other, however coarse the clock); time order, whatever order the backend
+  returned, ties in the order they happened. The local store counts the
+  events it did not keep in ``events_not_stored``. Events the records hold no copy of are
   counted in ``events_not_exported``: from the run span's
   ``otel_runnables.run.custom_events`` (set when the SDK's event limit cut it),
   or, while the run is going, from its mirrors' ``otel_runnables.event.count``.
@@ -57,7 +61,9 @@ __all__ = [
     "summarise",
 ]
 
-RunStatus = Literal["running", "ok", "error"]
+RunStatus = Literal["running", "ok", "error", "lost"]
+"""``lost``: the run never ended and the process running it is gone (killed,
+crashed): what the local store shows instead of ``running`` forever."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,7 @@ class RunNode:
     # custom events the run had that the backend holds no copy of: cut by the SDK's
     # span event limit, or summed up by a running run's event mirrors
     events_not_exported: int = 0
+    events_not_stored: int = 0  # custom events the local store did not keep (its bound, a full queue)
 
     @property
     def duration_ns(self) -> int | None:
@@ -133,6 +140,7 @@ class RunSummary:
     start_ns: int
     end_ns: int | None
     service_name: str | None = None
+    events_not_stored: int = 0
 
     @property
     def duration_ns(self) -> int | None:
@@ -217,7 +225,8 @@ class _Run:
     run_id: str
     real: SpanRecord | None = None
     pending: SpanRecord | None = None
-    events: dict[tuple[str, int], RunEvent] = field(default_factory=dict)
+    # by (name, time, n): the n-th event of that name and time in its source (span events, mirrors)
+    events: dict[tuple[str, int, int], RunEvent] = field(default_factory=dict)
     mirrored: int = 0  # events its mirror spans stand for
 
     def about(self) -> SpanRecord:
@@ -226,21 +235,25 @@ class _Run:
         return record
 
 
-def _add_event(run: _Run, name: str, time_ns: int, attributes: Mapping[str, Any]) -> None:
-    key = (name, time_ns)
-    if key not in run.events:
-        plain = {k: v for k, v in attributes.items() if k not in LIVENESS_KEYS}
-        run.events[key] = RunEvent(name, time_ns, _event_data(plain), plain)
+def _add_events(run: _Run, events: Sequence[tuple[str, int, Mapping[str, Any]]]) -> None:
+    """Events of one source (a span's events, or its mirrors), in the order they happened."""
+    seen: dict[tuple[str, int], int] = {}
+    for name, time_ns, attributes in events:
+        nth = seen[name, time_ns] = seen.get((name, time_ns), -1) + 1
+        key = (name, time_ns, nth)
+        if key not in run.events:
+            plain = {k: v for k, v in attributes.items() if k not in LIVENESS_KEYS}
+            run.events[key] = RunEvent(name, time_ns, _event_data(plain), plain)
 
 
-def _add_mirror(run: _Run, mirror: SpanRecord) -> None:
+def _mirrored_event(run: _Run, mirror: SpanRecord) -> tuple[str, int, Mapping[str, Any]]:
     """An event mirror: the latest event of a stretch, and how many events it stands for."""
     attributes = mirror.attributes
     name = attributes.get(EVENT_NAME)
     count = attributes.get(EVENT_COUNT)
     run.mirrored += count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
     # older releases named a mirror after its event and set no event name
-    _add_event(run, name if isinstance(name, str) else mirror.name, mirror.start_ns, attributes)
+    return (name if isinstance(name, str) else mirror.name, mirror.start_ns, attributes)
 
 
 def _not_exported(run: _Run, seen: int) -> int:
@@ -279,20 +292,28 @@ def _merge(records: Sequence[SpanRecord]) -> tuple[dict[str, _Run], dict[str, st
         if kind == SPAN_TYPE_RUN:
             run.real = record
             run_of_span[record.span_id] = run_id
-            for event in record.events:
-                if event.attributes.get(EVENT_KIND) == EVENT_KIND_CUSTOM:
-                    _add_event(run, event.name, event.time_ns, event.attributes)
+            _add_events(
+                run,
+                [
+                    (event.name, event.time_ns, event.attributes)
+                    for event in record.events
+                    if event.attributes.get(EVENT_KIND) == EVENT_KIND_CUSTOM
+                ],
+            )
         elif run.pending is None:
             run.pending = record
             if record.parent_span_id is not None:
                 # a pending span's parent is its run's span, even before that span arrives
                 run_of_span.setdefault(record.parent_span_id, run_id)
-    for mirror in mirrors:
+    mirrored: dict[str, list[tuple[str, int, Mapping[str, Any]]]] = {}
+    for mirror in sorted(mirrors, key=lambda record: record.start_ns):
         run_id = mirror.attributes.get(RUN_ID)
         if not isinstance(run_id, str):
             run_id = run_of_span.get(mirror.parent_span_id or "")
         if isinstance(run_id, str) and run_id in runs:
-            _add_mirror(runs[run_id], mirror)
+            mirrored.setdefault(run_id, []).append(_mirrored_event(runs[run_id], mirror))
+    for run_id, events in mirrored.items():
+        _add_events(runs[run_id], events)
     return runs, run_of_span
 
 
@@ -307,7 +328,10 @@ def _node(run: _Run, children: Sequence[RunNode]) -> RunNode:
         status = "error" if real.status == "error" else "ok"
         end_ns = real.end_ns
         message = real.status_message
-    events = sorted(run.events.values(), key=lambda event: (event.time_ns, event.name))
+    elif real is not None and real.lost:
+        status = "lost"
+        message = "the process running it is gone"
+    events = sorted(run.events.values(), key=lambda event: event.time_ns)  # stable: ties keep their order
     progress = next((p for p in map(progress_of, reversed(events)) if p is not None), None)
     name = attributes.get(RUN_NAME)
     return RunNode(
@@ -327,6 +351,7 @@ def _node(run: _Run, children: Sequence[RunNode]) -> RunNode:
         progress=progress,
         children=tuple(children),
         events_not_exported=_not_exported(run, len(events)),
+        events_not_stored=0 if real is None else real.events_not_stored,
     )
 
 
@@ -342,14 +367,26 @@ def build_tree(records: Sequence[SpanRecord], trace_id: str | None = None) -> Ru
         parent = _str_or_none(run.about().attributes.get(RUN_PARENT_ID))
         kids.setdefault(parent if parent in runs else None, []).append(run)
 
-    def build(run: _Run, depth: int) -> RunNode:
-        below = [] if depth > 200 else sorted(kids.get(run.run_id, []), key=_start_key)
-        return _node(run, [build(child, depth + 1) for child in below])
-
-    roots = [build(run, 0) for run in sorted(kids.get(None, []), key=_start_key)]
+    roots = [_build(run, kids) for run in sorted(kids.get(None, []), key=_start_key)]
     if trace_id is None:
         trace_id = records[0].trace_id if records else ""
     return RunTree(trace_id=trace_id, roots=tuple(roots))
+
+
+def _build(root: _Run, kids: Mapping[str | None, list[_Run]]) -> RunNode:
+    """The node of ``root`` with its subtree, children before parents, without
+    recursion: a tree of any depth."""
+    built: dict[str, RunNode] = {}
+    stack: list[tuple[_Run, bool]] = [(root, False)]
+    while stack:
+        run, children_built = stack.pop()
+        below = sorted(kids.get(run.run_id, []), key=_start_key)
+        if children_built:
+            built[run.run_id] = _node(run, [built.pop(child.run_id) for child in below])
+        else:
+            stack.append((run, True))
+            stack.extend((child, False) for child in below)
+    return built[root.run_id]
 
 
 def _start_key(run: _Run) -> tuple[int, str]:
@@ -383,6 +420,7 @@ def summarise(records: Sequence[SpanRecord]) -> list[RunSummary]:
                 start_ns=node.start_ns,
                 end_ns=node.end_ns,
                 service_name=run.about().service_name,
+                events_not_stored=node.events_not_stored,
             )
         )
     return sorted(summaries, key=lambda summary: summary.start_ns, reverse=True)

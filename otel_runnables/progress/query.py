@@ -18,10 +18,12 @@ __all__ = [
     "InvalidIdError",
     "UnknownBackendError",
     "events",
+    "events_not_stored",
     "get",
     "make_backend",
     "parse_id",
     "runs",
+    "tree_events",
 ]
 
 BACKENDS = ("local", "jaeger", "tempo")
@@ -135,11 +137,26 @@ def runs(last: int = 10, backend: str | Backend = "local", **options: Any) -> li
 def events(trace_or_run_id: str, backend: str | Backend = "local", **options: Any) -> list[RunEvent]:
     """The custom events of one run (a run id), or of every run in a trace (a trace id),
     in time order; each names its run (``run_id``, ``run_name``)."""
-    tree = get(trace_or_run_id, backend, **options)
+    return tree_events(get(trace_or_run_id, backend, **options))
+
+
+def tree_events(tree: RunTree) -> list[RunEvent]:
+    """The custom events of every run in ``tree``, in time order (ties in the
+    order they happened), each naming its run."""
     found: list[RunEvent] = []
     stack = list(tree.roots)
     while stack:
         node = stack.pop()
         found += (replace(event, run_id=node.run_id, run_name=node.name) for event in node.events)
         stack.extend(node.children)
-    return sorted(found, key=lambda event: (event.time_ns, event.name))
+    return sorted(found, key=lambda event: event.time_ns)
+
+
+def events_not_stored(tree: RunTree) -> int:
+    """How many custom events of the runs in ``tree`` the store did not keep."""
+    count, stack = 0, list(tree.roots)
+    while stack:
+        node = stack.pop()
+        count += node.events_not_stored
+        stack.extend(node.children)
+    return count

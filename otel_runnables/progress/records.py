@@ -24,6 +24,7 @@ class EventRecord:
     name: str
     time_ns: int
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    seq: int | None = None  # its place among its span's events (the local store numbers them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,9 @@ class SpanRecord:
 
     ``end_ns`` is None only for a span the local store saw start and not yet
     end; OTLP backends hold finished spans only, and show a live run through
-    its pending span (``otel_runnables.span_type = "pending"``).
+    its pending span (``otel_runnables.span_type = "pending"``). ``lost``: the
+    local store saw the span start, but the process writing it is gone.
+    ``events_not_stored``: events of the span the store did not keep.
     """
 
     trace_id: str
@@ -46,3 +49,5 @@ class SpanRecord:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     events: Sequence[EventRecord] = ()
     service_name: str | None = None
+    lost: bool = False
+    events_not_stored: int = 0

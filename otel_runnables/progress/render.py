@@ -1,12 +1,15 @@
 """Run trees, run lists and events as rich renderables and as JSON.
 
 The JSON shape is the same for every backend (see ``node_json``); times are
-given both as ISO-8601 UTC and as nanoseconds since the epoch.
+given both as ISO-8601 UTC and as nanoseconds since the epoch. Trees of any
+depth: the JSON is built and written without recursion (``json_text``); the
+text view shows ``TEXT_DEPTH`` levels and says how many runs lie deeper.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,17 +23,25 @@ from rich.tree import Tree
 from otel_runnables.progress.model import Progress, RunEvent, RunNode, RunSummary, RunTree
 
 __all__ = [
-    "event_line",
+    "TEXT_DEPTH",
     "event_json",
+    "event_line",
     "events_table",
+    "json_text",
     "node_json",
+    "not_stored_text",
     "runs_table",
     "summary_json",
     "tree_json",
     "tree_view",
 ]
 
-_ICONS = {"running": ("…", "yellow"), "ok": ("✓", "green"), "error": ("✗", "red")}
+_ICONS = {"running": ("…", "yellow"), "ok": ("✓", "green"), "error": ("✗", "red"), "lost": ("?", "magenta")}
+TEXT_DEPTH = 40  # levels the text tree shows (each indents it further)
+
+
+def not_stored_text(count: int) -> str:
+    return f"… {count:,} more event{'s' if count != 1 else ''} not stored"
 
 
 def iso(time_ns: int | None) -> str | None:
@@ -69,10 +80,12 @@ def _label(node: RunNode) -> RenderableType:
         (f"  {node.run_type}", "dim"),
         (f"  {_duration(node.start_ns, node.end_ns)}", "cyan"),
     )
-    if node.status == "error" and node.status_message:
-        head.append(f"  {node.status_message}", style="red")
+    if node.status in ("error", "lost") and node.status_message:
+        head.append(f"  {node.status_message}", style=_ICONS[node.status][1])
     if node.events_not_exported:
         head.append(f"  {node.events_not_exported} events not exported", style="yellow")
+    if node.events_not_stored:
+        head.append(f"  ({not_stored_text(node.events_not_stored)})", style="dim")
     if node.progress is None:
         if node.events:
             head.append(f"  last event: {node.events[-1].name}", style="dim")
@@ -88,17 +101,34 @@ def _label(node: RunNode) -> RenderableType:
     return grid
 
 
+def _runs_below(node: RunNode) -> int:
+    count, stack = 0, list(node.children)
+    while stack:
+        count += 1
+        stack.extend(stack.pop().children)
+    return count
+
+
 def tree_view(tree: RunTree) -> RenderableType:
-    """The runs of a tree, each with its status, duration and progress bar."""
+    """The runs of a tree, each with its status, duration and progress bar
+    (``TEXT_DEPTH`` levels; a line says how many runs lie deeper)."""
     views = []
     for root in tree.roots:
         view = Tree(_label(root))
-        stack: list[tuple[Tree, RunNode]] = [(view, root)]
+        stack: list[tuple[Tree, RunNode, int]] = [(view, root, 1)]
         while stack:
-            branch, node = stack.pop()
-            for child in node.children:
-                stack_entry = (branch.add(_label(child)), child)
-                stack.append(stack_entry)
+            branch, node, depth = stack.pop()
+            if depth >= TEXT_DEPTH and node.children:
+                deeper = _runs_below(node)
+                branch.add(
+                    Text(
+                        f"… {deeper:,} more run{'s' if deeper != 1 else ''} below (--json shows all)",
+                        style="dim",
+                    )
+                )
+                continue
+            for child in reversed(node.children):  # popped in start order
+                stack.append((branch.add(_label(child)), child, depth + 1))
         views.append(view)
     footer = Text(f"trace {tree.trace_id}", style="dim")
     return Group(*views, footer)
@@ -112,8 +142,11 @@ def runs_table(summaries: Sequence[RunSummary]) -> Table:
         table.add_column(column, no_wrap=True, min_width=32 if column == "trace id" else 36)
     for summary in summaries:
         icon, colour = _ICONS[summary.status]
+        name = Text(summary.name)
+        if summary.events_not_stored:
+            name.append(f" ({not_stored_text(summary.events_not_stored)})", style="dim")
         table.add_row(
-            summary.name,
+            name,
             Text(f"{icon} {summary.status}", style=colour),
             _duration(summary.start_ns, summary.end_ns),
             iso(summary.start_ns) or "",
@@ -145,8 +178,6 @@ def event_line(event: RunEvent) -> str:
 
 
 def _compact(data: Any) -> str:
-    import json
-
     try:
         return json.dumps(data, ensure_ascii=False, default=str)
     except ValueError:
@@ -177,7 +208,7 @@ def event_json(event: RunEvent) -> dict[str, Any]:
     return shown
 
 
-def node_json(node: RunNode) -> dict[str, Any]:
+def _own_json(node: RunNode) -> dict[str, Any]:
     duration = node.duration_ns
     return {
         "run_id": node.run_id,
@@ -198,12 +229,57 @@ def node_json(node: RunNode) -> dict[str, Any]:
         "progress": _progress_json(node.progress),
         "events": [event_json(event) for event in node.events],
         "events_not_exported": node.events_not_exported,
-        "children": [node_json(child) for child in node.children],
+        "events_not_stored": node.events_not_stored,
+        "children": [],
     }
+
+
+def node_json(node: RunNode) -> dict[str, Any]:
+    """The run and its subtree as plain JSON values (built without recursion)."""
+    top = _own_json(node)
+    stack = [(node, top)]
+    while stack:
+        parent, parent_json = stack.pop()
+        for child in parent.children:
+            child_json = _own_json(child)
+            parent_json["children"].append(child_json)
+            stack.append((child, child_json))
+    return top
 
 
 def tree_json(tree: RunTree) -> dict[str, Any]:
     return {"trace_id": tree.trace_id, "runs": [node_json(root) for root in tree.roots]}
+
+
+def json_text(value: Any, indent: int = 2) -> str:
+    """``json.dumps(value, indent=indent, ensure_ascii=False, default=str)``
+    for values nested to any depth (json's own encoder recurses)."""
+    out: list[str] = []
+    work: list[tuple[bool, Any, int]] = [(False, value, 0)]  # (text to write?, value or text, level)
+    while work:
+        is_text, item, level = work.pop()
+        if is_text:
+            out.append(item)
+            continue
+        if isinstance(item, dict) and item:
+            opening, closing, entries = (
+                "{",
+                "}",
+                [(json.dumps(str(k), ensure_ascii=False) + ": ", v) for k, v in item.items()],
+            )
+        elif isinstance(item, (list, tuple)) and item:
+            opening, closing, entries = "[", "]", [("", v) for v in item]
+        else:
+            out.append(json.dumps(item, ensure_ascii=False, default=str))
+            continue
+        inner = "\n" + " " * (indent * (level + 1))
+        todo: list[tuple[bool, Any, int]] = [(True, opening, 0)]
+        for index, (key, child) in enumerate(entries):
+            todo.append((True, ("," if index else "") + inner + key, 0))
+            todo.append((False, child, level + 1))
+        todo.append((True, "\n" + " " * (indent * level) + closing, 0))
+        work.extend(reversed(todo))
+    return "".join(out)
 
 
 def summary_json(summary: RunSummary) -> dict[str, Any]:
@@ -220,4 +296,5 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
         "end_ns": summary.end_ns,
         "duration_ms": None if duration is None else duration / 1e6,
         "service_name": summary.service_name,
+        "events_not_stored": summary.events_not_stored,
     }

@@ -1,78 +1,71 @@
-"""``LocalStoreSpanProcessor``: spans into the embedded store while they are live.
+"""``LocalStoreSpanProcessor``: spans and custom events into the embedded store while runs are live.
 
-The caller's thread only snapshots the span and appends it to a bounded
-queue; one writer thread commits the queue in batches every
-``flush_interval`` (50 ms), so a run shows as running, with its custom events,
-within that delay. Span starts, custom events (heard at once through
-``liveness.add_event_listener``, or from event-mirror spans) and span ends are
-separate rows; a custom event seen twice is stored once.
+The caller's thread only appends a small tuple to a queue: a span's start, a
+custom event (heard on the run bus as it is dispatched, so the SDK's cap on a
+span's events does not apply), a span's end. One writer thread
+(``writer.py``) commits the queue in batches every ``flush_interval`` (50 ms),
+so a run shows as running, with its events, within that delay.
 
-Past ``max_queue_size`` items the newest are dropped and counted exactly
-(``dropped``), logged once when it first happens and summarised at shutdown.
-A database error loses that batch (counted, logged once) and the writer goes
-on. At shutdown, spans this process started and never ended are marked ended
-with an error, so nothing stays "running" forever.
+What is kept, and what shows when something is not:
 
-Retention: traces whose last span started more than ``max_age`` seconds ago
-are deleted, then the oldest traces until the live data fits ``max_bytes``;
-checked when the writer starts and every ``retention_interval`` seconds.
+- Every custom event of a run, numbered 1, 2, 3… within it, up to
+  ``max_events_per_run``; past it, the latest event of each name (for up to
+  16 names), so progress stays current. The run's row counts the events not
+  kept (``events_not_stored``), and every reader shows that count.
+- Past ``max_queue_size`` queued items, new starts and events are dropped
+  (counted per run and in ``dropped``); ends have the room of a second queue
+  (a stalled writer only: past it they too are dropped and counted). At
+  shutdown, every run this process started and did not end is ended in the
+  store as an error.
+- ``accepted`` (all it was handed) = ``written`` + ``dropped`` + ``lost``
+  (a write failed) once the queue is empty: logged at shutdown.
+
+Processes: after ``os.fork()`` the child starts its own writer (the parent's
+queue is the parent's to write); a ``multiprocessing`` worker writes its
+queue before it exits (``_worker_exit``). Each writer keeps a heartbeat in
+the store, so readers can show the runs of a process that died as ``lost``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import Span as ApiSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.util.types import AttributeValue
 
-from otel_runnables import conventions, liveness
-from otel_runnables.store.retention import RetentionPolicy, apply_retention
-from otel_runnables.store.schema import connect_writer
+from otel_runnables import _settings, bridge, conventions
+from otel_runnables._worker_exit import at_worker_exit
+from otel_runnables.store.retention import RetentionPolicy
+from otel_runnables.store.writer import ABANDON, END, EVENT, START, TAIL, OpenSpan, StoreWriter
 
-__all__ = ["DEFAULT_MAX_QUEUE_SIZE", "LocalStoreSpanProcessor"]
+__all__ = ["DEFAULT_MAX_QUEUE_SIZE", "LocalStoreSpanProcessor", "StoreCounts"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE_SIZE = 20_000
-_SKIPPED_ON_START = (conventions.SPAN_TYPE_PENDING, conventions.SPAN_TYPE_EVENT)
-_STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
-_ABANDONED = "process exited before the run ended"
+TAIL_NAMES = 16  # past the bound, the latest event is kept for this many names per run
+_LIVENESS_SPANS: frozenset[object] = frozenset({conventions.SPAN_TYPE_PENDING, conventions.SPAN_TYPE_EVENT})
+_SHUTDOWN_TIMEOUT = 10.0
+_DEFERRED_ENDS = 5  # ends kept while the writer is stalled, in queue sizes
 
 
-def _has_custom(events: list[tuple[Any, ...]]) -> bool:
-    custom = conventions.EVENT_KIND_CUSTOM
-    return any((event[4] or {}).get(conventions.EVENT_KIND) == custom for event in events)
+class StoreCounts(NamedTuple):
+    """What a store processor was handed, and what became of it."""
 
-
-def _hex_trace(value: int) -> str:
-    return f"{value:032x}"
-
-
-def _hex_span(value: int) -> str:
-    return f"{value:016x}"
-
-
-def _json(attributes: Mapping[str, Any] | None) -> str:
-    if not attributes:
-        return "{}"
-    return json.dumps(
-        {key: list(value) if isinstance(value, tuple) else value for key, value in attributes.items()},
-        ensure_ascii=False,
-        default=str,
-    )
+    accepted: int  # span starts, custom events and span ends handed to the store
+    written: int
+    dropped: int  # a bound said no: a full queue, or past the per-run event bound
+    lost: int  # a failure kept them out of the file
+    queued: int  # not written yet
 
 
 class LocalStoreSpanProcessor(SpanProcessor):
@@ -85,310 +78,247 @@ class LocalStoreSpanProcessor(SpanProcessor):
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
         flush_interval: float = 0.05,
         retention: RetentionPolicy | None = None,
+        max_events_per_run: int | None = None,
+        heartbeat_interval: float | None = None,
     ) -> None:
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {max_queue_size!r}")
+        if max_events_per_run is not None and max_events_per_run < 1:
+            raise ValueError(f"max_events_per_run must be >= 1, got {max_events_per_run!r}")
+        if heartbeat_interval is not None and heartbeat_interval <= 0:
+            raise ValueError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval!r}")
         self.path = Path(path)
         self.max_queue_size = max_queue_size
         self.flush_interval = flush_interval
         self.retention = retention if retention is not None else RetentionPolicy.from_settings()
-        self.dropped = 0  # items the full queue could not take
-        self.lost = 0  # items a database error kept out of the file
+        self.max_events_per_run = max_events_per_run or _settings.STORE_MAX_EVENTS_PER_RUN.value
+        self.heartbeat_interval = max(0.1, heartbeat_interval or _settings.STORE_HEARTBEAT.value)
+        self.dropped = 0
+        self._ends_room = 2 * max_queue_size
+        self._open: dict[int, OpenSpan] = {}  # by span id
         self._queue: deque[tuple[Any, ...]] = deque()
-        self._open: set[tuple[int, int]] = set()  # (trace id, span id) started here, not yet ended
-        self._enqueued = 0
-        self._written = 0
-        self._done = threading.Condition()
-        self._wake = threading.Event()
+        self._deferred: deque[tuple[OpenSpan | None, ReadableSpan]] = deque()  # ends waiting for room
+        self._writer = self._new_writer()
+        self._count_lock = threading.Lock()  # the rare paths only: drops, past the bound
+        self._flushed_at = (0, 0)  # (dropped, lost) when force_flush last answered
+        self._forked_at = 0  # ns: spans started before this are a parent process's
         self._closed = False
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self._warned_drop = False
-        self._warned_error = False
-        liveness.add_event_listener(self.on_custom_event)
+        self._warned_stall = False
+        self._listener = bridge.RunListener(event=self._on_event)
+        bridge.add_listener(self._listener)
         _processors.add(self)
+        at_worker_exit(self.shutdown)
 
-    @property
-    def accepted(self) -> int:
-        """Items (span starts, ends, events) the queue took; with ``dropped``, all it was offered."""
-        return self._enqueued
+    def _new_writer(self) -> StoreWriter:
+        return StoreWriter(
+            self.path,
+            self._queue,
+            flush_interval=self.flush_interval,
+            beat_interval=self.heartbeat_interval,
+            retention=self.retention,
+            has_open_spans=lambda: bool(self._open or self._deferred),
+        )
+
+    # -- counters ---------------------------------------------------------------------------
 
     @property
     def written(self) -> int:
-        """Items the writer has handled (committed, or counted in ``lost``)."""
-        return self._written
+        return self._writer.written
 
-    # -- the caller's side: snapshot, enqueue, never wait ------------------------
+    @property
+    def lost(self) -> int:
+        return self._writer.lost
 
-    def _put(self, item: tuple[Any, ...]) -> None:
-        if self._closed:
-            return
-        if len(self._queue) >= self.max_queue_size:
+    @property
+    def accepted(self) -> int:
+        return self._writer.pulled + len(self._queue) + len(self._deferred) + self.dropped
+
+    def counts(self) -> StoreCounts:
+        writer = self._writer
+        queued = len(self._queue) + len(self._deferred) + writer.pulled - writer.done
+        return StoreCounts(self.accepted, writer.written, self.dropped, writer.lost, queued)
+
+    @property
+    def longest_batch(self) -> float:
+        """Seconds: the writer's longest write of one batch (with its retention step)."""
+        return self._writer.longest_batch
+
+    @property
+    def retention_largest_step(self) -> int:
+        """Rows deleted by the largest retention step so far."""
+        return self._writer.retention.largest_step
+
+    # -- the caller's side: a tuple on the queue, never a wait ---------------------------------
+
+    def _drop(self, state: OpenSpan | None) -> None:
+        with self._count_lock:
             self.dropped += 1
-            if not self._warned_drop:
-                self._warned_drop = True
-                logger.warning(
-                    "the local trace store's queue is full (%d items); dropping spans (counted, "
-                    "summarised at shutdown)",
-                    self.max_queue_size,
-                )
-            return
-        self._queue.append(item)
-        self._enqueued += 1
-        if self._thread is None or self._pid != os.getpid():
-            self._start_writer()
+            if state is not None:
+                state.not_stored += 1
+        if not self._warned_drop:
+            self._warned_drop = True
+            logger.warning(
+                "the local trace store's queue is full (%d items); dropping run starts and events "
+                "(counted per run, summarised at shutdown)",
+                self.max_queue_size,
+            )
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        attributes = span.attributes or {}
-        if attributes.get(conventions.SPAN_TYPE) in _SKIPPED_ON_START:
+        if self._closed or span.attributes.get(conventions.SPAN_TYPE) in _LIVENESS_SPANS:  # type: ignore[union-attr]
             return
-        context = span.get_span_context()
-        self._open.add((context.trace_id, context.span_id))
-        self._put(("start", self._row(span, attributes, None)))
+        state = OpenSpan(span)
+        self._open[span.context.span_id] = state
+        queue = self._queue
+        if len(queue) < self.max_queue_size:
+            queue.append((START, state))
+            if self._writer.idle:
+                self._writer.wake()
+        else:
+            self._drop(None)
 
     def on_end(self, span: ReadableSpan) -> None:
-        attributes = span.attributes or {}
-        span_type = attributes.get(conventions.SPAN_TYPE)
-        context = span.context
-        if context is None or span_type == conventions.SPAN_TYPE_PENDING:
+        if self._closed or span.attributes.get(conventions.SPAN_TYPE) in _LIVENESS_SPANS:  # type: ignore[union-attr]
             return
-        if span_type == conventions.SPAN_TYPE_EVENT:
-            parent = span.parent
-            if parent is not None:
-                event_attributes = {
-                    key: value for key, value in attributes.items() if key not in conventions.LIVENESS_KEYS
-                }
-                name = attributes.get(conventions.EVENT_NAME)
-                self._put(
-                    (
-                        "event",
-                        _hex_trace(context.trace_id),
-                        _hex_span(parent.span_id),
-                        name if isinstance(name, str) else span.name,
-                        span.start_time or 0,
-                        event_attributes,
-                    )
-                )
-            return
-        self._open.discard((context.trace_id, context.span_id))
-        events = [
-            (
-                _hex_trace(context.trace_id),
-                _hex_span(context.span_id),
-                event.name,
-                event.timestamp,
-                event.attributes,
-            )
-            for event in span.events
-        ]
-        self._put(("end", self._row(span, attributes, span), events))
-
-    def on_custom_event(self, span: ApiSpan, name: str, time_ns: int, attributes: Mapping[str, Any]) -> None:
-        """A custom event on a live run span this processor saw start."""
-        context = span.get_span_context()
-        if (context.trace_id, context.span_id) in self._open:
-            self._put(
-                (
-                    "event",
-                    _hex_trace(context.trace_id),
-                    _hex_span(context.span_id),
-                    name,
-                    time_ns,
-                    attributes,
-                )
-            )
-
-    def _row(
-        self, span: ReadableSpan, attributes: Mapping[str, Any], ended: ReadableSpan | None
-    ) -> tuple[Any, ...]:
-        context = span.get_span_context()
-        assert context is not None  # callers pass started spans only
-        parent = span.parent
-        resource = span.resource.attributes if span.resource is not None else {}
-        status, message = "unset", ""
-        if ended is not None:
-            status = _STATUS.get(ended.status.status_code, "unset")
-            message = ended.status.description or ""
-        span_type = attributes.get(conventions.SPAN_TYPE)
-        return (
-            _hex_trace(context.trace_id),
-            _hex_span(context.span_id),
-            None if parent is None else _hex_span(parent.span_id),
-            span.name,
-            span_type,
-            attributes.get(conventions.RUN_ID),
-            attributes.get(conventions.RUN_PARENT_ID),
-            attributes.get(conventions.RUN_TYPE),
-            span.start_time or time.time_ns(),
-            None if ended is None else (ended.end_time or time.time_ns()),
-            status,
-            message,
-            attributes if ended is not None else dict(attributes),  # a live span's may still change
-            resource.get("service.name"),
-            os.getpid(),
-        )
-
-    # -- the writer thread ------------------------------------------------------
-
-    def _start_writer(self) -> None:
-        with self._done:
-            if self._thread is not None and self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="otel_runnables-store", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        connection: sqlite3.Connection | None = None
-        next_retention = 0.0
-        while True:
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            batch = self._take()
-            if connection is None and (batch or self._closed):
-                connection = self._connect()  # tried again with the next batch
-            if batch:
-                if connection is not None:
-                    self._write(connection, batch)
-                else:
-                    self.lost += len(batch)  # counted, never silently gone
-            if connection is not None and time.monotonic() >= next_retention:
-                next_retention = time.monotonic() + self.retention.interval
-                try:
-                    apply_retention(connection, self.retention)
-                except sqlite3.Error:
-                    logger.warning("local trace store: retention failed this time", exc_info=True)
-            with self._done:
-                self._written += len(batch)
-                self._done.notify_all()
-                if self._closed and not self._queue:
-                    if connection is not None:
-                        connection.close()
-                    return
-
-    def _connect(self) -> sqlite3.Connection | None:
-        try:
-            return connect_writer(self.path)
-        except Exception:
-            if not self._warned_error:
-                self._warned_error = True
-                logger.exception("the local trace store %s cannot be opened; spans are not stored", self.path)
-            return None
-
-    def _take(self) -> list[tuple[Any, ...]]:
-        batch = []
+        state = self._open.pop(span.context.span_id, None)
+        if state is None and (span.start_time or 0) < self._forked_at:
+            return  # a span of the parent process, ended in this forked child: the parent's to write
         queue = self._queue
-        while queue:
-            batch.append(queue.popleft())
-        return batch
+        if len(queue) < self._ends_room:
+            if state is not None:
+                state.ended = True
+            queue.append((END, state, span))
+            if self._deferred:
+                self._requeue_deferred()
+            if self._writer.idle:
+                self._writer.wake()
+        else:
+            self._defer(state, span)
 
-    def _write(self, connection: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
-        # a span that ended within this batch is written once, with all its events:
-        # its start row and the events heard live would only be overwritten
-        ended = {(item[1][0], item[1][1]) for item in batch if item[0] == "end"}
-        # ... unless its span holds no custom events (sent as log records only)
-        carried = {(item[1][0], item[1][1]) for item in batch if item[0] == "end" and _has_custom(item[2])}
-        # JSON is encoded here, off the caller's thread
-        starts = [
-            (*item[1][:12], _json(item[1][12]), *item[1][13:])
-            for item in batch
-            if item[0] == "start" and (item[1][0], item[1][1]) not in ended
-        ]
-        ends = [(*item[1][:12], _json(item[1][12]), *item[1][13:]) for item in batch if item[0] == "end"]
-        events = [
-            (*item[1:5], _json(item[5]))
-            for item in batch
-            if item[0] == "event" and (item[1], item[2]) not in carried
-        ]
-        events += [(*event[:4], _json(event[4])) for item in batch if item[0] == "end" for event in item[2]]
-        abandoned = [(item[3], _ABANDONED, item[1], item[2]) for item in batch if item[0] == "abandon"]
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.executemany(
-                "INSERT OR IGNORE INTO spans (trace_id, span_id, parent_span_id, name, span_type, run_id, "
-                "parent_run_id, run_type, start_ns, end_ns, status, status_message, attributes, "
-                "service_name, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                starts,
+    def _defer(self, state: OpenSpan | None, span: ReadableSpan) -> None:
+        """No room even for an end: the writer is stalled. The end waits here
+        (bounded) for room in the queue, or for shutdown."""
+        with self._count_lock:
+            if len(self._deferred) >= _DEFERRED_ENDS * self.max_queue_size:
+                self.dropped += 1
+                return
+            self._deferred.append((state, span))
+        if not self._warned_stall:
+            self._warned_stall = True
+            logger.warning(
+                "the local trace store's writer is stalled (%d items queued); the ends of runs are kept "
+                "until it catches up",
+                len(self._queue),
             )
-            connection.executemany(
-                "INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, run_id, "
-                "parent_run_id, run_type, start_ns, end_ns, status, status_message, attributes, "
-                "service_name, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (trace_id, span_id) DO UPDATE SET end_ns = excluded.end_ns, "
-                "status = excluded.status, status_message = excluded.status_message, "
-                "attributes = excluded.attributes, name = excluded.name",
-                ends,
-            )
-            connection.executemany(
-                "INSERT OR IGNORE INTO events (trace_id, span_id, name, time_ns, attributes) "
-                "VALUES (?,?,?,?,?)",
-                events,
-            )
-            connection.executemany(
-                "UPDATE spans SET end_ns = ?, status = 'error', status_message = ? "
-                "WHERE trace_id = ? AND span_id = ? AND end_ns IS NULL",
-                abandoned,
-            )
-            connection.execute("COMMIT")
-        except sqlite3.Error:
-            self.lost += len(batch)
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-            if not self._warned_error:
-                self._warned_error = True
-                logger.exception("local trace store %s: a write failed; %d items lost", self.path, len(batch))
 
-    def _reset_after_fork(self) -> None:
-        # the parent writes what it queued; the child starts empty, with fresh locks
-        self._queue.clear()
-        self._open.clear()
-        self._enqueued = self._written = 0
-        self._done = threading.Condition()
-        self._wake = threading.Event()
-        self._thread = None
-        self._pid = os.getpid()
+    def _requeue_deferred(self) -> None:
+        with self._count_lock:
+            deferred, queue = self._deferred, self._queue
+            while deferred and len(queue) < self._ends_room:
+                state, span = deferred.popleft()
+                if state is not None:
+                    state.ended = True
+                queue.append((END, state, span))
 
-    # -- flush and shutdown -------------------------------------------------------
+    def _on_event(
+        self, run: bridge.RecordedRun, name: str, time_ns: int, attributes: Mapping[str, AttributeValue]
+    ) -> None:
+        """A custom event, heard on the run bus as it is dispatched."""
+        state = self._open.get(run.span.get_span_context().span_id)
+        if state is None:
+            return
+        seq = next(state.seq)
+        if seq > self.max_events_per_run:
+            self._past_the_bound(state, seq, name, time_ns, attributes)
+            return
+        queue = self._queue
+        if len(queue) < self.max_queue_size:
+            queue.append((EVENT, state, seq, name, time_ns, attributes))
+            if self._writer.idle:
+                self._writer.wake()
+        else:
+            self._drop(state)
+
+    def _past_the_bound(
+        self, state: OpenSpan, seq: int, name: str, time_ns: int, attributes: Mapping[str, AttributeValue]
+    ) -> None:
+        """Keep the latest event of each name: it replaces the row of the previous one."""
+        with self._count_lock:
+            tails = state.tails
+            if tails is None:
+                tails = state.tails = {}
+            replaced = tails.get(name, 0)
+            if (replaced or len(tails) < TAIL_NAMES) and len(self._queue) < self.max_queue_size:
+                tails[name] = seq
+                if replaced:
+                    state.not_stored += 1
+                self._queue.append((TAIL, state, seq, name, time_ns, attributes, replaced))
+                if self._writer.idle:
+                    self._writer.wake()
+                return
+            self.dropped += 1
+            state.not_stored += 1
+
+    # -- flush and shutdown ------------------------------------------------------------------
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """True once everything queued before the call is committed (or counted as lost)."""
-        target = self._enqueued
-        if self._thread is None:
-            return True
-        deadline = time.monotonic() + timeout_millis / 1000
-        self._wake.set()
-        with self._done:
-            while self._written < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._thread is None or not self._thread.is_alive():
-                    return self._written >= target
-                self._wake.set()
-                self._done.wait(min(remaining, 0.05))
-        return True
+        """Write everything queued so far. False if the time ran out, or if
+        something handed to the store since the last flush was dropped or lost."""
+        writer = self._writer
+        target = writer.queued_target()
+        done = writer.done >= target or writer.wait_for(target, timeout_millis / 1000)
+        marks = (self.dropped, writer.lost)
+        complete = done and marks == self._flushed_at
+        self._flushed_at = marks
+        return complete
 
     def shutdown(self) -> None:
         if self._closed:
             return
-        liveness.remove_event_listener(self.on_custom_event)
+        bridge.remove_listener(self._listener)
         now = time.time_ns()
-        for trace_id, span_id in list(self._open):
+        for state in list(self._open.values()):
             # started here and never ended: the process is going away without it
-            self._queue.append(("abandon", _hex_trace(trace_id), _hex_span(span_id), now))
-            self._enqueued += 1
+            self._queue.append((ABANDON, state, now))
         self._open.clear()
+        while self._deferred:
+            self._queue.append((END, *self._deferred.popleft()))
         self._closed = True
-        if self._thread is None and any(item[0] == "abandon" for item in self._queue):
-            self._start_writer()
-        if self._thread is not None:
-            self._wake.set()
-            self._thread.join(timeout=10)
-        if self.dropped or self.lost:
-            logger.warning(
-                "local trace store %s: %d spans/events dropped (queue full), %d lost (write errors)",
-                self.path,
-                self.dropped,
-                self.lost,
-            )
+        writer = self._writer
+        writer.stop(_SHUTDOWN_TIMEOUT)
+        unwritten = len(self._queue)
+        if unwritten:
+            self._queue.clear()
+            writer.lost += unwritten
+        counts = self.counts()
+        summary = (
+            "local trace store %s: %d accepted = %d written + %d dropped (queue full, or past %d events "
+            "per run) + %d lost (write errors)"
+        )
+        args = (
+            self.path,
+            counts.accepted,
+            counts.written,
+            counts.dropped,
+            self.max_events_per_run,
+            counts.lost,
+        )
+        if counts.dropped or counts.lost:
+            logger.warning(summary, *args)
+        else:
+            logger.info(summary, *args)
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: the parent's queue and open spans are the parent's;
+        a writer of its own (thread, connection, locks) starts with its first item."""
+        self._queue = deque()
+        self._deferred = deque()
+        self._open = {}
+        self._writer = self._new_writer()
+        self._count_lock = threading.Lock()
+        self.dropped = 0
+        self._flushed_at = (0, 0)
+        self._forked_at = time.time_ns()
 
 
 _processors: weakref.WeakSet[LocalStoreSpanProcessor] = weakref.WeakSet()

@@ -1,29 +1,41 @@
 """Reading the embedded store back as span records, from any process.
 
 Each query opens its own read-only connection (WAL: it never blocks the
-writer, and sees every committed batch). A missing file is an empty store.
+writer, and sees every committed batch). A missing file is an empty store; a
+file that cannot serve as one raises ``StoreError`` naming it and why.
+
+A span's latest row is the span (see ``schema.py``). A span without an end
+whose writing process is gone — it stopped beating, or on this machine its
+pid is gone or taken by another process — is returned with ``lost=True``;
+the stored rows are never rewritten.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from otel_runnables.progress.records import EventRecord, SpanRecord, SpanStatus
-from otel_runnables.store.schema import connect_reader
+from otel_runnables.store.processes import ProcessIdentity, process_is_gone, this_process
+from otel_runnables.store.schema import UnusableStoreError, connect_reader, no_fork
 
-__all__ = ["LocalStore"]
+__all__ = ["LOST_AFTER_BEATS", "LocalStore"]
+
+LOST_AFTER_BEATS = 3  # a writer that missed this many heartbeats is gone
 
 _SPAN_COLUMNS = (
-    "trace_id, span_id, parent_span_id, name, start_ns, end_ns, status, status_message, attributes, "
-    "service_name"
+    "id, trace_id, span_id, parent_span_id, name, start_ns, end_ns, status, status_message, attributes, "
+    "service_name, writer_id, events_not_stored"
 )
 _STATUSES: dict[str, SpanStatus] = {"unset": "unset", "ok": "ok", "error": "error"}
+_Row = tuple[Any, ...]
 
 
 def _attributes(text: str) -> dict[str, Any]:
@@ -34,6 +46,17 @@ def _attributes(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _latest(rows: Iterable[_Row]) -> list[_Row]:
+    """The latest row of each span (rows in any order), in the order of first appearance."""
+    latest: dict[tuple[str, str], _Row] = {}
+    for row in rows:
+        key = (row[1], row[2])
+        known = latest.get(key)
+        if known is None or row[0] > known[0]:
+            latest[key] = row
+    return list(latest.values())
+
+
 class LocalStore:
     """Read access to one store file."""
 
@@ -42,50 +65,99 @@ class LocalStore:
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection | None]:
-        connection = connect_reader(self.path)
-        try:
-            yield connection
-        finally:
-            if connection is not None:
-                connection.close()
+        with no_fork():
+            connection = connect_reader(self.path)
+            try:
+                yield connection
+            except sqlite3.Error as exc:
+                raise UnusableStoreError(f"{self.path} cannot be read ({exc})") from exc
+            finally:
+                if connection is not None:
+                    connection.close()
 
-    def _records(self, connection: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> list[SpanRecord]:
-        rows = connection.execute(f"SELECT {_SPAN_COLUMNS} FROM spans WHERE {where}", args).fetchall()
+    def _lost_writers(self, connection: sqlite3.Connection, writer_ids: set[int]) -> set[int]:
+        if not writer_ids:
+            return set()
+        marks = ",".join("?" * len(writer_ids))
+        rows = connection.execute(
+            "SELECT id, host, pid, process_start, last_beat_ns, beat_interval_ns, stopped_ns "
+            f"FROM writers WHERE id IN ({marks})",
+            tuple(writer_ids),
+        ).fetchall()
+        here, now = this_process(), time.time_ns()
+        lost = writer_ids - {row[0] for row in rows}  # their writer row is gone: long gone
+        for writer_id, host, pid, start, last_beat, interval, stopped in rows:
+            if stopped is not None:
+                lost.add(writer_id)  # it shut down without ending them
+                continue
+            gone = process_is_gone(ProcessIdentity(host, pid, start), here)
+            if gone is None:
+                gone = now - last_beat > LOST_AFTER_BEATS * interval
+            if gone:
+                lost.add(writer_id)
+        return lost
+
+    def _records(
+        self, connection: sqlite3.Connection, rows: list[_Row], *, events: bool = True
+    ) -> list[SpanRecord]:
         if not rows:
             return []
-        events: dict[tuple[str, str], list[EventRecord]] = {}
-        for trace_id in {row[0] for row in rows}:
-            for span_trace, span_id, name, time_ns, attributes in connection.execute(
-                "SELECT trace_id, span_id, name, time_ns, attributes FROM events WHERE trace_id = ? "
-                "ORDER BY time_ns",
-                (trace_id,),
-            ):
-                events.setdefault((span_trace, span_id), []).append(
-                    EventRecord(name=name, time_ns=time_ns, attributes=_attributes(attributes))
+        by_span: dict[tuple[str, str], list[EventRecord]] = {}
+        if events:
+            for trace_id in dict.fromkeys(row[1] for row in rows):
+                for span_id, seq, name, time_ns, attributes in connection.execute(
+                    "SELECT span_id, seq, name, time_ns, attributes FROM events WHERE trace_id = ? "
+                    "ORDER BY span_id, seq",
+                    (trace_id,),
+                ):
+                    by_span.setdefault((trace_id, span_id), []).append(
+                        EventRecord(name=name, time_ns=time_ns, attributes=_attributes(attributes), seq=seq)
+                    )
+        live_writers = {row[11] for row in rows if row[6] is None and row[11] is not None}
+        lost = self._lost_writers(connection, live_writers)
+        records = []
+        for row in rows:
+            span_events = by_span.get((row[1], row[2]), [])
+            not_stored = row[12]
+            if row[6] is None:  # still going: the gaps in its events' numbering so far
+                if events:
+                    last_seq, kept = (span_events[-1].seq or 0) if span_events else 0, len(span_events)
+                else:
+                    last_seq, kept = connection.execute(
+                        "SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM events "
+                        "WHERE trace_id = ? AND span_id = ?",
+                        (row[1], row[2]),
+                    ).fetchone()
+                not_stored = max(0, last_seq - kept)
+            records.append(
+                SpanRecord(
+                    trace_id=row[1],
+                    span_id=row[2],
+                    parent_span_id=row[3],
+                    name=row[4],
+                    start_ns=row[5],
+                    end_ns=row[6],
+                    status=_STATUSES.get(row[7], "unset"),
+                    status_message=row[8],
+                    attributes=_attributes(row[9]),
+                    events=tuple(span_events),  # in the order they happened
+                    service_name=row[10],
+                    lost=row[6] is None and row[11] in lost,
+                    events_not_stored=not_stored,
                 )
-        return [
-            SpanRecord(
-                trace_id=row[0],
-                span_id=row[1],
-                parent_span_id=row[2],
-                name=row[3],
-                start_ns=row[4],
-                end_ns=row[5],
-                status=_STATUSES.get(row[6], "unset"),
-                status_message=row[7],
-                attributes=_attributes(row[8]),
-                events=tuple(events.get((row[0], row[1]), ())),
-                service_name=row[9],
             )
-            for row in rows
-        ]
+        return records
 
     def trace(self, trace_id: str) -> list[SpanRecord]:
-        """Every span of the trace, with its events in time order (empty if unknown)."""
+        """Every span of the trace, with its events in the order they happened (empty if unknown)."""
         with self._connection() as connection:
             if connection is None:
                 return []
-            return self._records(connection, "trace_id = ? ORDER BY start_ns", (trace_id.lower(),))
+            rows = connection.execute(
+                f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY id", (trace_id.lower(),)
+            ).fetchall()
+            spans = sorted(_latest(rows), key=lambda row: (row[5], row[0]))
+            return self._records(connection, spans)
 
     def trace_id_of_run(self, run_id: str) -> str | None:
         with self._connection() as connection:
@@ -96,22 +168,49 @@ class LocalStore:
             ).fetchone()
             return None if row is None else str(row[0])
 
-    def recent_root_runs(self, last: int) -> list[SpanRecord]:
-        """The spans of the ``last`` most recently started root runs, newest first."""
+    def recent_root_runs(self, last: int, *, events: bool = True) -> list[SpanRecord]:
+        """The spans of the ``last`` most recently started root runs, newest first
+        (with their own events unless ``events=False``)."""
+        last = max(0, last)
         with self._connection() as connection:
-            if connection is None:
+            if connection is None or last == 0:
                 return []
-            return self._records(
-                connection,
-                "span_type = 'run' AND parent_run_id IS NULL ORDER BY start_ns DESC LIMIT ?",
-                (max(0, last),),
-            )
+            fetch = 2 * last
+            while True:
+                rows = connection.execute(
+                    f"SELECT {_SPAN_COLUMNS} FROM spans WHERE span_type = 'run' AND parent_run_id IS NULL "
+                    "ORDER BY start_ns DESC, id DESC LIMIT ?",
+                    (fetch,),
+                ).fetchall()
+                spans = _latest(rows)
+                if len(spans) >= last or len(rows) < fetch:
+                    break
+                fetch *= 2  # long runs have two rows each: look further
+            spans = sorted(spans, key=lambda row: (row[5], row[0]), reverse=True)[:last]
+            records = self._records(connection, spans, events=False)
+            if not events:
+                return records
+            return [self._with_events(connection, record) for record in records]
+
+    def _with_events(self, connection: sqlite3.Connection, record: SpanRecord) -> SpanRecord:
+        rows = connection.execute(
+            "SELECT seq, name, time_ns, attributes FROM events WHERE trace_id = ? AND span_id = ? "
+            "ORDER BY seq",
+            (record.trace_id, record.span_id),
+        ).fetchall()
+        found = tuple(
+            EventRecord(name=name, time_ns=time_ns, attributes=_attributes(attributes), seq=seq)
+            for seq, name, time_ns, attributes in rows
+        )
+        return dataclasses.replace(record, events=found)
 
     def counts(self) -> tuple[int, int]:
         """(spans, events) in the store: for checks and benchmarks."""
         with self._connection() as connection:
             if connection is None:
                 return 0, 0
-            spans = connection.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+            spans = connection.execute(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT trace_id, span_id FROM spans)"
+            ).fetchone()[0]
             events = connection.execute("SELECT COUNT(*) FROM events").fetchone()[0]
             return int(spans), int(events)

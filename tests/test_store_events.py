@@ -1,0 +1,210 @@
+"""Every custom event of a run reaches the store, numbered, whatever the SDK's
+span limits and the clock's resolution; past the per-run bound the latest of
+each name is kept and every reader shows how many were not."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+
+from otel_runnables import RunnableLambda, dispatch_custom_event, progress, runs
+from otel_runnables.cli import main as cli
+from otel_runnables.store import LocalStore, LocalStoreSpanProcessor
+from otel_runnables.store.schema import APPLICATION_ID, SCHEMA_VERSION, connect_writer
+
+
+@pytest.fixture
+def store_file(tmp_path: Path) -> Path:
+    return tmp_path / "traces.sqlite3"
+
+
+@pytest.fixture
+def use_store(
+    store_file: Path, use_provider: Callable[[Any], None]
+) -> Iterator[Callable[..., LocalStoreSpanProcessor]]:
+    """``use_store(**options)``: the library's spans go to a store with these options."""
+    made: list[LocalStoreSpanProcessor] = []
+
+    def make(**options: Any) -> LocalStoreSpanProcessor:
+        provider = TracerProvider(span_limits=SpanLimits(max_events=128))  # the SDK's default cap
+        processor = LocalStoreSpanProcessor(store_file, **options)
+        provider.add_span_processor(processor)
+        use_provider(provider)
+        made.append(processor)
+        return processor
+
+    yield make
+    for processor in made:
+        processor.shutdown()
+
+
+def emitting(count: int, names: tuple[str, ...] = ("progress",)) -> RunnableLambda[int, int]:
+    def work(x: int) -> int:
+        for step in range(1, count + 1):
+            dispatch_custom_event(names[step % len(names)], {"step": step, "total": count})
+        return x
+
+    return RunnableLambda(work).with_config(run_name="emitting")  # type: ignore[return-value]
+
+
+def only_root(store_file: Path) -> progress.RunNode:
+    (summary,) = progress.runs(5, backend=progress.make_backend("local", path=str(store_file)))
+    (node,) = progress.get(summary.run_id, backend=progress.make_backend("local", path=str(store_file))).roots
+    return node
+
+
+def test_a_thousand_events_all_stored_in_order_past_the_sdk_cap(
+    use_store: Callable[..., LocalStoreSpanProcessor], store_file: Path
+) -> None:
+    store = use_store()
+    emitting(1_000).invoke(1)
+    assert store.force_flush()
+    (record,) = LocalStore(store_file).recent_root_runs(1)
+    assert len(record.events) == 1_000  # the span itself kept 128
+    assert [event.seq for event in record.events] == list(range(1, 1_001))
+    assert [event.attributes["otel_runnables.event.data.step"] for event in record.events] == list(
+        range(1, 1_001)
+    )
+    node = only_root(store_file)
+    assert len(node.events) == 1_000 and node.events_not_stored == 0
+    assert node.progress is not None and node.progress.percent == 100.0
+
+
+def test_events_at_one_instant_never_merge(
+    use_store: Callable[..., LocalStoreSpanProcessor], store_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = use_store()
+    monkeypatch.setattr(runs.time, "time_ns", lambda: 1_700_000_000_000_000_000)  # a clock that never moves
+    emitting(100).invoke(1)
+    monkeypatch.undo()
+    assert store.force_flush()
+    node = only_root(store_file)
+    assert [event.data["step"] for event in node.events] == list(range(1, 101))
+    assert (
+        len(progress.events(node.run_id, backend=progress.make_backend("local", path=str(store_file)))) == 100
+    )
+
+
+def test_past_the_bound_the_latest_of_each_name_stays_and_the_rest_is_counted(
+    use_store: Callable[..., LocalStoreSpanProcessor], store_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = use_store(max_events_per_run=50)
+    emitting(1_000, names=("progress", "log")).invoke(1)
+    # each event past the bound was written, in place of the previous one of its name: the
+    # flush and the counters have nothing missing to report, the run counts what it lost
+    assert store.force_flush()
+    counts = store.counts()
+    assert (counts.accepted, counts.written, counts.dropped, counts.lost) == (1_002, 1_002, 0, 0)
+    node = only_root(store_file)
+    steps = [event.data["step"] for event in node.events]
+    assert steps == [*range(1, 51), 999, 1_000]  # the first 50, then the latest "log" and "progress"
+    assert node.events_not_stored == 1_000 - 52
+    assert node.status == "ok" and node.progress is not None and node.progress.percent == 100.0
+    # every reader says so
+    path = str(store_file)
+    assert cli(["progress", node.run_id, "--store", path]) == 0
+    assert "… 948 more events not stored" in capsys.readouterr().out
+    assert cli(["progress", node.run_id, "--store", path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"][0]["events_not_stored"] == 948
+    assert cli(["runs", "--store", path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["events_not_stored"] == 948
+    assert cli(["runs", "--store", path]) == 0
+    assert "… 948 more events not stored" in capsys.readouterr().out
+    assert cli(["events", node.run_id, "--store", path]) == 0
+    assert "… 948 more events not stored" in capsys.readouterr().out
+    assert cli(["events", node.run_id, "--store", path, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 52 and "… 948 more events not stored" in captured.err
+
+
+def test_a_live_run_past_the_bound_shows_the_count_so_far(
+    use_store: Callable[..., LocalStoreSpanProcessor], store_file: Path
+) -> None:
+    store = use_store(max_events_per_run=10)
+    seen: list[progress.RunNode] = []
+
+    def work(x: int) -> int:
+        for step in range(1, 31):
+            dispatch_custom_event("progress", {"step": step, "total": 60})
+        store.force_flush()
+        seen.append(only_root(store_file))
+        return x
+
+    RunnableLambda(work).invoke(1)
+    (live,) = seen
+    assert live.status == "running"
+    assert live.events_not_stored == 30 - 11
+    assert live.progress is not None and live.progress.done == 30  # the latest, past the bound
+
+
+def test_the_bound_is_a_setting(setenv: Callable[[str, str], None], store_file: Path) -> None:
+    setenv("OTEL_RUNNABLES_STORE_MAX_EVENTS_PER_RUN", "25")
+    assert LocalStoreSpanProcessor(store_file).max_events_per_run == 25
+    setenv("OTEL_RUNNABLES_STORE_MAX_EVENTS_PER_RUN", "none")  # not a count: one log line, the default
+    assert LocalStoreSpanProcessor(store_file).max_events_per_run == 10_000
+    with pytest.raises(ValueError, match="max_events_per_run"):
+        LocalStoreSpanProcessor(store_file, max_events_per_run=0)
+
+
+@pytest.mark.load
+def test_a_hundred_thousand_events_in_one_run(
+    use_store: Callable[..., LocalStoreSpanProcessor], store_file: Path
+) -> None:
+    store = use_store()
+    emitting(100_000).invoke(1)
+    store.force_flush(600_000)
+    counts = store.counts()
+    assert counts.accepted == counts.written + counts.dropped + counts.lost and counts.lost == 0
+    node = only_root(store_file)
+    assert node.status == "ok"  # its end was stored: never "running, 25 %" forever
+    assert len(node.events) == 10_001 and node.events_not_stored == 89_999
+    assert node.progress is not None and node.progress.percent == 100.0
+
+
+# -- the file ----------------------------------------------------------------------------------
+
+
+V1_SCHEMA = """
+CREATE TABLE spans (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT, name TEXT NOT NULL,
+    span_type TEXT, run_id TEXT, parent_run_id TEXT, run_type TEXT, start_ns INTEGER NOT NULL, end_ns INTEGER,
+    status TEXT NOT NULL DEFAULT 'unset', status_message TEXT NOT NULL DEFAULT '',
+    attributes TEXT NOT NULL DEFAULT '{}', service_name TEXT, pid INTEGER, PRIMARY KEY (trace_id, span_id));
+CREATE INDEX spans_by_run ON spans (run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX root_runs_by_start ON spans (start_ns) WHERE span_type = 'run' AND parent_run_id IS NULL;
+CREATE TABLE events (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, name TEXT NOT NULL,
+    time_ns INTEGER NOT NULL, attributes TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (trace_id, span_id, time_ns, name));
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_store_of_the_first_version_is_upgraded_with_its_runs(store_file: Path) -> None:
+    old = sqlite3.connect(store_file)
+    old.executescript(V1_SCHEMA)
+    run_id = "0190a1b2-0000-7000-8000-000000000001"
+    attributes = json.dumps({"otel_runnables.span_type": "run", "otel_runnables.run.id": run_id})
+    old.execute(
+        "INSERT INTO spans VALUES (?,?,NULL,'old job','run',?,NULL,'chain',1,2,'ok','',?,NULL,4242)",
+        ("a" * 32, "b" * 16, run_id, attributes),
+    )
+    data = json.dumps({"otel_runnables.event.kind": "custom", "otel_runnables.event.data": '{"step": 1}'})
+    old.executemany(
+        "INSERT INTO events VALUES (?,?,'progress',?,?)", [("a" * 32, "b" * 16, t, data) for t in (5, 7)]
+    )
+    old.commit()
+    old.close()
+    connect_writer(store_file).close()
+    check = sqlite3.connect(store_file)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert check.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    check.close()
+    (node,) = progress.get(run_id, backend=progress.make_backend("local", path=str(store_file))).roots
+    assert (node.name, node.status, [event.time_ns for event in node.events]) == ("old job", "ok", [5, 7])
+    (record,) = LocalStore(store_file).trace("a" * 32)
+    assert [event.seq for event in record.events] == [1, 2]
