@@ -35,6 +35,8 @@ SIGTERM_GRACE = 2.0
 _callbacks: list[Callable[[], Callable[[], object] | None]] = []  # each gives its callback, or None once gone
 _armed_in: int | None = None  # the pid whose exit is hooked
 _ran_in: int | None = None
+_running = False  # the callbacks are running in this process right now
+_terminated = False  # SIGTERM came while they ran: it takes its course after them
 
 
 class _Anchor:
@@ -89,26 +91,39 @@ def _arm() -> None:
 
 
 def _run_callbacks() -> None:
-    global _ran_in
+    global _ran_in, _running
     if _ran_in == os.getpid():
         return
-    _ran_in = os.getpid()
-    for reference in list(_callbacks):
-        callback = reference()
-        if callback is None:
-            continue
-        try:
-            callback()
-        except Exception:
-            logger.exception("flushing at worker exit failed")
+    _ran_in, _running = os.getpid(), True
+    try:
+        for reference in list(_callbacks):
+            callback = reference()
+            if callback is None:
+                continue
+            try:
+                callback()
+            except Exception:
+                logger.exception("flushing at worker exit failed")
+    finally:
+        _running = False
+    if _terminated:
+        _die_of_sigterm()
+
+
+def _die_of_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _terminated
+    if _running:  # the worker is on its way out, flushing: SIGTERM waits for that
+        _terminated = True
+        return
     helper = threading.Thread(target=_run_callbacks, name="otel_runnables-exit", daemon=True)
     helper.start()
     helper.join(SIGTERM_GRACE)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    _die_of_sigterm()
 
 
 def _after_fork_in_child() -> None:

@@ -5,8 +5,10 @@ each name is kept and every reader shows how many were not."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,36 @@ def test_a_hundred_thousand_events_in_one_run(
     assert node.status == "ok"  # its end was stored: never "running, 25 %" forever
     assert len(node.events) == 10_001 and node.events_not_stored == 89_999
     assert node.progress is not None and node.progress.percent == 100.0
+
+
+def test_a_queue_that_fills_drops_starts_and_events_never_ends(
+    store_file: Path, use_store: Callable[..., LocalStoreSpanProcessor], caplog: pytest.LogCaptureFixture
+) -> None:
+    connect_writer(store_file).close()
+    blocker = sqlite3.connect(store_file, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the writer waits: every item meanwhile queues
+    store = use_store(max_queue_size=200)  # ends: room for 400 more, then 1,000 wait for room
+    job = emitting(3)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: [job.invoke(i) for _ in range(100)], range(8)))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    with caplog.at_level(logging.INFO, logger="otel_runnables"):
+        store.shutdown()
+    counts = store.counts()
+    assert counts.accepted == 800 * (2 + 3)  # a start, 3 events and an end per run
+    assert counts.accepted == counts.written + counts.dropped + counts.lost and counts.lost == 0
+    assert counts.dropped > 0
+    (summary,) = [record.getMessage() for record in caplog.records if "accepted" in record.getMessage()]
+    assert f"{counts.accepted} accepted = {counts.written} written + {counts.dropped} dropped" in summary
+    # every run ended in the store, each counting the events it lost
+    roots = LocalStore(store_file).recent_root_runs(1_000)
+    assert len(roots) == 800 and all(root.end_ns is not None and root.status == "unset" for root in roots)
+    not_stored = sum(root.events_not_stored for root in roots)
+    assert sum(len(root.events) for root in roots) + not_stored == 800 * 3
+    assert not_stored <= counts.dropped  # the rest of the drops were run starts
 
 
 # -- the file ----------------------------------------------------------------------------------

@@ -101,8 +101,11 @@ def run_from_span(record: SpanRecord, *, final: bool = True) -> RecordedRun:
     or its pending span (``final=False``)."""
     attributes = record.attributes
     status = "running"
+    message = record.status_message
     if final and record.end_ns is not None:
         status = "error" if record.status == "error" else "ok"
+    elif final and record.lost:  # the local store knows its process is gone
+        status, message = "lost", "the process running it is gone"
     parent = attributes.get(conventions.RUN_PARENT_ID)
     name = attributes.get(conventions.RUN_NAME)
     return RecordedRun(
@@ -116,7 +119,7 @@ def run_from_span(record: SpanRecord, *, final: bool = True) -> RecordedRun:
         inputs=recorded_value(attributes, "input"),
         status=status,
         end_ns=record.end_ns if status != "running" else None,
-        status_message=record.status_message if status != "running" else "",
+        status_message=message if status != "running" else "",
         outputs=recorded_value(attributes, "output") if status == "ok" else MISSING,
         trace_id=record.trace_id,
         span_id=record.span_id if final else (record.parent_span_id or record.span_id),

@@ -52,6 +52,7 @@ BATCH = "batch"  # (BATCH, runs, events, emit): emit False for history a followe
 ERROR = "error"  # (ERROR, exception, None, None): the follow cannot go on
 
 STORE_POLL_INTERVAL = 0.02  # seconds between looks at the store file (a look costs one PRAGMA)
+LOST_CHECK_INTERVAL = 1.0  # seconds between looks at whether open runs' processes are still there
 INBOX_LIMIT = 10_000  # batches waiting for a follower; past it, it re-reads the record instead
 _REMOTE_FAILURES = 3  # consecutive failed polls of Jaeger/Tempo before the follow gives up
 
@@ -179,7 +180,7 @@ class _TraceState:
             return None
         run = run_from_span(span)
         self.run_of_span[span.span_id] = run.run_id
-        if span.end_ns is None:
+        if span.end_ns is None and not span.lost:
             self.open_spans.add(span.span_id)
         else:
             self.open_spans.discard(span.span_id)
@@ -198,6 +199,7 @@ class StorePoller:
         self.interval = interval
         self._followers: list[_StoreFollower] = []
         self._traces: dict[str, _TraceState] = {}
+        self._next_lost_check = 0.0
         self._wake = threading.Event()
         self._tail = StoreTail(path)
         self._thread = threading.Thread(target=self._run, name="otel_runnables-follow-store", daemon=True)
@@ -256,7 +258,8 @@ class StorePoller:
         if not tail.open():
             self._expire(unsettled, "there is no store file yet")
             return
-        if not tail.changed() and not unsettled:
+        look_for_lost = self._lost_check_due()
+        if not tail.changed() and not unsettled and not look_for_lost:
             return
         with tail.snapshot() as connection:
             for follower in unsettled:
@@ -270,6 +273,9 @@ class StorePoller:
                 for trace_id in traced
                 if trace_id in self._traces and self._traces[trace_id].open_spans
             }
+            if look_for_lost:  # a process that died writes nothing more: its runs are looked at
+                for trace_id, seen_ending in ended.items():
+                    seen_ending += tail.lost_spans(connection, trace_id, self._traces[trace_id].open_spans)
             histories = {
                 trace_id: tail.trace(connection, trace_id)
                 for trace_id in {f.trace_id for f in unsettled if f.trace_id is not None}
@@ -294,6 +300,16 @@ class StorePoller:
         for trace_id in list(self._traces):
             if trace_id not in live:
                 del self._traces[trace_id]
+
+    def _lost_check_due(self) -> bool:
+        """Once a second while runs are open: whether their processes are still there."""
+        if not any(state.open_spans for state in self._traces.values()):
+            return False
+        now = time.monotonic()
+        if now < self._next_lost_check:
+            return False
+        self._next_lost_check = now + LOST_CHECK_INTERVAL
+        return True
 
     def _resolve(self, connection: Any, target: Target) -> str | None:
         if target.run_id is not None:

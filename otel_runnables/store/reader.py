@@ -26,9 +26,10 @@ from otel_runnables.progress.records import EventRecord, SpanRecord, SpanStatus
 from otel_runnables.store.processes import ProcessIdentity, process_is_gone, this_process
 from otel_runnables.store.schema import UnusableStoreError, connect_reader, no_fork
 
-__all__ = ["LOST_AFTER_BEATS", "LocalStore"]
+__all__ = ["LOST", "LOST_AFTER_BEATS", "LocalStore", "lost_writers"]
 
 LOST_AFTER_BEATS = 3  # a writer that missed this many heartbeats is gone
+LOST = "the process running it is gone"
 
 _SPAN_COLUMNS = (
     "id, trace_id, span_id, parent_span_id, name, start_ns, end_ns, status, status_message, attributes, "
@@ -57,6 +58,32 @@ def _latest(rows: Iterable[_Row]) -> list[_Row]:
     return list(latest.values())
 
 
+def lost_writers(connection: sqlite3.Connection, writer_ids: set[int]) -> set[int]:
+    """Of these ``writers`` rows, those whose process is gone: stopped, or
+    silent for ``LOST_AFTER_BEATS`` heartbeats, or (on this machine) its pid
+    gone or taken by another process; a row deleted by retention is long gone."""
+    if not writer_ids:
+        return set()
+    marks = ",".join("?" * len(writer_ids))
+    rows = connection.execute(
+        "SELECT id, host, pid, process_start, last_beat_ns, beat_interval_ns, stopped_ns "
+        f"FROM writers WHERE id IN ({marks})",
+        tuple(writer_ids),
+    ).fetchall()
+    here, now = this_process(), time.time_ns()
+    lost = writer_ids - {row[0] for row in rows}
+    for writer_id, host, pid, start, last_beat, interval, stopped in rows:
+        if stopped is not None:
+            lost.add(writer_id)  # it shut down without ending them
+            continue
+        gone = process_is_gone(ProcessIdentity(host, pid, start), here)
+        if gone is None:
+            gone = now - last_beat > LOST_AFTER_BEATS * interval
+        if gone:
+            lost.add(writer_id)
+    return lost
+
+
 class LocalStore:
     """Read access to one store file."""
 
@@ -75,28 +102,6 @@ class LocalStore:
                 if connection is not None:
                     connection.close()
 
-    def _lost_writers(self, connection: sqlite3.Connection, writer_ids: set[int]) -> set[int]:
-        if not writer_ids:
-            return set()
-        marks = ",".join("?" * len(writer_ids))
-        rows = connection.execute(
-            "SELECT id, host, pid, process_start, last_beat_ns, beat_interval_ns, stopped_ns "
-            f"FROM writers WHERE id IN ({marks})",
-            tuple(writer_ids),
-        ).fetchall()
-        here, now = this_process(), time.time_ns()
-        lost = writer_ids - {row[0] for row in rows}  # their writer row is gone: long gone
-        for writer_id, host, pid, start, last_beat, interval, stopped in rows:
-            if stopped is not None:
-                lost.add(writer_id)  # it shut down without ending them
-                continue
-            gone = process_is_gone(ProcessIdentity(host, pid, start), here)
-            if gone is None:
-                gone = now - last_beat > LOST_AFTER_BEATS * interval
-            if gone:
-                lost.add(writer_id)
-        return lost
-
     def _records(
         self, connection: sqlite3.Connection, rows: list[_Row], *, events: bool = True
     ) -> list[SpanRecord]:
@@ -114,7 +119,7 @@ class LocalStore:
                         EventRecord(name=name, time_ns=time_ns, attributes=_attributes(attributes), seq=seq)
                     )
         live_writers = {row[11] for row in rows if row[6] is None and row[11] is not None}
-        lost = self._lost_writers(connection, live_writers)
+        lost = lost_writers(connection, live_writers)
         records = []
         for row in rows:
             span_events = by_span.get((row[1], row[2]), [])

@@ -102,7 +102,7 @@ class Retention:
         now_ns = time.time_ns() if now_ns is None else now_ns
         if time.monotonic() >= self._next_age_look:
             self._next_age_look = time.monotonic() + self.policy.interval
-            self._look_for_expired(connection, now_ns)
+            self._look_for_expired(connection, now_ns, keep_trying)
         budget = max(self.policy.step_rows, 2 * written_rows)
         victims: list[str] = []
         expiring = bool(self._expired)
@@ -127,7 +127,9 @@ class Retention:
             self._next_age_look = 0.0  # more may be waiting past the first candidates
         return deleted
 
-    def _look_for_expired(self, connection: sqlite3.Connection, now_ns: int) -> None:
+    def _look_for_expired(
+        self, connection: sqlite3.Connection, now_ns: int, keep_trying: Callable[[], bool]
+    ) -> None:
         cutoff = now_ns - int(self.policy.max_age * 1e9)
         known = set(self._expired)
         for table in ("spans", "events"):  # events too: a run whose span row never made it
@@ -135,7 +137,8 @@ class Retention:
                 if trace_id not in known and _newest_start(connection, trace_id) < cutoff:
                     self._expired.append(trace_id)
                     known.add(trace_id)
-        connection.execute("DELETE FROM writers WHERE last_beat_ns < ?", (cutoff,))
+        with write_transaction(connection, keep_trying=keep_trying):
+            connection.execute("DELETE FROM writers WHERE last_beat_ns < ?", (cutoff,))
 
     def _oldest_deletable(self, connection: sqlite3.Connection, now_ns: int) -> list[str]:
         candidates = _oldest_traces(connection, "spans") or _oldest_traces(connection, "events")

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import sqlite3
 import threading
@@ -67,6 +68,7 @@ __all__ = [
     "UnusableStoreError",
     "connect_reader",
     "connect_writer",
+    "is_busy",
     "no_fork",
     "write_transaction",
 ]
@@ -191,9 +193,9 @@ if hasattr(os, "register_at_fork"):
 def write_transaction(connection: sqlite3.Connection, *, keep_trying: Callable[[], bool]) -> Iterator[None]:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on an error), with no fork
     meanwhile. While another connection holds the write lock, tries again
-    with backoff, without blocking forks in between, as long as
-    ``keep_trying()``; then raises SQLite's busy error."""
-    pause = 0.005
+    every few milliseconds (another process's writer may let go only briefly),
+    without blocking forks in between, as long as ``keep_trying()``; then
+    raises SQLite's busy error."""
     while True:
         _in_use.acquire()
         try:
@@ -206,8 +208,7 @@ def write_transaction(connection: sqlite3.Connection, *, keep_trying: Callable[[
         except BaseException:
             _in_use.release()
             raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.25)
+        time.sleep(0.002 + random.random() * 0.003)
     try:
         yield
         connection.execute("COMMIT")
@@ -344,6 +345,13 @@ def _retry_busy(path: Path, attempt: Callable[[], sqlite3.Connection]) -> sqlite
 
 
 _BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED (sqlite3 names them only from 3.11)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the SQLite error it was raised from) says another
+    connection holds the lock: a reason to try again, not to give up."""
+    cause = exc if isinstance(exc, sqlite3.OperationalError) else exc.__cause__
+    return isinstance(cause, sqlite3.OperationalError) and _is_busy(cause)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

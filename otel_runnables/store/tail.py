@@ -18,11 +18,13 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from otel_runnables.errors import OtelRunnablesError
 from otel_runnables.progress.records import EventRecord, SpanRecord, SpanStatus
+from otel_runnables.store.reader import lost_writers
 from otel_runnables.store.schema import connect_reader
 
 __all__ = ["StoreGoneError", "StoreTail"]
@@ -177,6 +179,22 @@ class StoreTail:
             ).fetchall()
             found += [_span(row) for row in rows]
         return found
+
+    def lost_spans(
+        self, connection: sqlite3.Connection, trace_id: str, span_ids: Iterable[str]
+    ) -> list[SpanRecord]:
+        """Of these spans (seen open), those still open whose writing process is gone (``lost``)."""
+        latest: dict[str, tuple[Any, ...]] = {}
+        for chunk in _chunks(sorted(span_ids)):
+            for row in connection.execute(
+                f"SELECT {_SPAN_COLUMNS}, writer_id FROM spans WHERE trace_id = ? "
+                f"AND span_id IN ({_marks(len(chunk))}) ORDER BY rowid",
+                (trace_id, *chunk),
+            ):
+                latest[row[2]] = row
+        open_rows = [row for row in latest.values() if row[6] is None and row[-1] is not None]
+        gone = lost_writers(connection, {row[-1] for row in open_rows})
+        return [replace(_span(row), lost=True) for row in open_rows if row[-1] in gone]
 
     def new_events(
         self, connection: sqlite3.Connection, trace_ids: Sequence[str]

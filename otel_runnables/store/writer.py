@@ -28,7 +28,7 @@ from opentelemetry.trace import StatusCode
 from otel_runnables import conventions
 from otel_runnables.store.processes import this_process
 from otel_runnables.store.retention import Retention, RetentionPolicy
-from otel_runnables.store.schema import StoreError, connect_writer, no_fork, write_transaction
+from otel_runnables.store.schema import StoreError, connect_writer, is_busy, no_fork, write_transaction
 
 __all__ = ["ABANDON", "END", "EVENT", "START", "TAIL", "OpenSpan", "StoreWriter"]
 
@@ -213,6 +213,8 @@ class StoreWriter:
         if queue and not self._hurry and not self._stopping and len(queue) < _BIG_BATCH:
             wake.wait(self.flush_interval)
             wake.clear()
+        elif queue:
+            time.sleep(0.001)  # back-to-back batches: a moment without the lock, for other processes
 
     def _take(self) -> Iterator[tuple[Any, ...]]:
         queue = self._queue
@@ -220,12 +222,19 @@ class StoreWriter:
             yield queue.popleft()
 
     def _connect(self) -> sqlite3.Connection | None:
-        try:
-            connection = connect_writer(self.path)
-        except (StoreError, sqlite3.Error, OSError) as exc:
+        while True:
+            try:
+                connection = connect_writer(self.path)
+                break
+            except (StoreError, sqlite3.Error) as exc:
+                if is_busy(exc) and self._keep_trying():
+                    continue  # another process is creating or upgrading it: not a reason to lose runs
+                failure: BaseException = exc
+            except OSError as exc:
+                failure = exc
             if "open" not in self._warned:
                 self._warned.add("open")
-                logger.error("the local trace store cannot be used, runs are not stored: %s", exc)
+                logger.error("the local trace store cannot be used, runs are not stored: %s", failure)
             return None
         try:
             with no_fork():
