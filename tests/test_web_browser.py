@@ -285,11 +285,6 @@ def test_a_failed_job_shows_its_error(server: Server, watched: Watched, job_fact
     check(run_item(page, "work").locator(":scope > .run-head .error-message")).to_contain_text("disk full")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the embedded store does not mark a run whose process died as lost yet; "
-    "remove this mark when it does",
-)
 def test_a_killed_job_shows_lost(server: Server, watched: Watched, job_factory: Any) -> None:
     check = expect()
     page = watched.page
