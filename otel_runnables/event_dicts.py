@@ -8,15 +8,16 @@ langchain_core rules for ``data`` cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from otel_runnables._sentinel import MISSING
 
 __all__ = ["custom_event", "end_data", "is_stream_start_marker", "run_event", "start_data"]
 
-STREAM_START_MARKER = {"input": ""}
-"""What langchain_core's streaming path reports as a run's inputs at its start."""
+STREAM_START_MARKER: Mapping[str, str] = {"input": ""}
+"""What langchain_core's streaming path reports as a run's inputs at its start
+(a run started that way is given a copy of it)."""
 
 
 def run_event(

@@ -24,6 +24,7 @@ from otel_runnables.config import (
     ensure_config,
     patch_config,
 )
+from otel_runnables.event_dicts import STREAM_START_MARKER
 from otel_runnables.runs import MISSING, Run, astart_run, start_run
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ T = TypeVar("T")
 # what handlers receive besides the standard arguments, as in langchain_core
 INVOKE_EXTRA: Mapping[str, Any] = {"run_type": None}
 STREAM_EXTRA: Mapping[str, Any] = {"run_type": None, "defers_inputs": False}
-STREAM_START_INPUTS: Mapping[str, str] = {"input": ""}
 
 
 _logger = logging.getLogger("otel_runnables")
@@ -164,17 +164,22 @@ async def acall_with_config(
     return output
 
 
-class ChunkAccumulator:
-    """Adds streamed chunks with ``+``; an unaddable chunk replaces the value,
-    and so does every later one (langchain_core's rule for run inputs/outputs)."""
+class ChunkTotal:
+    """Streamed chunks added up with ``+``, langchain_core's way: an unaddable
+    chunk replaces the total; with ``sticky`` so does every later one (how a
+    streamed run records its input and output). A None total counts as
+    nothing yet; ``seen`` tells whether any chunk came."""
 
-    __slots__ = ("addable", "value")
+    __slots__ = ("addable", "seen", "sticky", "value")
 
-    def __init__(self) -> None:
+    def __init__(self, *, sticky: bool = False) -> None:
         self.value: Any = None
         self.addable = True
+        self.sticky = sticky
+        self.seen = False
 
     def add(self, chunk: Any) -> None:
+        self.seen = True
         if self.value is None or not self.addable:
             self.value = chunk
             return
@@ -182,23 +187,27 @@ class ChunkAccumulator:
             self.value = self.value + chunk
         except TypeError:
             self.value = chunk
-            self.addable = False
+            self.addable = not self.sticky
 
 
-def add_chunk(total: Any, chunk: Any) -> Any:
-    """A generator lambda's output: chunks added while that works, else the last."""
-    if total is None:
-        return chunk
-    try:
-        return total + chunk
-    except TypeError:
-        return chunk
+def add_up(chunks: Iterator[Any]) -> ChunkTotal:
+    total = ChunkTotal()
+    for chunk in chunks:
+        total.add(chunk)
+    return total
+
+
+async def aadd_up(chunks: AsyncIterator[Any]) -> ChunkTotal:
+    total = ChunkTotal()
+    async for chunk in chunks:
+        total.add(chunk)
+    return total
 
 
 class _RecordingIterator(Iterator[T]):
     """Passes input chunks through while adding them up for the run's record."""
 
-    def __init__(self, source: Iterator[T], total: ChunkAccumulator) -> None:
+    def __init__(self, source: Iterator[T], total: ChunkTotal) -> None:
         self._source = source
         self._total = total
         self._pending: list[T] = []
@@ -229,19 +238,19 @@ def transform_stream_with_config(
     config: RunnableConfig | None,
 ) -> Iterator[T]:
     """Stream ``transformer(inputs, child_config, run)`` as one run."""
-    total_in = ChunkAccumulator()
+    total_in = ChunkTotal(sticky=True)
     recorded = _RecordingIterator(inputs, total_in)
     recorded.prime()
     ensured = ensure_config(config)
     run = start_run(
         ensured,
         name=run_name(runnable, ensured),
-        inputs=dict(STREAM_START_INPUTS),
+        inputs=dict(STREAM_START_MARKER),
         run_type=runnable.run_type,
         streaming=True,
         handler_extra=STREAM_EXTRA,
     )
-    total_out = ChunkAccumulator()
+    total_out = ChunkTotal(sticky=True)
     try:
         child = patch_config(ensured, callbacks=run.child_scope())
         token = enter_run(run, child)
@@ -269,7 +278,7 @@ def transform_stream_with_config(
 
 
 class _RecordingAsyncIterator(AsyncIterator[T]):
-    def __init__(self, source: AsyncIterator[T], total: ChunkAccumulator) -> None:
+    def __init__(self, source: AsyncIterator[T], total: ChunkTotal) -> None:
         self._source = source
         self._total = total
         self._pending: list[T] = []
@@ -299,19 +308,19 @@ async def atransform_stream_with_config(
     config: RunnableConfig | None,
 ) -> AsyncIterator[T]:
     """Stream ``transformer(inputs, child_config, run)`` as one run, async."""
-    total_in = ChunkAccumulator()
+    total_in = ChunkTotal(sticky=True)
     recorded = _RecordingAsyncIterator(inputs, total_in)
     await recorded.prime()
     ensured = ensure_config(config)
     run = await astart_run(
         ensured,
         name=run_name(runnable, ensured),
-        inputs=dict(STREAM_START_INPUTS),
+        inputs=dict(STREAM_START_MARKER),
         run_type=runnable.run_type,
         streaming=True,
         handler_extra=STREAM_EXTRA,
     )
-    total_out = ChunkAccumulator()
+    total_out = ChunkTotal(sticky=True)
     iterator: AsyncIterator[T] | None = None
     try:
         child = patch_config(ensured, callbacks=run.child_scope())

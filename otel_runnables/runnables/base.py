@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import wrapt
 
 from otel_runnables.config import RunnableConfig, ensure_config, get_config_list, merge_configs
-from otel_runnables.runnables._execution import closing
+from otel_runnables.runnables._execution import aadd_up, add_up, closing
 from otel_runnables.runnables._threads import default_workers, executor_for
-from otel_runnables.runs import MISSING
 
 if TYPE_CHECKING:
     from otel_runnables.runnables.sequence import RunnableSequence
@@ -23,7 +22,15 @@ Input = TypeVar("Input")
 Output = TypeVar("Output")
 Other = TypeVar("Other")
 
-__all__ = ["AddableDict", "Runnable", "RunnableBinding", "coerce_to_runnable", "register_coercer"]
+__all__ = [
+    "AddableDict",
+    "Runnable",
+    "RunnableBinding",
+    "StreamingRunnable",
+    "coerce_to_runnable",
+    "once",
+    "register_coercer",
+]
 
 
 class AddableDict(dict[str, Any]):
@@ -162,20 +169,16 @@ class Runnable(Generic[Input, Output]):
         self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Output]:
         """Default: add the input chunks up, then stream the result."""
-        final: Any = MISSING
-        for chunk in input:
-            final = chunk if final is MISSING else _add_or_replace(final, chunk)
-        if final is not MISSING:
-            yield from self.stream(final, config, **kwargs)
+        total = add_up(input)
+        if total.seen:
+            yield from self.stream(total.value, config, **kwargs)
 
     async def atransform(
         self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Output]:
-        final: Any = MISSING
-        async for chunk in input:
-            final = chunk if final is MISSING else _add_or_replace(final, chunk)
-        if final is not MISSING:
-            async with closing(self.astream(final, config, **kwargs)) as stream:
+        total = await aadd_up(input)
+        if total.seen:
+            async with closing(self.astream(total.value, config, **kwargs)) as stream:
                 async for output in stream:
                     yield output
 
@@ -256,11 +259,25 @@ async def _unsupported_version(version: str) -> AsyncIterator[dict[str, Any]]:
     yield {}  # an async generator all the same
 
 
-def _add_or_replace(total: Any, chunk: Any) -> Any:
-    try:
-        return total + chunk
-    except TypeError:
-        return chunk
+class StreamingRunnable(Runnable[Input, Output]):
+    """A runnable that streams natively: ``transform`` / ``atransform`` are
+    its streaming path, and ``stream`` / ``astream`` feed them the one input
+    (where ``Runnable``'s own defaults stream the invoke result)."""
+
+    def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Output]:
+        yield from self.transform(iter([input]), config, **kwargs)
+
+    async def astream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        async with closing(self.atransform(once(input), config, **kwargs)) as stream:
+            async for chunk in stream:
+                yield chunk
+
+
+async def once(value: Any) -> AsyncIterator[Any]:
+    """``value`` as an async stream of one chunk."""
+    yield value
 
 
 class RunnableBinding(Runnable[Input, Output]):

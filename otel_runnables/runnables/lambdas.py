@@ -11,9 +11,11 @@ from typing import Any, TypeVar
 
 from otel_runnables.config import RunnableConfig, own_copy, patch_config
 from otel_runnables.runnables._execution import (
+    ChunkTotal,
+    aadd_up,
     acall_with_config,
     accepts_config,
-    add_chunk,
+    add_up,
     atransform_stream_with_config,
     call_with_config,
     closing,
@@ -23,8 +25,8 @@ from otel_runnables.runnables._execution import (
     run_in_executor,
     transform_stream_with_config,
 )
-from otel_runnables.runnables.base import Runnable, _add_or_replace
-from otel_runnables.runs import MISSING, Run
+from otel_runnables.runnables.base import Runnable, StreamingRunnable, once
+from otel_runnables.runs import Run
 
 __all__ = ["RunnableLambda", "chain"]
 
@@ -66,7 +68,7 @@ def _function_name(func: Callable[..., Any]) -> str | None:
     return name if isinstance(name, str) and name != "<lambda>" else None
 
 
-class RunnableLambda(Runnable[Any, Any]):
+class RunnableLambda(StreamingRunnable[Any, Any]):
     """A sync or async function (or generator) as a runnable.
 
     Give both ``func`` and ``afunc`` to use the sync one for ``invoke`` and the
@@ -143,9 +145,7 @@ class RunnableLambda(Runnable[Any, Any]):
 
     def _invoke(self, value: Any, config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE) -> Any:
         if self._func_streams:
-            output: Any = None
-            for chunk in self._call_sync(value, config, kwargs):
-                output = add_chunk(output, chunk)
+            output = add_up(self._call_sync(value, config, kwargs)).value
         else:
             output = self._call_sync(value, config, kwargs)
         if isinstance(output, Runnable):
@@ -158,17 +158,15 @@ class RunnableLambda(Runnable[Any, Any]):
     async def _ainvoke(
         self, value: Any, config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE
     ) -> Any:
-        output: Any = None
+        output: Any
         if self.afunc is not None:
             if self._afunc_streams:
                 async with closing(self._call_async(value, config, kwargs)) as stream:
-                    async for chunk in stream:
-                        output = add_chunk(output, chunk)
+                    output = (await aadd_up(stream)).value
             else:
                 output = await self._call_async(value, config, kwargs)
         elif self._func_streams:
-            async for chunk in iterate_in_executor(self._call_sync(value, config, kwargs)):
-                output = add_chunk(output, chunk)
+            output = (await aadd_up(iterate_in_executor(self._call_sync(value, config, kwargs)))).value
         else:
             output = await run_in_executor(self._call_sync, value, config, kwargs)
         if isinstance(output, Runnable):
@@ -176,9 +174,6 @@ class RunnableLambda(Runnable[Any, Any]):
         return output
 
     # -- streaming -------------------------------------------------------------
-
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        yield from self.transform(iter([input]), config, **kwargs)
 
     def transform(
         self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
@@ -190,12 +185,13 @@ class RunnableLambda(Runnable[Any, Any]):
     def _transform(
         self, chunks: Iterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE
     ) -> Iterator[Any]:
-        value = _aggregate(chunks)
+        value = add_up(chunks).value
         if self._func_streams:
-            output: Any = None
+            total = ChunkTotal()
             for chunk in self._call_sync(value, config, kwargs):
                 yield chunk
-                output = add_chunk(output, chunk)
+                total.add(chunk)
+            output = total.value
         else:
             output = self._call_sync(value, config, kwargs)
             if not isinstance(output, Runnable):
@@ -207,7 +203,7 @@ class RunnableLambda(Runnable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         # straight to the run, one generator fewer than through atransform
-        stream = atransform_stream_with_config(self, _once(input), _with(self._atransform, kwargs), config)
+        stream = atransform_stream_with_config(self, once(input), _with(self._atransform, kwargs), config)
         async with closing(stream):
             async for chunk in stream:
                 yield chunk
@@ -223,13 +219,15 @@ class RunnableLambda(Runnable[Any, Any]):
     async def _atransform(
         self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE
     ) -> AsyncIterator[Any]:
-        value = await _aaggregate(chunks)
+        value = (await aadd_up(chunks)).value
         output: Any = None
+        total = ChunkTotal()
         if self._afunc_streams:
             async with closing(self._call_async(value, config, kwargs)) as stream:
                 async for chunk in stream:
                     yield chunk
-                    output = add_chunk(output, chunk)
+                    total.add(chunk)
+            output = total.value
         elif self.afunc is not None:
             output = await self._call_async(value, config, kwargs)
             if not isinstance(output, Runnable):
@@ -238,7 +236,8 @@ class RunnableLambda(Runnable[Any, Any]):
             # streamed chunk by chunk from the executor, never blocking the loop
             async for chunk in iterate_in_executor(self._call_sync(value, config, kwargs)):
                 yield chunk
-                output = add_chunk(output, chunk)
+                total.add(chunk)
+            output = total.value
         else:
             output = await run_in_executor(self._call_sync, value, config, kwargs)
             if not isinstance(output, Runnable):
@@ -249,24 +248,6 @@ class RunnableLambda(Runnable[Any, Any]):
             ) as stream:
                 async for chunk in stream:
                     yield chunk
-
-
-def _aggregate(chunks: Iterator[Any]) -> Any:
-    final: Any = MISSING
-    for chunk in chunks:
-        final = chunk if final is MISSING else _add_or_replace(final, chunk)
-    return None if final is MISSING else final
-
-
-async def _aaggregate(chunks: AsyncIterator[Any]) -> Any:
-    final: Any = MISSING
-    async for chunk in chunks:
-        final = chunk if final is MISSING else _add_or_replace(final, chunk)
-    return None if final is MISSING else final
-
-
-async def _once(value: Any) -> AsyncIterator[Any]:
-    yield value
 
 
 def chain(func: Callable[..., Any]) -> RunnableLambda:

@@ -20,13 +20,13 @@ from otel_runnables.runnables._execution import (
     transform_stream_with_config,
 )
 from otel_runnables.runnables._threads import executor_for
-from otel_runnables.runnables.base import AddableDict, Runnable, coerce_to_runnable
+from otel_runnables.runnables.base import AddableDict, Runnable, StreamingRunnable, coerce_to_runnable
 from otel_runnables.runs import MISSING, Run, astart_run, start_run
 
 __all__ = ["RunnableParallel"]
 
 
-class RunnableParallel(Runnable[Any, dict[str, Any]]):
+class RunnableParallel(StreamingRunnable[Any, dict[str, Any]]):
     """Run every branch on the input; ``RunnableParallel(a=r1, b=r2)`` or a dict."""
 
     def __init__(self, steps: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
@@ -97,9 +97,6 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
         await run.aend(output)
         return output
 
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        yield from self.transform(iter([input]), config, **kwargs)
-
     def transform(
         self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
@@ -129,16 +126,6 @@ class RunnableParallel(Runnable[Any, dict[str, Any]]):
                         continue
                     yield AddableDict({key: chunk})
                     pending[pull(generator)] = (key, generator)
-
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        async def once() -> AsyncIterator[Any]:
-            yield input
-
-        async with closing(self.atransform(once(), config, **kwargs)) as stream:
-            async for chunk in stream:
-                yield chunk
 
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any

@@ -8,7 +8,7 @@ from typing import Any
 
 from otel_runnables.config import RunnableConfig, ensure_config
 from otel_runnables.runnables._execution import (
-    ChunkAccumulator,
+    ChunkTotal,
     acall_with_config,
     accepts_config,
     atransform_stream_with_config,
@@ -17,7 +17,7 @@ from otel_runnables.runnables._execution import (
     run_in_executor,
     transform_stream_with_config,
 )
-from otel_runnables.runnables.base import Runnable
+from otel_runnables.runnables.base import StreamingRunnable
 from otel_runnables.runs import Run
 
 __all__ = ["RunnablePassthrough"]
@@ -42,7 +42,7 @@ async def _aidentity_stream(
         yield chunk
 
 
-class RunnablePassthrough(Runnable[Any, Any]):
+class RunnablePassthrough(StreamingRunnable[Any, Any]):
     """Passes its input through unchanged; in a stream, chunk by chunk.
 
     ``func`` (sync, or ``afunc`` async) is called with the input for its side
@@ -91,40 +91,23 @@ class RunnablePassthrough(Runnable[Any, Any]):
         await self._aside_effect(input, config or {}, kwargs)
         return await acall_with_config(self, _aidentity, input, config)
 
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        yield from self.transform(iter([input]), config, **kwargs)
-
     def transform(
         self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        total = ChunkAccumulator()
-        seen = False
+        total = ChunkTotal()
         for chunk in transform_stream_with_config(self, input, _identity_stream, config):
             yield chunk
-            seen = True
             total.add(chunk)
-        if seen:
+        if total.seen:
             self._side_effect(total.value, config or {}, kwargs)
-
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        async def once() -> AsyncIterator[Any]:
-            yield input
-
-        async with closing(self.atransform(once(), config, **kwargs)) as stream:
-            async for chunk in stream:
-                yield chunk
 
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        total = ChunkAccumulator()
-        seen = False
+        total = ChunkTotal()
         async with closing(atransform_stream_with_config(self, input, _aidentity_stream, config)) as stream:
             async for chunk in stream:
                 yield chunk
-                seen = True
                 total.add(chunk)
-        if seen:
+        if total.seen:
             await self._aside_effect(total.value, config or {}, kwargs)

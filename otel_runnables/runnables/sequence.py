@@ -17,7 +17,7 @@ from otel_runnables.runnables._execution import (
     run_name,
     transform_stream_with_config,
 )
-from otel_runnables.runnables.base import Runnable, coerce_to_runnable
+from otel_runnables.runnables.base import Runnable, StreamingRunnable, coerce_to_runnable
 from otel_runnables.runs import Run, astart_run, start_run
 
 __all__ = ["RunnableSequence"]
@@ -48,7 +48,7 @@ class _SequenceBatch:
         return [self.failed.get(i, value) for i, value in enumerate(self.values)]
 
 
-class RunnableSequence(Runnable[Any, Any]):
+class RunnableSequence(StreamingRunnable[Any, Any]):
     """The output of each step is the input of the next."""
 
     def __init__(
@@ -223,9 +223,6 @@ class RunnableSequence(Runnable[Any, Any]):
         )
         return results
 
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        yield from self.transform(iter([input]), config, **kwargs)
-
     def transform(
         self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
@@ -241,16 +238,6 @@ class RunnableSequence(Runnable[Any, Any]):
             step_config = self._step_config(config, run, index)
             pipeline = step.transform(pipeline, step_config, **(kwargs if index == 0 else {}))
         yield from pipeline
-
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        async def once() -> AsyncIterator[Any]:
-            yield input
-
-        async with closing(self.atransform(once(), config, **kwargs)) as stream:
-            async for chunk in stream:
-                yield chunk
 
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
