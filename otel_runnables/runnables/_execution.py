@@ -100,6 +100,16 @@ def accepts_config(func: Callable[..., Any]) -> bool:
         return _accepts_config.__wrapped__(func)
 
 
+NO_KWARGS: dict[str, Any] = {}  # a call without extra keyword arguments (never changed)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_kwargs(method: F, kwargs: dict[str, Any]) -> F:
+    """``method`` given a call's extra keyword arguments as ``kwargs=``, when there are any."""
+    return functools.partial(method, kwargs=kwargs) if kwargs else method  # type: ignore[return-value]
+
+
 def run_name(runnable: Runnable[Any, Any], config: RunnableConfig) -> str:
     return config.get("run_name") or runnable.get_name()
 

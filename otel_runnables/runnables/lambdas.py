@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from otel_runnables.config import RunnableConfig, own_copy, patch_config
 from otel_runnables.runnables._execution import (
+    NO_KWARGS,
     ChunkTotal,
     aadd_up,
     acall_with_config,
@@ -24,6 +24,7 @@ from otel_runnables.runnables._execution import (
     iterate_in_executor,
     run_in_executor,
     transform_stream_with_config,
+    with_kwargs,
 )
 from otel_runnables.runnables.base import Runnable, StreamingRunnable, once
 from otel_runnables.runs import Run
@@ -32,14 +33,6 @@ __all__ = ["RunnableLambda", "chain"]
 
 _SYNC_INVOKE_ERROR = "Cannot invoke a coroutine function synchronously.Use `ainvoke` instead."
 _SYNC_STREAM_ERROR = "Cannot stream a coroutine function synchronously.Use `astream` instead."
-_NONE: dict[str, Any] = {}  # no extra keyword arguments (never changed)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _with(method: F, kwargs: dict[str, Any]) -> F:
-    """``method`` given the call's extra keyword arguments, when there are any."""
-    return functools.partial(method, kwargs=kwargs) if kwargs else method  # type: ignore[return-value]
 
 
 def _source_or_name(func: Callable[..., Any]) -> str | None:
@@ -141,9 +134,11 @@ class RunnableLambda(StreamingRunnable[Any, Any]):
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         if self.func is None:
             raise TypeError(_SYNC_INVOKE_ERROR)
-        return call_with_config(self, _with(self._invoke, kwargs), input, config)
+        return call_with_config(self, with_kwargs(self._invoke, kwargs), input, config)
 
-    def _invoke(self, value: Any, config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE) -> Any:
+    def _invoke(
+        self, value: Any, config: RunnableConfig, run: Run, kwargs: dict[str, Any] = NO_KWARGS
+    ) -> Any:
         if self._func_streams:
             output = add_up(self._call_sync(value, config, kwargs)).value
         else:
@@ -153,10 +148,10 @@ class RunnableLambda(StreamingRunnable[Any, Any]):
         return output
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await acall_with_config(self, _with(self._ainvoke, kwargs), input, config)
+        return await acall_with_config(self, with_kwargs(self._ainvoke, kwargs), input, config)
 
     async def _ainvoke(
-        self, value: Any, config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE
+        self, value: Any, config: RunnableConfig, run: Run, kwargs: dict[str, Any] = NO_KWARGS
     ) -> Any:
         output: Any
         if self.afunc is not None:
@@ -180,10 +175,10 @@ class RunnableLambda(StreamingRunnable[Any, Any]):
     ) -> Iterator[Any]:
         if self.func is None:
             raise TypeError(_SYNC_STREAM_ERROR)
-        yield from transform_stream_with_config(self, input, _with(self._transform, kwargs), config)
+        yield from transform_stream_with_config(self, input, with_kwargs(self._transform, kwargs), config)
 
     def _transform(
-        self, chunks: Iterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE
+        self, chunks: Iterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any] = NO_KWARGS
     ) -> Iterator[Any]:
         value = add_up(chunks).value
         if self._func_streams:
@@ -203,7 +198,9 @@ class RunnableLambda(StreamingRunnable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         # straight to the run, one generator fewer than through atransform
-        stream = atransform_stream_with_config(self, once(input), _with(self._atransform, kwargs), config)
+        stream = atransform_stream_with_config(
+            self, once(input), with_kwargs(self._atransform, kwargs), config
+        )
         async with closing(stream):
             async for chunk in stream:
                 yield chunk
@@ -211,13 +208,13 @@ class RunnableLambda(StreamingRunnable[Any, Any]):
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        transformer = _with(self._atransform, kwargs)
+        transformer = with_kwargs(self._atransform, kwargs)
         async with closing(atransform_stream_with_config(self, input, transformer, config)) as stream:
             async for chunk in stream:
                 yield chunk
 
     async def _atransform(
-        self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any] = _NONE
+        self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any] = NO_KWARGS
     ) -> AsyncIterator[Any]:
         value = (await aadd_up(chunks)).value
         output: Any = None

@@ -10,18 +10,19 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from otel_runnables.config import RunnableConfig, ensure_config, patch_config
+from otel_runnables.config import RunnableConfig, patch_config
 from otel_runnables.runnables._execution import (
+    acall_with_config,
     atransform_stream_with_config,
+    call_with_config,
     closing,
     enter_run,
     exit_run,
-    run_name,
     transform_stream_with_config,
 )
 from otel_runnables.runnables._threads import executor_for
 from otel_runnables.runnables.base import AddableDict, Runnable, StreamingRunnable, coerce_to_runnable
-from otel_runnables.runs import MISSING, Run, astart_run, start_run
+from otel_runnables.runs import MISSING, Run
 
 __all__ = ["RunnableParallel"]
 
@@ -45,57 +46,45 @@ class RunnableParallel(StreamingRunnable[Any, dict[str, Any]]):
         return patch_config(config, callbacks=run.child_scope(f"map:key:{key}"))
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
-        ensured = ensure_config(config)
-        run = start_run(ensured, name=run_name(self, ensured), inputs=input, run_type=self.run_type)
+        return call_with_config(self, self._invoke, input, config, handler_extra=None)
 
+    def _invoke(self, value: Any, config: RunnableConfig, run: Run) -> dict[str, Any]:
         def invoke_branch(key: str, step: Runnable[Any, Any]) -> Any:
-            branch_config = self._branch_config(ensured, run, key)
+            branch_config = self._branch_config(config, run, key)
             token = enter_run(run, branch_config)
             try:
-                return step.invoke(input, branch_config)
+                return step.invoke(value, branch_config)
             finally:
                 exit_run(token)
 
-        try:
-            with executor_for(ensured.get("max_concurrency")) as pool:
-                futures = {
-                    key: pool.submit(contextvars.copy_context().run, invoke_branch, key, step)
-                    for key, step in self.steps.items()
-                }
-                # every branch ends before the map does, even when one fails
-                wait(futures.values())
-                output = {key: future.result() for key, future in futures.items()}
-        except BaseException as exc:
-            run.fail(exc)
-            raise
-        run.end(output)
-        return output
+        with executor_for(config.get("max_concurrency")) as pool:
+            futures = {
+                key: pool.submit(contextvars.copy_context().run, invoke_branch, key, step)
+                for key, step in self.steps.items()
+            }
+            # every branch ends before the map does, even when one fails (as langchain_core's)
+            wait(futures.values())
+            return {key: future.result() for key, future in futures.items()}
 
     async def ainvoke(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        ensured = ensure_config(config)
-        run = await astart_run(ensured, name=run_name(self, ensured), inputs=input, run_type=self.run_type)
+        return await acall_with_config(self, self._ainvoke, input, config, handler_extra=None)
 
+    async def _ainvoke(self, value: Any, config: RunnableConfig, run: Run) -> dict[str, Any]:
         async def ainvoke_branch(key: str, step: Runnable[Any, Any]) -> Any:
             # each branch is its own task, so entering the run here is isolated
-            branch_config = self._branch_config(ensured, run, key)
+            branch_config = self._branch_config(config, run, key)
             token = enter_run(run, branch_config)
             try:
-                return await step.ainvoke(input, branch_config)
+                return await step.ainvoke(value, branch_config)
             finally:
                 exit_run(token)
 
-        try:
-            # as langchain_core: the first failure fails the map at once; the
-            # other branches are not cancelled and end on their own
-            results = await asyncio.gather(*(ainvoke_branch(k, s) for k, s in self.steps.items()))
-        except BaseException as exc:
-            await run.afail(exc)
-            raise
-        output = dict(zip(self.steps, results, strict=True))
-        await run.aend(output)
-        return output
+        # as langchain_core: the first failure fails the map at once; the
+        # other branches are not cancelled and end on their own
+        results = await asyncio.gather(*(ainvoke_branch(k, s) for k, s in self.steps.items()))
+        return dict(zip(self.steps, results, strict=True))
 
     def transform(
         self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any

@@ -8,14 +8,18 @@ import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from otel_runnables.config import RunnableConfig, ensure_config, get_config_list, patch_config
+from otel_runnables.config import RunnableConfig, get_config_list, patch_config
 from otel_runnables.runnables._execution import (
+    NO_KWARGS,
+    acall_with_config,
     atransform_stream_with_config,
+    call_with_config,
     closing,
     enter_run,
     exit_run,
     run_name,
     transform_stream_with_config,
+    with_kwargs,
 )
 from otel_runnables.runnables.base import Runnable, StreamingRunnable, coerce_to_runnable
 from otel_runnables.runs import Run, astart_run, start_run
@@ -98,40 +102,35 @@ class RunnableSequence(StreamingRunnable[Any, Any]):
         return patch_config(config, callbacks=run.child_scope(f"seq:step:{index + 1}"))
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        ensured = ensure_config(config)
-        run = start_run(ensured, name=run_name(self, ensured), inputs=input, run_type=self.run_type)
-        value = input
-        try:
-            for index, step in enumerate(self.steps):
-                step_config = self._step_config(ensured, run, index)
-                # code between steps sees the step's config, as in langchain_core
-                token = enter_run(run, step_config)
-                try:
-                    value = step.invoke(value, step_config, **(kwargs if index == 0 else {}))
-                finally:
-                    exit_run(token)
-        except BaseException as exc:
-            run.fail(exc)
-            raise
-        run.end(value)
+        return call_with_config(self, with_kwargs(self._invoke, kwargs), input, config, handler_extra=None)
+
+    def _invoke(
+        self, value: Any, config: RunnableConfig, run: Run, kwargs: dict[str, Any] = NO_KWARGS
+    ) -> Any:
+        for index, step in enumerate(self.steps):
+            step_config = self._step_config(config, run, index)
+            # code between steps sees the step's config, as in langchain_core
+            token = enter_run(run, step_config)
+            try:
+                value = step.invoke(value, step_config, **(kwargs if index == 0 else NO_KWARGS))
+            finally:
+                exit_run(token)
         return value
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        ensured = ensure_config(config)
-        run = await astart_run(ensured, name=run_name(self, ensured), inputs=input, run_type=self.run_type)
-        value = input
-        try:
-            for index, step in enumerate(self.steps):
-                step_config = self._step_config(ensured, run, index)
-                token = enter_run(run, step_config)
-                try:
-                    value = await step.ainvoke(value, step_config, **(kwargs if index == 0 else {}))
-                finally:
-                    exit_run(token)
-        except BaseException as exc:
-            await run.afail(exc)
-            raise
-        await run.aend(value)
+        method = with_kwargs(self._ainvoke, kwargs)
+        return await acall_with_config(self, method, input, config, handler_extra=None)
+
+    async def _ainvoke(
+        self, value: Any, config: RunnableConfig, run: Run, kwargs: dict[str, Any] = NO_KWARGS
+    ) -> Any:
+        for index, step in enumerate(self.steps):
+            step_config = self._step_config(config, run, index)
+            token = enter_run(run, step_config)
+            try:
+                value = await step.ainvoke(value, step_config, **(kwargs if index == 0 else NO_KWARGS))
+            finally:
+                exit_run(token)
         return value
 
     # batch runs each step over every item before the next step, as
