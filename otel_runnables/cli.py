@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import socket
+import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -19,6 +22,9 @@ from rich.live import Live
 from otel_runnables import progress
 from otel_runnables.errors import RunFailedError, RunLostError, RunNotFoundError
 from otel_runnables.progress import render
+from otel_runnables.progress.query import parse_id
+from otel_runnables.store import default_store_path
+from otel_runnables.store.schema import StoreError, connect_writer
 from otel_runnables.store.tail import StoreGoneError
 
 __all__ = ["main"]
@@ -27,8 +33,9 @@ EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_NOT_FOUND, EXIT_INTERRU
 EXIT_RUN_LOST = 5
 
 _EPILOG = """exit codes: 0 ok; 1 the followed run ended with an error; 2 bad arguments (id, backend);
-3 backend unreachable, failing or answering malformed data; 4 no such trace or run;
-5 the followed run was lost (its process stopped before it ended); 130 interrupted.
+3 backend unreachable, failing or answering malformed data, or a store file that cannot be used;
+4 no such trace or run (or no store file yet); 5 the followed run was lost (its process stopped
+before it ended); 130 interrupted.
 
 environment: OTEL_RUNNABLES_STORE (the local store file; also where instrumented programs write)."""
 
@@ -64,13 +71,34 @@ def _backend(args: argparse.Namespace) -> progress.Backend:
 
 
 def _json_out(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+    print(render.json_text(value))  # a tree of any depth
+
+
+class NoStoreError(progress.TraceNotFoundError):
+    """The local store file does not exist (yet)."""
+
+
+def _store_path(args: argparse.Namespace) -> Path | None:
+    return Path(args.store).expanduser() if args.store else default_store_path()
+
+
+def _require_store(args: argparse.Namespace) -> None:
+    """A local store file to read must exist: reading a missing one is not "no runs"."""
+    if args.backend != "local":
+        return
+    path = _store_path(args)
+    if path is not None and not path.exists():
+        raise NoStoreError(
+            f"there is no store file {path}: nothing was stored there yet "
+            "(instrumented programs write where OTEL_RUNNABLES_STORE says; --store reads another)"
+        )
 
 
 # -- commands -----------------------------------------------------------------------------
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
+    _require_store(args)
     summaries = progress.runs(args.last, _backend(args))
     if args.json:
         _json_out([render.summary_json(summary) for summary in summaries])
@@ -180,6 +208,8 @@ def cmd_progress(args: argparse.Namespace, console: Console) -> int:
             _follow_options(args), args.id, wait=args.wait, console=console, json_lines=args.json
         )
         return code
+    parse_id(args.id)  # a bad id is a bad argument, whatever the store
+    _require_store(args)
     tree = progress.get(args.id, _backend(args))
     if args.json:
         _json_out(render.tree_json(tree))
@@ -225,6 +255,8 @@ def _follow_events(args: argparse.Namespace, console: Console) -> int:
 def cmd_events(args: argparse.Namespace, console: Console) -> int:
     if args.follow:
         return _follow_events(args, console)
+    parse_id(args.id)
+    _require_store(args)
     tree = progress.get(args.id, _backend(args))
     events, not_stored = progress.tree_events(tree), progress.events_not_stored(tree)
     if args.json:
@@ -246,10 +278,12 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from otel_runnables import demo, telemetry
     from otel_runnables.runs import new_run_id
 
-    setup = telemetry.configure(store=args.store or True, service_name=demo.service_name())
-    if setup.store_path is None:
+    path = _store_path(args)
+    if path is None:
         console.print("the embedded store is off (OTEL_RUNNABLES_STORE); the demo needs it", style="red")
         return EXIT_USAGE
+    connect_writer(path).close()  # a store that cannot be used says so now, not after the job
+    setup = telemetry.configure(store=path, service_name=demo.service_name())
     run_id = new_run_id()  # a v7 id like every other run's
     failure: list[BaseException] = []
 
@@ -501,6 +535,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_closed() -> int:
+    """The reader of our output went away (``| head``): stop quietly, with no
+    traceback now or when the interpreter flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no file: nothing will flush to it
+        pass
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # piped output is not wrapped at 80 columns: ids stay whole
@@ -508,6 +554,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = Console(stderr=True, soft_wrap=True)
     try:
         code: int = args.handler(args, console)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _output_closed()
+    except (StoreError, sqlite3.Error) as exc:
+        what = (
+            str(exc)
+            if isinstance(exc, StoreError)
+            else f"the store {_store_path(args)} cannot be read ({exc})"
+        )
+        errors.print(f"otel-runnables: {what}", markup=False)
+        return EXIT_BACKEND
     except KeyboardInterrupt:
         errors.print("interrupted")
         return EXIT_INTERRUPTED

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from otel_runnables.store.schema import connect_writer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -253,6 +255,7 @@ def test_events_of_a_trace_are_those_of_all_its_runs(demo_store: Path) -> None:
     ],
 )
 def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    connect_writer(tmp_path / "traces.sqlite3").close()  # a store, without that trace
     done = cli(tmp_path / "traces.sqlite3", *args)
     assert done.returncode == code
     assert message in done.stderr
@@ -276,9 +279,13 @@ def stored_runs(store: Path) -> list[dict[str, object]]:
 
 
 def test_an_empty_store_has_no_runs(tmp_path: Path) -> None:
+    connect_writer(tmp_path / "traces.sqlite3").close()
     done = cli(tmp_path / "traces.sqlite3", "runs", "--json")
     assert done.returncode == 0 and json.loads(done.stdout) == []
-    assert not (tmp_path / "traces.sqlite3").exists()
+    missing = tmp_path / "missing.sqlite3"  # no store at all is not "no runs": it says so, exit 4
+    done = cli(missing, "runs", "--json")
+    assert done.returncode == 4 and f"there is no store file {missing}" in done.stderr
+    assert not missing.exists()
 
 
 SLOW_JOB = """
