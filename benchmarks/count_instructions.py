@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"instructions per call (valgrind callgrind, {args.calls} calls after {WARMUP} warm-up)")
     for name, (count, _) in counts.items():
         line = f"  {name:<28} {count:12,.0f}"
-        _, base_name, times, _ = known[name]
+        base_name, times = known[name].baseline, known[name].times
         if base_name is not None:
             several = f" x{times}" if times > 1 else ""
             base = counts[base_name].total * times
