@@ -47,6 +47,7 @@ def job(total):
     if mode == "fail":
         raise ValueError("bad row 42")
     if mode == "hang":
+        otel_runnables.force_flush()  # all 5 steps are in the record
         print("hanging", flush=True)
         time.sleep(3600)
     return total

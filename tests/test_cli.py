@@ -444,3 +444,19 @@ def test_serve_answers_over_http_and_says_how_to_install_it(tmp_path: Path) -> N
     assert missing.returncode == 2
     assert "pip install 'otel-runnables[web]'" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_progress_follow_of_a_killed_job_exits_5(tmp_path: Path) -> None:
+    from tests.follow_helpers import start_worker, wait_for_line
+
+    store = tmp_path / "traces.sqlite3"
+    run_id = "01234567-89ab-7def-8123-456789abcde3"
+    worker, gate = start_worker(tmp_path, store, run_id, mode="hang", pause=0.01)
+    gate.touch()
+    wait_for_line(worker, "hanging")
+    worker.kill()
+    worker.wait(60)
+    done = cli(store, "progress", run_id, "--follow", "--json")
+    assert done.returncode == 5, done.stderr
+    (root,) = json.loads(done.stdout.splitlines()[-1])["runs"]
+    assert root["status"] == "lost" and "gone" in root["status_message"]

@@ -84,6 +84,25 @@ def test_a_failed_job_ends_the_follow_with_its_error(tmp_path: Path) -> None:
     assert run_id in failure["text"]
 
 
+def test_a_killed_job_is_lost_for_its_follower(tmp_path: Path) -> None:
+    store = tmp_path / "traces.sqlite3"
+    run_id = str(new_run_id())
+    worker, gate = start_worker(tmp_path, store, run_id, mode="hang", pause=0.01)
+    gate.touch()
+    wait_for_line(worker, "hanging")
+    follower = start_follower(tmp_path, store, run_id)
+    events = lines_of(follower)
+    seen = [next(events)]  # following a job that is running
+    worker.kill()
+    worker.wait(60)
+    seen += list(events)
+    assert follower.wait(60) == 0
+    *followed, lost = seen
+    assert [(e["event"], e["name"]) for e in followed] == expected_kinds()
+    assert lost["raised"] == "RunLostError"
+    assert run_id in lost["text"] and "the process running it is gone" in lost["text"]
+
+
 def test_since_now_skips_the_history(tmp_path: Path) -> None:
     store = tmp_path / "traces.sqlite3"
     run_id = str(new_run_id())
