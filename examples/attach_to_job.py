@@ -1,5 +1,10 @@
 """Attach to a background job that is already running and follow its
-progress, as an HTTP endpoint streaming to a browser would.
+progress from the start, as an HTTP endpoint streaming to a browser would.
+
+The job has done two of its four steps when the follower attaches:
+``since="start"`` replays those from the job's record (the embedded store),
+then the follower gets the rest live. Without it (``since="now"``, the
+default) it would see steps 3 and 4 only.
 
     .venv/bin/python examples/attach_to_job.py
 """
@@ -8,20 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
-from otel_runnables import BaseCallbackHandler, RunnableLambda, adispatch_custom_event, subscribe
-
-
-class RememberRunId(BaseCallbackHandler):
-    """The job's launcher keeps the run id (a real service would store it)."""
-
-    def __init__(self) -> None:
-        self.run_id: uuid.UUID | None = None
-
-    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
-        if kwargs["parent_run_id"] is None:
-            self.run_id = kwargs["run_id"]
+from otel_runnables import RunnableLambda, adispatch_custom_event, subscribe
+from otel_runnables.runs import new_run_id
 
 
 @RunnableLambda
@@ -33,22 +27,21 @@ async def nightly_import(files: list[str]) -> int:
 
 
 async def follow(run_id: uuid.UUID) -> None:
-    """What the progress endpoint does: attach by id, relay progress events."""
-    async with subscribe(run_id, include_types=["progress"]) as events:
+    """What the progress endpoint does: attach by id, relay the progress events."""
+    async with subscribe(run_id, since="start", include_types=["progress"]) as events:
         async for event in events:
             data = event["data"]
             print(f"  progress {data['step']}/{data['total']}: {data['file']}")
 
 
 async def main() -> None:
-    launcher = RememberRunId()
+    run_id = new_run_id()  # the launcher picks the id (a real service would store it)
     job = asyncio.create_task(
-        nightly_import.ainvoke(["a.csv", "b.csv", "c.csv", "d.csv"], {"callbacks": [launcher]})
+        nightly_import.ainvoke(["a.csv", "b.csv", "c.csv", "d.csv"], {"run_id": run_id})
     )
-    await asyncio.sleep(0.3)  # the job has been running for a while
-    assert launcher.run_id is not None
-    print(f"attaching to run {launcher.run_id}")
-    await follow(launcher.run_id)
+    await asyncio.sleep(0.5)  # the job has been running for a while: steps 1 and 2 are done
+    print(f"attaching to run {run_id}: steps so far from its record, then live")
+    await follow(run_id)
     print("job returned", await job)
 
 

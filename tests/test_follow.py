@@ -405,3 +405,22 @@ def test_a_backend_that_fails_is_a_typed_error(fake: Any) -> None:
         list(otel_runnables.follow_sync(trace_id, backend="jaeger", url=fake.url, interval=0.01))
     with pytest.raises(RunNotFoundError, match="after waiting"):
         list(otel_runnables.follow_sync("cd" * 16, backend="tempo", url=fake.url, interval=0.01, wait=0.05))
+
+
+def test_a_follower_that_stops_reading_skips_then_rereads_the_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_runnables.progress import feeds
+
+    monkeypatch.setattr(feeds, "INBOX_LIMIT", 1)  # so that two batches overflow it
+    store = tmp_path / "traces.sqlite3"
+    run_id = str(new_run_id())
+    worker, gate = start_worker(tmp_path, store, run_id, pause=0.3)  # a batch per step
+    wait_for_line(worker, "attach now")
+    follow = otel_runnables.follow_sync(run_id, path=store, timeout=60)
+    seen = [next(follow)]
+    gate.touch()
+    assert worker.wait(60) == 0  # the job ran to its end while nobody read
+    wait_until(lambda: follow.dropped > 0)
+    seen += list(follow)
+    assert [(e["event"], e["name"]) for e in seen] == [*expected_kinds(), ("on_chain_end", "job")]

@@ -197,3 +197,32 @@ def test_mounted_under_a_prefix(store: Path) -> None:
 
     assert asyncio.run(call("/otel/api/runs", "/otel")) == (200, b"[]")
     assert asyncio.run(call("/api/runs", "/otel")) == (200, b"[]")
+
+
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [
+        ("attach_to_job.py", [f"  progress {n}/4: {name}.csv" for n, name in enumerate("abcd", 1)]),
+        ("worker_and_api.py", [f"  progress {n}/5: img{n}.png" for n in range(1, 6)] + ["end: ok"]),
+    ],
+)
+def test_examples(example: str, expected: list[str], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.follow_helpers import ROOT
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update(OTEL_RUNNABLES_STORE=str(tmp_path / "traces.sqlite3"), PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / example)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if line in expected] == expected  # all of them, in order

@@ -44,11 +44,12 @@ from otel_runnables.progress.facts import (
 from otel_runnables.progress.records import EventRecord, SpanRecord
 from otel_runnables.store.tail import StoreTail
 
-__all__ = ["BATCH", "ERROR", "BusFeed", "Feed", "InboxFeed", "RemoteFeed", "StorePoller", "Target"]
+__all__ = ["BATCH", "ERROR", "HISTORY", "BusFeed", "Feed", "InboxFeed", "RemoteFeed", "StorePoller", "Target"]
 
 logger = logging.getLogger(__name__)
 
-BATCH = "batch"  # (BATCH, runs, events, emit): emit False for history a follower skips
+BATCH = "batch"  # (BATCH, runs, events, True): what the record added
+HISTORY = "history"  # (HISTORY, runs, events, emit): all of it so far; emit False: taken as seen
 ERROR = "error"  # (ERROR, exception, None, None): the follow cannot go on
 
 STORE_POLL_INTERVAL = 0.02  # seconds between looks at the store file (a look costs one PRAGMA)
@@ -90,6 +91,7 @@ class InboxFeed:
         self.inbox = EventLog(None, ends_with_root=True, shared=False)
         self._reader = LogReader(self.inbox, INBOX_LIMIT)
         self._seen_skips = 0
+        self._resyncing = False
         self.resync_wanted = threading.Event()
         self.closed = threading.Event()
         self.attached = threading.Event()  # set with the first batch: the history
@@ -108,11 +110,21 @@ class InboxFeed:
 
     def _checked(self, item: Any) -> tuple[Any, ...] | None:
         if self._reader.skipped != self._seen_skips:
+            # batches were skipped: those after them would be news without their past, so
+            # everything until the history is sent again is dropped, and that history read
             self._seen_skips = self._reader.skipped
+            self._resyncing = True
             self.resync_wanted.set()
         if item is END:
             return (ERROR, RuntimeError("the feed ended before the run did"), None, None)
-        return None if item is MISSING else item
+        if item is MISSING:
+            return None
+        if self._resyncing:
+            if item[0] == BATCH:
+                return (BATCH, [], [], True)  # superseded by the history on its way
+            if item[0] == HISTORY:
+                self._resyncing = False
+        return item  # type: ignore[no-any-return]
 
     def next_sync(self, timeout: float | None) -> tuple[Any, ...] | None:
         return self._checked(self._reader.get_sync(timeout))
@@ -152,7 +164,7 @@ def history_batch(
         for span in spans
     ]
     runs, found = facts_from_spans(records)
-    return (BATCH, runs, found, emit)
+    return (HISTORY, runs, found, emit)
 
 
 # -- the embedded store: one poller per file ------------------------------------------------
@@ -399,7 +411,7 @@ class RemoteFeed(InboxFeed):
                     records = []
                 if records:
                     runs, events = facts_from_spans(records)
-                    self.put((BATCH, runs, events, emit))
+                    self.put((HISTORY, runs, events, emit))  # each read is the whole trace
                     emit = True
                 if self.closed.wait(self.interval):
                     return
@@ -538,13 +550,13 @@ def read_history(store: Path, target: Target, emit: bool) -> tuple[Any, ...]:
     tail = StoreTail(store)
     try:
         if not tail.open():
-            return (BATCH, [], [], emit)
+            return (HISTORY, [], [], emit)
         with tail.snapshot() as connection:
             trace_id = target.trace_id
             if target.run_id is not None:
                 trace_id = tail.trace_of_run(connection, target.run_id)
             if trace_id is None:
-                return (BATCH, [], [], emit)
+                return (HISTORY, [], [], emit)
             spans, events = tail.trace(connection, trace_id)
     finally:
         tail.close()

@@ -37,6 +37,7 @@ from otel_runnables.progress.backend import Backend
 from otel_runnables.progress.feeds import (
     BATCH,
     ERROR,
+    HISTORY,
     BusFeed,
     Feed,
     InboxFeed,
@@ -105,7 +106,7 @@ class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
         if kind == ERROR:
             self.close()
             raise item[1]
-        if kind == BATCH:
+        if kind in (BATCH, HISTORY):
             _, runs, events, emit = item
             self._pending.extend(self._replayer.update(runs, events, emit=emit))
             self._batches += 1
