@@ -5,10 +5,14 @@
    ``follow_sync``, takes each dict it yields and computes how late it is.
    Printed: median, p95, p99 and max, with 1 follower, and with 100 followers
    in that process (they share one poller). Target: median <= 100 ms, p99 <= 250 ms.
-2. What followers cost the writer: the worker times rounds of short child runs
-   (one custom event each) inside one long job, with no follower and with 100
-   followers of that job (in one process, and spread over 10 processes),
-   rounds interleaved; printed as µs per run and the ratio to no follower.
+2. What followers cost the writer: the worker times jobs of short child runs
+   (one custom event each), with no follower and with 100 followers of the
+   job (in one process, and spread over 10 processes), each following it to
+   its end; rounds interleaved; printed as µs per run and the ratio to no
+   follower, in CPU time of the writer process (what the store design could
+   cost it: followers only read the WAL file, they take no lock the writer
+   waits for) and in wall time (on a machine with few CPUs the followers' own
+   work competes with the writer for them: that share is the machine's).
 
     .venv/bin/python -m benchmarks.bench_follow [--events 400] [--rounds 8]
 """
@@ -69,11 +73,11 @@ LATENCY_FOLLOWER = """
 """
 
 COST_WORKER = """
-    import sys, time, uuid
+    import json, sys, time, uuid
     import otel_runnables
     from otel_runnables import RunnableLambda, dispatch_custom_event
 
-    run_id, per_round = uuid.UUID(sys.argv[1]), int(sys.argv[2])
+    per_round = int(sys.argv[1])
 
     def child(x):
         dispatch_custom_event("progress", {"step": x})
@@ -82,18 +86,19 @@ COST_WORKER = """
     step = RunnableLambda(child, name="step")
 
     def job(_):
-        print("started", flush=True)
-        for line in sys.stdin:
-            if line.strip() == "stop":
-                return 0
-            start = time.perf_counter()
-            for x in range(per_round):
-                step.invoke(x)
-            print(json.dumps((time.perf_counter() - start) / per_round), flush=True)
-        return 0
+        otel_runnables.force_flush()  # the previous job's rows are written: not this job's cost
+        start, cpu = time.perf_counter(), time.process_time()
+        for x in range(per_round):
+            step.invoke(x)
+        otel_runnables.force_flush()  # and this job's are, by the store's writer thread
+        return (time.perf_counter() - start) / per_round, (time.process_time() - cpu) / per_round
 
-    import json
-    RunnableLambda(job, name="job").invoke(None, {"run_id": run_id})
+    job_runnable = RunnableLambda(job, name="job")
+    for line in sys.stdin:  # "go <run id>": one job of per_round child runs, timed
+        command, _, run_id = line.strip().partition(" ")
+        if command != "go":
+            break
+        print(json.dumps(job_runnable.invoke(None, {"run_id": uuid.UUID(run_id)})), flush=True)
     otel_runnables.force_flush()
 """
 
@@ -101,7 +106,7 @@ COST_FOLLOWERS = """
     import sys, threading
     import otel_runnables
 
-    run_id, count = sys.argv[1], int(sys.argv[2])
+    count = int(sys.argv[1])
 
     def read(follow):
         try:
@@ -110,17 +115,19 @@ COST_FOLLOWERS = """
         except Exception:
             pass  # closed
 
-    follows = []
-    for line in sys.stdin:  # "start": attach `count` followers; "stop": detach them
-        if line.strip() == "start":
-            follows = [otel_runnables.follow_sync(run_id, since="now") for _ in range(count)]
-            for follow in follows:
-                follow._feed.attached.wait(60)
-                threading.Thread(target=read, args=(follow,), daemon=True).start()
+    threads, follows = [], []
+    for line in sys.stdin:  # "start <run id>": `count` followers of that job; "stop": until it ended
+        command, _, run_id = line.strip().partition(" ")
+        if command == "start":
+            follows = [otel_runnables.follow_sync(run_id, wait=60) for _ in range(count)]
+            threads = [threading.Thread(target=read, args=(follow,)) for follow in follows]
+            for thread in threads:
+                thread.start()
         else:
+            for thread in threads:
+                thread.join(120)
             for follow in follows:
                 follow.close()
-            follows = []
         print("ok", flush=True)
 """
 
@@ -172,31 +179,28 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def writer_cost(store: Path, rounds: int, per_round: int) -> dict[str, list[float]]:
-    run_id = str(uuid.uuid4())
-    worker = _spawn(COST_WORKER, store, run_id, str(per_round))
-    assert _line(worker) == "started"
-    _say(worker, "go")  # the job is in the store before anyone follows it
-    _line(worker)
-    one = [_spawn(COST_FOLLOWERS, store, run_id, "100")]
-    ten = [_spawn(COST_FOLLOWERS, store, run_id, "10") for _ in range(10)]
+def writer_cost(store: Path, rounds: int, per_round: int) -> dict[str, list[tuple[float, float]]]:
+    worker = _spawn(COST_WORKER, store, str(per_round))
+    one = [_spawn(COST_FOLLOWERS, store, "100")]
+    ten = [_spawn(COST_FOLLOWERS, store, "10") for _ in range(10)]
     setups = {"no follower": [], "100 followers, 1 process": one, "100 followers, 10 processes": ten}
-    samples: dict[str, list[float]] = {name: [] for name in setups}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
     try:
         for round_index in range(rounds + 1):
             for name, processes in setups.items():
+                run_id = str(uuid.uuid4())  # a new job each round, followed from its start
                 for process in processes:
-                    _say(process, "start")
+                    _say(process, f"start {run_id}")
                 for process in processes:
                     assert _line(process) == "ok"
-                _say(worker, "go")
-                seconds = float(_line(worker))
+                _say(worker, f"go {run_id}")
+                wall, cpu = json.loads(_line(worker))
                 for process in processes:
-                    _say(process, "stop")
+                    _say(process, "stop")  # returns once its followers have read the job to its end
                 for process in processes:
                     assert _line(process) == "ok"
                 if round_index:  # the first round warms up
-                    samples[name].append(seconds)
+                    samples[name].append((wall, cpu))
     finally:
         _say(worker, "stop")
         worker.wait(60)
@@ -212,7 +216,7 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=400, help="events in the latency job (one per 10 ms)")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds of the writer-cost part")
-    parser.add_argument("--per-round", type=int, default=2000, help="child runs per round")
+    parser.add_argument("--per-round", type=int, default=1000, help="child runs per job (one job per round)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="bench_follow-") as folder:
@@ -229,9 +233,17 @@ def main() -> None:
         print(f"\n2. the writer's cost per child run (invoke + 1 event), {args.rounds} interleaved rounds")
         samples = writer_cost(store, args.rounds, args.per_round)
         base = samples["no follower"]
+        print("   (CPU: the writer process's own work, its store thread included; wall: that plus")
+        print("   waiting for a CPU the followers are using)")
         for name, values in samples.items():
-            ratio = statistics.median(a / b for a, b in zip(values, base, strict=True))
-            print(f"   {name:<30} {statistics.median(values) * 1e6:7.1f} µs/run   x{ratio:.3f}")
+            cpu = statistics.median(v[1] for v in values) * 1e6
+            cpu_ratio = statistics.median(v[1] / b[1] for v, b in zip(values, base, strict=True))
+            wall = statistics.median(v[0] for v in values) * 1e6
+            wall_ratio = statistics.median(v[0] / b[0] for v, b in zip(values, base, strict=True))
+            print(
+                f"   {name:<30} CPU {cpu:7.1f} µs/run x{cpu_ratio:.3f}   "
+                f"wall {wall:7.1f} µs/run x{wall_ratio:.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from otel_runnables.progress import render
 from otel_runnables.progress.query import parse_id
 from otel_runnables.store import default_store_path
 from otel_runnables.store.schema import StoreError, connect_writer
-from otel_runnables.store.tail import StoreGoneError
 
 __all__ = ["main"]
 
@@ -574,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (progress.TraceNotFoundError, RunNotFoundError) as exc:
         errors.print(f"otel-runnables: {exc}", markup=False)
         return EXIT_NOT_FOUND
-    except (progress.BackendError, StoreGoneError) as exc:
+    except progress.BackendError as exc:
         errors.print(f"otel-runnables: {exc}", markup=False)
         return EXIT_BACKEND
     return code

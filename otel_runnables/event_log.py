@@ -50,6 +50,7 @@ class EventLog:
         "_entries",
         "_lock",
         "_readers",
+        "_sized_for",
         "_waiters",
         "ends_with_root",
         "filter_key",
@@ -63,6 +64,7 @@ class EventLog:
         self._entries: list[Entry] = []
         self._base = 0  # the position of _entries[0] since the log began
         self._capacity: int | None = 0  # entries kept for readers; None: unbounded
+        self._sized_for = 0  # how many readers _capacity was worked out for
         self._closed = False
         self._lock = threading.Lock()
         self._waiters: list[Callable[[], None]] = []
@@ -84,8 +86,9 @@ class EventLog:
             entries.append(entry)
             capacity = self._capacity
             if capacity is not None and len(entries) > capacity + _TRIM_SLACK:
-                self._resize()  # readers that were garbage-collected no longer count
-                capacity = self._capacity
+                if len(self._readers) != self._sized_for:
+                    self._resize()  # readers that were garbage-collected no longer count
+                    capacity = self._capacity
                 if capacity is not None and len(entries) > capacity:
                     cut = len(entries) - capacity
                     del entries[:cut]
@@ -124,6 +127,7 @@ class EventLog:
     def _resize(self) -> None:
         sizes = [reader.max_buffer for reader in self._readers]
         self._capacity = None if 0 in sizes else max(sizes, default=0)
+        self._sized_for = len(sizes)
 
     def _next(self, reader: LogReader, waiter: Callable[[], None] | None) -> Any:
         """The reader's next entry, ``END``, or ``MISSING`` (then ``waiter`` is

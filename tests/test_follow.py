@@ -424,3 +424,21 @@ def test_a_follower_that_stops_reading_skips_then_rereads_the_record(
     wait_until(lambda: follow.dropped > 0)
     seen += list(follow)
     assert [(e["event"], e["name"]) for e in seen] == [*expected_kinds(), ("on_chain_end", "job")]
+
+
+def test_follow_by_trace_id_gives_every_root_of_the_trace(store_provider: LocalStoreSpanProcessor) -> None:
+    from otel_runnables import telemetry
+
+    # an application's own span (say, a web request) holding two root runs
+    with telemetry.get_tracer().start_as_current_span("request") as request:
+        RunnableLambda(lambda x: x, name="one").invoke(1)
+        RunnableLambda(lambda x: x, name="two").invoke(2)
+    trace_id = f"{request.get_span_context().trace_id:032x}"
+    store_provider.force_flush()
+    seen = list(otel_runnables.follow_sync(trace_id, path=store_provider.path, timeout=30))
+    assert [(e["event"], e["name"], e["parent_ids"]) for e in seen] == [
+        ("on_chain_start", "one", []),
+        ("on_chain_end", "one", []),
+        ("on_chain_start", "two", []),
+        ("on_chain_end", "two", []),
+    ]

@@ -274,9 +274,12 @@ class StorePoller:
         if not tail.changed() and not unsettled and not look_for_lost:
             return
         with tail.snapshot() as connection:
+            resolved: dict[Target, str | None] = {}  # followers of one run look it up once
             for follower in unsettled:
                 if follower.trace_id is None:
-                    follower.trace_id = self._resolve(connection, follower.target)
+                    if follower.target not in resolved:
+                        resolved[follower.target] = self._resolve(connection, follower.target)
+                    follower.trace_id = resolved[follower.target]
             traced = sorted({f.trace_id for f in followers if f.trace_id is not None and f.has_history})
             spans = tail.new_spans(connection, traced)
             events = tail.new_events(connection, traced)
@@ -293,15 +296,19 @@ class StorePoller:
                 for trace_id in {f.trace_id for f in unsettled if f.trace_id is not None}
             }
         updates = self._updates(spans, events, ended)
+        batches: dict[tuple[str, bool], tuple[Any, ...]] = {}  # one history batch per trace, shared
         for follower in followers:
             if follower.trace_id is None:
                 continue
             if not follower.has_history:
-                history_spans, history_events = histories[follower.trace_id]
-                state = self._traces.setdefault(follower.trace_id, _TraceState())
-                for span in history_spans:
-                    state.learn(span)
-                follower.feed.put(history_batch(history_spans, history_events, follower.emit_history))
+                key = (follower.trace_id, follower.emit_history)
+                if key not in batches:
+                    history_spans, history_events = histories[follower.trace_id]
+                    state = self._traces.setdefault(follower.trace_id, _TraceState())
+                    for span in history_spans:
+                        state.learn(span)
+                    batches[key] = history_batch(history_spans, history_events, follower.emit_history)
+                follower.feed.put(batches[key])
                 follower.has_history = True
                 follower.emit_history = True  # a history sent again (a resync) is news the follower missed
             elif follower.trace_id in updates:

@@ -64,6 +64,7 @@ __all__ = ["DEFAULT_WAIT", "Follow", "follow", "follow_sync"]
 
 DEFAULT_WAIT = 30.0
 DEFAULT_REMOTE_INTERVAL = 1.0
+BUS_BACKLOG = 10_000  # bus events kept for a follower that does not read
 
 
 class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
@@ -263,6 +264,7 @@ def _open(
                 root_id=None if target.run_id is None else uuid.UUID(target.run_id),
                 trace_id=None if target.trace_id is None else int(target.trace_id, 16),
                 ends_with_root=True,
+                max_buffer=BUS_BACKLOG,  # past it, the follower reads the record again (BusFeed)
             )
             if target.run_id is not None:
                 bridge.subscribe_subtree(subscription)

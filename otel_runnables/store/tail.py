@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from otel_runnables.errors import OtelRunnablesError
+from otel_runnables.progress.backend import BackendUnavailableError
 from otel_runnables.progress.records import EventRecord, SpanRecord, SpanStatus
 from otel_runnables.store.reader import lost_writers
 from otel_runnables.store.schema import connect_reader
@@ -38,7 +38,7 @@ _STATUSES: dict[str, SpanStatus] = {"unset": "unset", "ok": "ok", "error": "erro
 _CHUNK = 400  # ids per IN (...) list, under SQLite's bound on parameters
 
 
-class StoreGoneError(OtelRunnablesError):
+class StoreGoneError(BackendUnavailableError):
     """The store file being read was removed or replaced by another file."""
 
 
