@@ -77,7 +77,7 @@ logger = logging.getLogger(__name__)
 START = "start"  # a, b unused: the run holds its inputs
 STREAM = "stream"  # a: the chunk
 FINISH = "end"  # a: the outputs, b: the inputs given at the end (or MISSING)
-CUSTOM = "custom"  # a: (name, data, tags, metadata), b: its recorded timestamp (None: not recorded)
+CUSTOM = "custom"  # a: (name, data, tags, metadata), b: (recorded timestamp, number in its run) or None
 FAILED = "failed"  # a: the exception; v2 has no event for it, readers that end with the run use it
 
 
@@ -462,7 +462,12 @@ async def afailed(run: Run, error: BaseException, inputs: Any = MISSING) -> None
 
 
 def _offer_custom(
-    run: Run, name: str, data: Any, tags: list[str], metadata: dict[str, Any], recorded_at: int | None
+    run: Run,
+    name: str,
+    data: Any,
+    tags: list[str],
+    metadata: dict[str, Any],
+    recorded_at: tuple[int, int] | None,
 ) -> None:
     _publish(run, (CUSTOM, run, (name, data, tags, metadata), recorded_at), name, name, tags)
 
@@ -474,10 +479,10 @@ def custom_event(
     tags: list[str],
     metadata: dict[str, Any],
     handlers: Sequence[Any],
-    recorded_at: int | None = None,
+    recorded_at: tuple[int, int] | None = None,
 ) -> None:
     """``handlers``: those ``listening`` to on_custom_event (may be empty);
-    ``recorded_at``: the event's timestamp in the run's record."""
+    ``recorded_at``: the event's (timestamp, number) in the run's record."""
     if _by_run or _by_trace:
         _offer_custom(run, name, data, tags, metadata, recorded_at)
     if handlers:
@@ -493,7 +498,7 @@ async def acustom_event(
     tags: list[str],
     metadata: dict[str, Any],
     handlers: Sequence[Any],
-    recorded_at: int | None = None,
+    recorded_at: tuple[int, int] | None = None,
 ) -> None:
     """As ``custom_event``, awaiting async handlers."""
     if _by_run or _by_trace:

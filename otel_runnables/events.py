@@ -29,13 +29,13 @@ NO_RUN_MESSAGE = (
 )
 
 
-_Told = tuple[Run, list[str], dict[str, Any], Sequence[BaseCallbackHandler], int | None]
+_Told = tuple[Run, list[str], dict[str, Any], Sequence[BaseCallbackHandler], tuple[int, int] | None]
 
 
 def _record(name: object, data: Any, config: RunnableConfig | None) -> _Told | None:
     """Write the event on its run's span; then what the run's handlers and the
     bridge are told (run, tags, metadata, the handlers that hear it, the
-    event's recorded timestamp), or None when nobody listens."""
+    event's recorded timestamp and number), or None when nobody listens."""
     if not isinstance(name, str):
         raise InvalidEventError(f"custom event name must be a str, got {type(name).__name__}")
     if not name:

@@ -265,9 +265,10 @@ class Run:
     async def anotify_start(self, handler_extra: Mapping[str, Any] | None = None) -> None:
         await bridge.astarted(self, handler_extra)
 
-    def record_custom_event(self, name: str, data: Any) -> int | None:
+    def record_custom_event(self, name: str, data: Any) -> tuple[int, int] | None:
         """Write the event on the span (handlers are notified by the dispatcher);
-        its timestamp, which identifies it in the record, or None when not recorded."""
+        (its timestamp, its number within the run), which identify it in the
+        record, or None when it is not recorded."""
         span = self.span
         if span.is_recording():
             attributes = conventions.custom_event_attributes(data, capture_content=self.capture)
@@ -275,8 +276,9 @@ class Run:
             now = time.time_ns()
             emit_custom_event(span, name, attributes, now, self.id_text)
             self.custom_events += 1
+            number = self.custom_events  # the store numbers it the same way (1, 2, 3...)
             bridge.record_event(self, name, now, attributes)
-            return now
+            return now, number
         return None
 
     def record_chunk(self, chunk: Any) -> None:

@@ -149,7 +149,8 @@ def event_from_record(run_id: str, event: EventRecord) -> RecordedEvent | None:
     if attributes.get(conventions.EVENT_KIND) != conventions.EVENT_KIND_CUSTOM:
         return None  # e.g. the exception event of a failed run
     plain = {key: value for key, value in attributes.items() if key not in _NOT_DATA}
-    key = (event.name, event.time_ns)
+    # the store numbers a run's events; OTLP backends have only name and time to tell them apart
+    key: Any = event.seq if event.seq is not None else (event.name, event.time_ns)
     return RecordedEvent(run_id, event.name, event.time_ns, key, _event_data(plain))
 
 
@@ -199,9 +200,9 @@ def facts_from_entry(entry: tuple[Any, ...], now_ns: int) -> tuple[list[Recorded
     if kind is bridge.CUSTOM:
         name, data, _, _ = a
         attributes = conventions.custom_event_attributes(data, capture_content=run.capture)
-        time_ns = b if isinstance(b, int) else now_ns
+        time_ns, key = (b[0], b[1]) if b is not None else (now_ns, (name, now_ns))
         recorded = _event_data(attributes)
-        return [], [RecordedEvent(run.id_text, name, time_ns, (name, time_ns), recorded)]
+        return [], [RecordedEvent(run.id_text, name, time_ns, key, recorded)]
     return [], []
 
 
@@ -215,11 +216,11 @@ def key_text(key: Any) -> str:
 
 def entry_id(entry: tuple[Any, ...]) -> str | None:
     """The id a replay gives the event of a bus entry (None: no recorded event)."""
-    kind, run, a, b = entry
+    kind, run, _, b = entry
     if kind is bridge.START:
         return f"{run.id_text}/start"
     if kind is bridge.FINISH:
         return f"{run.id_text}/end"
-    if kind is bridge.CUSTOM and isinstance(b, int):
-        return f"{run.id_text}/{key_text((a[0], b))}"
+    if kind is bridge.CUSTOM and b is not None:
+        return f"{run.id_text}/{key_text(b[1])}"
     return None

@@ -9,7 +9,7 @@ from otel_runnables.progress.replay import Replayer
 
 __all__ = ["tree_of"]
 
-_STATUSES: dict[str, RunStatus] = {"running": "running", "ok": "ok", "error": "error"}
+_STATUSES: dict[str, RunStatus] = {"running": "running", "ok": "ok", "error": "error", "lost": "lost"}
 
 
 def _node(record: RecordedRun, events: list[RecordedEvent], children: tuple[RunNode, ...]) -> RunNode:
