@@ -124,7 +124,6 @@ class EventFilter:
 
 
 ALL_EVENTS = EventFilter()
-_ALL_EVENTS_KEY = ALL_EVENTS.key()
 
 
 class FilteredLog(EventLog):
@@ -133,10 +132,10 @@ class FilteredLog(EventLog):
     __slots__ = ("accepts_all", "filter")
 
     def __init__(self, event_filter: EventFilter, *, ends_with_root: bool, shared: bool) -> None:
-        key = event_filter.key()
-        super().__init__(key, ends_with_root=ends_with_root, shared=shared)
+        # only a shared log is looked up by its filter
+        super().__init__(event_filter.key() if shared else None, ends_with_root=ends_with_root, shared=shared)
         self.filter = event_filter
-        self.accepts_all = key == _ALL_EVENTS_KEY
+        self.accepts_all = event_filter == ALL_EVENTS
 
     def offer(self, entry: tuple[Any, ...], name: str, event_type: str, tags: Sequence[str]) -> None:
         if self.accepts_all or self.filter.accepts(name, event_type, tags):
@@ -149,6 +148,21 @@ class Subscription:
     same scope and filter, and builds each dictionary when it reads it.
     ``max_buffer`` (0: unbounded) bounds its undelivered events; past it the
     oldest are skipped and counted in ``dropped``: the publisher never waits."""
+
+    __slots__ = (
+        "__weakref__",
+        "_finalizer",
+        "ends_with_root",
+        "filter",
+        "max_buffer",
+        "own_chunks_only",
+        "reader",
+        "root_id",
+        "root_key",
+        "sees_root_parent",
+        "shared",
+        "trace_id",
+    )
 
     def __init__(
         self,
@@ -247,27 +261,29 @@ def live_runs_in_trace(trace_id: int) -> list[Run]:
 
 
 def _attach(registry: dict[Any, tuple[FilteredLog, ...]], key: Any, subscription: Subscription) -> None:
+    if not subscription.shared:  # its own log, read until it unsubscribes (astream_events)
+        own = FilteredLog(subscription.filter, ends_with_root=subscription.ends_with_root, shared=False)
+        subscription.reader = LogReader(own, subscription.max_buffer)
+        with _lock:
+            registry[key] = (*registry.get(key, ()), own)
+        return
     with _lock:
         _sweep_locked()
         logs = registry.get(key, ())
         filter_key = subscription.filter.key()
-        log = None
-        if subscription.shared:
-            log = next(
-                (
-                    candidate
-                    for candidate in logs
-                    if candidate.shared
-                    and not candidate.closed
-                    and candidate.filter_key == filter_key
-                    and candidate.ends_with_root == subscription.ends_with_root
-                ),
-                None,
-            )
+        log = next(
+            (
+                candidate
+                for candidate in logs
+                if candidate.shared
+                and not candidate.closed
+                and candidate.filter_key == filter_key
+                and candidate.ends_with_root == subscription.ends_with_root
+            ),
+            None,
+        )
         if log is None:
-            log = FilteredLog(
-                subscription.filter, ends_with_root=subscription.ends_with_root, shared=subscription.shared
-            )
+            log = FilteredLog(subscription.filter, ends_with_root=subscription.ends_with_root, shared=True)
             registry[key] = (*logs, log)
         subscription.reader = LogReader(log, subscription.max_buffer)
     # dropped without unsubscribing: the log is looked at again (never from here: a
@@ -296,13 +312,28 @@ def unsubscribe(subscription: Subscription) -> None:
     subscription.reader = None
     last = reader.leave()
     if last:
+        log = reader.log
+        assert isinstance(log, FilteredLog)
         with _lock:
-            _remove_locked(reader.log)  # type: ignore[arg-type]
+            if subscription.root_key is not None:
+                _remove_at(_by_run, subscription.root_key, log)
+            if subscription.trace_id is not None:
+                _remove_at(_by_trace, subscription.trace_id, log)
 
 
 def _remove_locked(log: FilteredLog) -> None:
     _remove_from(_by_run, log)
     _remove_from(_by_trace, log)
+
+
+def _remove_at(registry: dict[Any, tuple[FilteredLog, ...]], key: Any, log: FilteredLog) -> None:
+    logs = registry.get(key)
+    if logs is not None and log in logs:
+        kept = tuple(other for other in logs if other is not log)
+        if kept:
+            registry[key] = kept
+        else:
+            del registry[key]
 
 
 def _remove_from(registry: dict[Any, tuple[FilteredLog, ...]], log: FilteredLog) -> None:
@@ -337,13 +368,15 @@ def _publish(run: Run, entry: tuple[Any, ...], name: str, event_type: str, tags:
             logs = _by_run.get(current.id_text)
             if logs:
                 for log in logs:
-                    log.offer(entry, name, event_type, tags)
+                    if log.accepts_all or log.filter.accepts(name, event_type, tags):
+                        log.append(entry)
             current = current.parent
     if _by_trace:
         logs = _by_trace.get(run.span.get_span_context().trace_id)
         if logs:
             for log in logs:
-                log.offer(entry, name, event_type, tags)
+                if log.accepts_all or log.filter.accepts(name, event_type, tags):
+                    log.append(entry)
 
 
 def _publish_failure(run: Run, error: BaseException) -> None:

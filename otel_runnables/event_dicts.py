@@ -79,9 +79,11 @@ def _falsy(value: Any) -> bool:
 def start_data(inputs: Any) -> dict[str, Any]:
     """``{"input": inputs}``, or ``{}`` for a run started on the streaming path
     (or whose record holds no input)."""
-    if inputs is MISSING or is_stream_start_marker(inputs):
-        return {}
-    return {"input": inputs}
+    try:
+        marker = inputs is MISSING or bool(inputs == STREAM_START_MARKER)
+    except Exception:  # a value whose __eq__ raises is not the marker
+        marker = False
+    return {} if marker else {"input": inputs}
 
 
 def end_data(outputs: Any, end_inputs: Any, start_inputs: Any) -> dict[str, Any]:

@@ -37,6 +37,7 @@ Entry = tuple[Any, ...]
 """``(kind, run, a, b)``: kind is one of the bus's entry kinds (see bridge)."""
 
 _TRIM_SLACK = 64  # entries past capacity before trimming: trimming is amortised
+_NO_READERS: weakref.WeakSet[Any] = weakref.WeakSet()  # never added to
 
 
 class EventLog:
@@ -68,7 +69,8 @@ class EventLog:
         self._closed = False
         self._lock = threading.Lock()
         self._waiters: list[Callable[[], None]] = []
-        self._readers: weakref.WeakSet[LogReader] = weakref.WeakSet()
+        # a shared log counts its readers (a dropped one stops counting); an unshared one has one
+        self._readers: weakref.WeakSet[LogReader] = weakref.WeakSet() if shared else _NO_READERS
 
     @property
     def closed(self) -> bool:
@@ -86,7 +88,7 @@ class EventLog:
             entries.append(entry)
             capacity = self._capacity
             if capacity is not None and len(entries) > capacity + _TRIM_SLACK:
-                if len(self._readers) != self._sized_for:
+                if self.shared and len(self._readers) != self._sized_for:
                     self._resize()  # readers that were garbage-collected no longer count
                     capacity = self._capacity
                 if capacity is not None and len(entries) > capacity:
@@ -113,12 +115,17 @@ class EventLog:
     def _join(self, reader: LogReader) -> int:
         """The reader's first position: the next entry to be appended."""
         with self._lock:
-            self._readers.add(reader)
-            self._resize()
+            if self.shared:
+                self._readers.add(reader)
+                self._resize()
+            else:  # its only reader: no set of readers to keep (astream_events opens one per call)
+                self._capacity = reader.max_buffer or None
             return self._base + len(self._entries)
 
     def _leave(self, reader: LogReader) -> bool:
         """True when no reader is left."""
+        if not self.shared:
+            return True
         with self._lock:
             self._readers.discard(reader)
             self._resize()
@@ -204,13 +211,29 @@ class LogReader:
 
     def poll(self) -> Any:
         """The next entry, ``END``, or ``MISSING`` without waiting."""
-        return self.log._next(self, None)
+        log = self.log
+        if log._capacity is None and not log.shared:
+            # a log only this reader reads, never trimmed: its entries stay where they are
+            # and appends only add to the end, so reading needs no lock. The end mark is
+            # read first: every entry appended before it is then already in the list.
+            closed = log._closed
+            cursor = self.cursor
+            entries = log._entries
+            if cursor < len(entries):
+                self.cursor = cursor + 1
+                return entries[cursor]
+            return END if closed else MISSING
+        return log._next(self, None)
 
     async def get(self) -> Any:
         """The next entry or ``END``, waiting on the running loop."""
-        entry = self.log._next(self, None)
+        entry = self.poll()
         if entry is not MISSING:
             return entry
+        return await self.wait()
+
+    async def wait(self) -> Any:
+        """``get`` for a reader whose ``poll()`` just found nothing."""
         loop = asyncio.get_running_loop()
         thread = threading.get_ident()
         while True:

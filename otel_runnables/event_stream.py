@@ -74,7 +74,7 @@ async def stream_events(
         while True:
             entry = reader.poll()  # usually waiting already: no await, no loop turn
             if entry is MISSING:
-                entry = await reader.get()
+                entry = await reader.wait()
             if entry is END:
                 break
             event = subscription.render(entry)
