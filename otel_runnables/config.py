@@ -147,25 +147,9 @@ def current_child_config() -> RunnableConfig | None:
     return value
 
 
-def _span_key() -> str | None:
-    """The context key the API keeps the current span under, found through the
-    public API (the constant itself is private to opentelemetry-api); None if the
-    API ever keeps the span some other way."""
-    probe = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
-    probed = trace.set_span_in_context(probe, otel_context.Context())
-    keys = [key for key, value in probed.items() if value is probe]
-    return keys[0] if len(keys) == 1 and len(probed) == 1 else None
-
-
-_SPAN_KEY = _span_key()
-
-
 def context_with_child_config(config: RunnableConfig, span: trace.Span) -> otel_context.Context:
-    """The current context with ``span`` current and ``config`` as the child
-    config: one copy of it, where set_value twice makes four."""
-    if _SPAN_KEY is None:
-        return otel_context.set_value(_CHILD_CONFIG, config, trace.set_span_in_context(span))
-    return otel_context.Context({**otel_context.get_current(), _SPAN_KEY: span, _CHILD_CONFIG: config})
+    """The current context with ``span`` current and ``config`` as the child config."""
+    return otel_context.set_value(_CHILD_CONFIG, config, trace.set_span_in_context(span))
 
 
 def add_tags(tags: list[str], new: list[str]) -> None:

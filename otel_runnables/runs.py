@@ -31,8 +31,6 @@ __all__ = [
     "astart_run",
     "emit_custom_event",
     "new_run_id",
-    "new_run_id_text",
-    "run_id_of",
     "start_run",
 ]
 
@@ -48,62 +46,28 @@ if hasattr(os, "register_at_fork"):
 _random_bits = _id_bits.getrandbits  # re-seeding keeps this bound method valid
 
 _MILLIS = (1 << 48) - 1
-# the text's first 15 characters change once a millisecond: kept, not formatted per run
-_time_prefix: tuple[int, str] = (-1, "")
-# the variant nibble (binary 10xx) from any random hex digit, each of 8, 9, a, b as likely
-_VARIANT_DIGIT = {digit: "89ab"[index % 4] for index, digit in enumerate("0123456789abcdef")}
-
-
-def new_run_id_text() -> str:
-    """A UUIDv7 (unique and ordered by creation time, like langchain_core's run
-    ids) in its text form, which every span attribute and event wants: slicing
-    random hex costs less than building a UUID object and printing it, or
-    formatting its fields one by one (measured)."""
-    global _time_prefix
-    millis = time.time_ns() // 1_000_000
-    known, prefix = _time_prefix
-    if millis != known:
-        stamp = millis & _MILLIS
-        prefix = "%08x-%04x-7" % (stamp >> 16, stamp & 0xFFFF)  # noqa: UP031
-        _time_prefix = (millis, prefix)
-    rand = _random_bits(80).to_bytes(10, "big").hex()
-    return f"{prefix}{rand[:3]}-{_VARIANT_DIGIT[rand[3]]}{rand[4:7]}-{rand[8:]}"
+_RAND_B = (1 << 62) - 1
+_VERSION_AND_VARIANT = 0x7 << 76 | 0b10 << 62
 
 
 def new_run_id() -> uuid.UUID:
-    """The same kind of id as a UUID, for a caller that needs one up front."""
-    return run_id_of(new_run_id_text())
+    """A UUIDv7 (RFC 9562), like langchain_core's run ids: the millisecond
+    timestamp first, so ids sort by creation time, then 74 random bits."""
+    millis = time.time_ns() // 1_000_000 & _MILLIS
+    rand = _random_bits(74)
+    return uuid.UUID(int=millis << 80 | (rand >> 62) << 64 | (rand & _RAND_B) | _VERSION_AND_VARIANT)
 
 
-_UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # an enum member: reading it off the class costs 0.4 µs
-
-
-def run_id_of(text: str) -> uuid.UUID:
-    """The UUID of a run id text made by ``new_run_id_text`` or ``str(UUID)``."""
-    # UUID(text) re-validates at length; this text is a UUID's by construction
-    # (Python 3.14's UUID._from_int skips the same checks)
-    made = object.__new__(uuid.UUID)
-    object.__setattr__(made, "int", int(text.replace("-", ""), 16))
-    object.__setattr__(made, "is_safe", _UNKNOWN_SAFETY)
-    return made
-
-
-# samplers that record every root span and every span whose parent is sampled
-_PARENT_RULE_SAMPLERS = frozenset(
-    sampler.get_description() for sampler in (sampling.DEFAULT_ON, sampling.ALWAYS_ON)
-)
-_parent_rule: tuple[trace.Tracer | None, bool] = (None, False)  # the last tracer asked about
+# samplers that record every root span and every span whose parent is sampled:
+# the SDK's default (also what OTEL_TRACES_SAMPLER=parentbased_always_on or
+# always_on give); any other sampler is asked through the span it started
+_DEFAULT_ON, _ALWAYS_ON = sampling.DEFAULT_ON, sampling.ALWAYS_ON
 
 
 def _samples_by_parent(tracer: trace.Tracer) -> bool:
-    """Whether ``tracer``'s sampler decides as the default one does; asked once per tracer."""
-    global _parent_rule
-    known, answer = _parent_rule
-    if known is not tracer:
-        describe = getattr(getattr(tracer, "sampler", None), "get_description", None)
-        answer = callable(describe) and describe() in _PARENT_RULE_SAMPLERS
-        _parent_rule = (tracer, answer)
-    return answer
+    """Whether ``tracer`` (an SDK tracer) samples as the default sampler does."""
+    sampler = getattr(tracer, "sampler", None)
+    return sampler is _DEFAULT_ON or sampler is _ALWAYS_ON
 
 
 def _likely_recorded(tracer: trace.Tracer, parent_span: Span) -> bool:
@@ -134,7 +98,7 @@ class Run:
     """One live invocation; ``span`` is its OpenTelemetry span."""
 
     __slots__ = (
-        "_id",
+        "id",
         "parent",
         "name",
         "run_type",
@@ -188,9 +152,8 @@ class Run:
             metadata.update(config_metadata)
 
         given_id = config.get("run_id")
-        # the text is what spans and the bridge use; the UUID is made when asked for
-        self._id: uuid.UUID | None = given_id
-        self.id_text = new_run_id_text() if given_id is None else str(given_id)
+        self.id: uuid.UUID = new_run_id() if given_id is None else given_id
+        self.id_text = str(self.id)  # what spans and the bridge use
         self.parent = parent
         self.name = name
         self.run_type = run_type
@@ -210,13 +173,6 @@ class Run:
         self.span = self._start_span(attributes)
         if self.span.is_recording():
             bridge.record_started(self)
-
-    @property
-    def id(self) -> uuid.UUID:
-        made = self._id
-        if made is None:
-            made = self._id = run_id_of(self.id_text)
-        return made
 
     @property
     def parent_id(self) -> uuid.UUID | None:

@@ -575,18 +575,10 @@ def test_nested_batches_and_maps_do_not_deadlock_the_shared_pool() -> None:
     assert RunnableLambda(lambda x: branchy.invoke(x)).batch(list(range(40)))[3] == {"a": {"b": 3}, "d": 3}
 
 
-@pytest.mark.parametrize("span_key_found", [True, False])
-def test_a_running_run_is_the_current_span_and_parent(
-    span_key_found: bool, spans: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Entering a run writes the span and the child config in one context copy; if the
-    API ever stopped keeping the span under one findable key, the two-step way is used."""
+def test_a_running_run_is_the_current_span_and_parent(spans: Any) -> None:
+    """Entering a run makes its span current and publishes its child config."""
     from opentelemetry import trace
 
-    from otel_runnables import config
-
-    if not span_key_found:
-        monkeypatch.setattr(config, "_SPAN_KEY", None)
     seen: list[Any] = []
 
     def inner(x: int) -> int:
