@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from otel_runnables._redaction import DEFAULT_KEY_PATTERNS
 from otel_runnables.errors import ConfigurationError
 
 __all__ = [
@@ -132,7 +133,7 @@ def _or_off(kind: Kind[T]) -> Kind[T | None]:
 
 def _key_list(raw: str) -> tuple[str, ...]:
     extend = raw.startswith("+")
-    given = tuple(part.strip().lower() for part in raw.lstrip("+").split(",") if part.strip())
+    given = tuple(part.strip() for part in raw.lstrip("+").split(",") if part.strip())
     return (*DEFAULT_REDACT_KEYS, *given) if extend else given
 
 
@@ -168,8 +169,8 @@ COUNT: Kind[int] = Kind("count", "a whole number >= 1 (e.g. 10000 or 10_000)", _
 PATH_OR_OFF = _or_off(Kind("path", "a file path", lambda raw: Path(raw).expanduser()))
 TEXT: Kind[str] = Kind("text", "any text", str)
 KEY_LIST: Kind[tuple[str, ...]] = Kind(
-    "key list",
-    "comma-separated keys; a leading + adds them to the defaults",
+    "pattern list",
+    "comma-separated patterns; a leading + adds them to the defaults",
     _key_list,
     lambda keys: ",".join(keys),
 )
@@ -230,21 +231,7 @@ def _define(
     return setting
 
 
-# secret-looking keys, matched as substrings of the normalised key (over-redacting beats leaking)
-DEFAULT_REDACT_KEYS: tuple[str, ...] = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "auth",
-    "cookie",
-    "credential",
-    "private_key",
-    "session",
-)
+DEFAULT_REDACT_KEYS = DEFAULT_KEY_PATTERNS
 
 
 def _default_store_file() -> Path:
@@ -260,12 +247,18 @@ CAPTURE_CONTENT = _define(
     True,
     "Record inputs, outputs and event data; off keeps only their types and sizes.",
 )
+CAPTURE_METADATA = _define(
+    "OTEL_RUNNABLES_CAPTURE_METADATA",
+    BOOLEAN,
+    True,
+    "Record run metadata values (tags are always recorded); off keeps only the keys.",
+)
 REDACT_KEYS = _define(
     "OTEL_RUNNABLES_REDACT_KEYS",
     KEY_LIST,
     DEFAULT_REDACT_KEYS,
-    "Keys whose values are redacted (matched inside the key, any case).",
-    shown="password, token, api_key, … (+ to extend)",
+    "Names whose values are redacted: regular expressions searched in the snake_case name.",
+    shown="password, secret, token, api_?key, auth, … (+ to extend)",
 )
 HANDLER_TIMEOUT = _define(
     "OTEL_RUNNABLES_HANDLER_TIMEOUT",

@@ -9,21 +9,16 @@ the UI's *Tags* field ``otel_runnables.run.id=<uuid>``), Tempo TraceQL
 from __future__ import annotations
 
 import contextlib
-import json
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from otel_runnables.serialization import (
-    DEFAULT_LIMITS,
-    EncodingLimits,
-    encode_flat_mapping,
-    encode_parts,
-    encode_value,
-    flatten_scalars,
-    to_jsonable,
-)
+from otel_runnables import _settings
+from otel_runnables._redaction import scrub_text
+from otel_runnables.serialization import DEFAULT_LIMITS, EncodingLimits, encode_json, encode_parts
 
 __all__ = [
     "CODE_FILE_PATH",
@@ -67,6 +62,7 @@ __all__ = [
     "mirror_span_name",
     "openinference_kind",
     "pending_span_name",
+    "record_error",
     "run_attributes",
     "run_identity_attributes",
     "session_attributes",
@@ -204,16 +200,17 @@ def run_attributes(
         # sequence step) about 1.7 µs of attribute validation in the SDK
         attributes[TAG_TAGS] = tuple(tags)
     if metadata:
-        attributes.update(session_attributes(metadata))
-        flat = encode_flat_mapping(RUN_METADATA_PREFIX, metadata, limits)
-        if flat is not None:  # the usual few plain entries: one pass for both forms
-            attributes.update(flat[1])
-            attributes[METADATA] = flat[0]
+        if not _settings.CAPTURE_METADATA.value:
+            # which keys were given, not what they hold (nor the session and user ids)
+            metadata = {key: f"<{type(value).__name__}>" for key, value in metadata.items()}
+            text, truncated, _ = encode_json(metadata, limits)
+            attributes[METADATA] = text
             return attributes
-        attributes.update(flatten_scalars(RUN_METADATA_PREFIX, metadata, limits))
-        encoded = encode_value(dict(metadata), limits)
-        attributes[METADATA] = encoded.text
-        if encoded.truncated:
+        attributes.update(session_attributes(metadata))
+        text, truncated, flat = encode_json(metadata, limits, RUN_METADATA_PREFIX)
+        attributes.update(flat)
+        attributes[METADATA] = text
+        if truncated:
             attributes[TRUNCATED] = True
     return attributes
 
@@ -251,21 +248,23 @@ def custom_event_attributes(
     if not capture_content:
         attributes.update(shape_attributes(EVENT_DATA_TYPE, EVENT_DATA_SIZE, data))
         return attributes
-    flat = encode_flat_mapping(EVENT_DATA, data, limits)
-    if flat is not None:  # the usual {"step": 1, "total": 3}: one pass
-        attributes[EVENT_DATA] = flat[0]
-        attributes.update(flat[1])
-        return attributes
-    if isinstance(data, str):
-        # keep event data JSON even for strings, so readers parse one format
-        plain, truncated = to_jsonable(data, limits)
-        attributes[EVENT_DATA] = json.dumps(plain, ensure_ascii=False)
-    else:
-        encoded = encode_value(data, limits)
-        attributes[EVENT_DATA] = encoded.text
-        truncated = encoded.truncated
+    # even a str is JSON here, so readers parse one format
+    text, truncated, flat = encode_json(data, limits, EVENT_DATA)
+    attributes[EVENT_DATA] = text
     if truncated:
         attributes[TRUNCATED] = True
-    if isinstance(data, Mapping):
-        attributes.update(flatten_scalars(EVENT_DATA, data, limits))
+    attributes.update(flat)
     return attributes
+
+
+def record_error(span: Span, error: BaseException) -> None:
+    """Status ERROR and the recorded exception, with secret-shaped text in its
+    message and stack trace redacted (the SDK would write them as they are)."""
+    try:
+        message = scrub_text(str(error))
+        stacktrace = scrub_text("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    except Exception:  # a __str__ that raises
+        message, stacktrace = f"<unrepresentable {type(error).__name__}>", ""
+    overrides = {"exception.message": message, "exception.stacktrace": stacktrace}
+    span.record_exception(error, attributes=overrides, escaped=True)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))

@@ -16,7 +16,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import sampling
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
 from otel_runnables import _settings, bridge, conventions
 from otel_runnables._sentinel import MISSING
@@ -285,8 +285,7 @@ class Run:
         self.ended = True
         span = self.span
         if span.is_recording():
-            span.record_exception(error, escaped=True)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            conventions.record_error(span, error)
             final: dict[str, Any] = {}
             if self.stream_chunks:
                 final[conventions.RUN_STREAM_CHUNKS] = self.stream_chunks

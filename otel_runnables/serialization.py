@@ -1,8 +1,13 @@
 """Safe, bounded encoding of any Python value into span attribute values.
 
-Never raises, whatever the value (cycles, bytes, NaN, huge ints, objects whose
-repr raises, deep or wide nesting); cuts sizes *inside* the JSON so it stays
-parseable; redacts secret-looking keys before anything leaves the process.
+One walker turns a value into plain JSON data, choosing how to encode each
+type from one table (filled in lazily for types it meets: subclasses, numpy
+numbers, dataclasses, namedtuples, attrs and pydantic-like models, plain
+objects). It never raises, whatever the value (cycles, bytes, NaN, huge
+ints, objects whose repr raises, deep or wide nesting); it cuts sizes
+*inside* the JSON, so the text stays parseable; it redacts secrets (see
+``_redaction``) before anything leaves the process. Objects are shown by
+their type and public fields, never by a memory address.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ import json
 import math
 import numbers
 import pathlib
+import re
+import types
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from otel_runnables import _settings
+from otel_runnables import _redaction, _settings
+from otel_runnables._redaction import REDACTED
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -32,18 +40,20 @@ __all__ = [
     "EncodedParts",
     "EncodedValue",
     "EncodingLimits",
+    "FlatValue",
     "capture_content_enabled",
+    "encode_json",
     "encode_parts",
     "encode_value",
-    "flatten_scalars",
     "to_jsonable",
 ]
 
-REDACTED = "[REDACTED]"
 _ELLIPSIS = "…"
 _MAX_DEPTH = "<max depth>"
 _CYCLE = "<cycle>"
 _TRUNCATED_KEY = "<truncated>"
+TYPE_KEY = "__type__"
+"""The key naming a plain object's type beside its public fields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +65,10 @@ class EncodingLimits:
     max_items: int = 200
     """Items kept per container; the rest are summarised."""
     redact_keys: tuple[str, ...] | None = None
-    """Dict keys containing one of these (case-insensitive, "-" as "_") are redacted;
+    """Name patterns whose values are redacted (see ``_redaction``);
     None: ``OTEL_RUNNABLES_REDACT_KEYS`` as last read."""
 
-    def markers(self) -> tuple[str, ...]:
+    def key_patterns(self) -> tuple[str, ...]:
         keys = self.redact_keys
         return _settings.REDACT_KEYS.value if keys is None else keys
 
@@ -74,6 +84,9 @@ class EncodedValue(NamedTuple):
     truncated: bool
 
 
+EncodedParts = tuple[str, str, bool]
+FlatValue = str | bool | int | float | Sequence[str]
+
 # ints in this range are JSON numbers and OpenTelemetry ints as they are
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -81,23 +94,9 @@ _INT64_MAX = 2**63 - 1
 _INT_TEXT_MAX_BITS = 13_000
 # sorting a set by repr costs one repr per element: bounded for huge sets
 _SET_SORT_LIMIT = 10_000
-# long keys are checked without the cache, so it never pins big strings
-_CACHED_KEY_LENGTH = 256
-_PLAIN_STRING = 256
-_LEAF_TYPES = (uuid.UUID, decimal.Decimal, pathlib.PurePath)
-
-
-def _is_secret(key: str, markers: tuple[str, ...]) -> bool:
-    if len(key) <= _CACHED_KEY_LENGTH:
-        return _matches_marker(key, markers)
-    return _matches_marker.__wrapped__(key, markers)
-
-
-@functools.lru_cache(maxsize=4096)
-def _matches_marker(key: str, markers: tuple[str, ...]) -> bool:
-    # keys repeat run after run: decide once per key
-    normalised = key.lower().replace("-", "_")
-    return any(marker.lower().replace("-", "_") in normalised for marker in markers)
+# text is scrubbed this far past where it is cut
+_SCRUB_MARGIN = 256
+_ADDRESS = re.compile(r" (?:object )?at 0x[0-9a-fA-F]+")
 
 
 def _unrepresentable(value: object) -> str:
@@ -129,13 +128,6 @@ def _utf8_safe(text: str) -> str:
     return text
 
 
-def _cut(text: str, length: int) -> str:
-    # checked before the ellipsis is added, which would defeat the isascii() fast path
-    if len(text) <= length:
-        return _utf8_safe(text)
-    return _utf8_safe(text[: max(0, length)]) + _ELLIPSIS
-
-
 def _int_text(value: int) -> str | None:
     """Decimal text of an int, or None when Python refuses to print it (the digits limit)."""
     if value.bit_length() > _INT_TEXT_MAX_BITS:
@@ -144,6 +136,12 @@ def _int_text(value: int) -> str | None:
         return int.__repr__(value)
     except ValueError:  # sys.set_int_max_str_digits() set lower than the default
         return None
+
+
+def _cut(text: str, limit: int) -> str:
+    """The first ``limit`` characters and "…"; scrubbed first, as a secret cut in two leaks its head."""
+    head = _redaction.scrub_text(text[: max(0, limit) + _SCRUB_MARGIN])
+    return _utf8_safe(head[: max(0, limit)]) + _ELLIPSIS
 
 
 def _float(value: float) -> float | str:
@@ -155,12 +153,12 @@ def _float(value: float) -> float | str:
 
 
 class _Walker:
-    """One walk of a value; ``truncated`` records whether anything was cut."""
+    """One walk of a value to plain JSON data; ``truncated`` records whether anything was cut."""
 
-    __slots__ = ("markers", "max_depth", "max_string", "max_items", "budget", "truncated", "active")
+    __slots__ = ("secret", "max_depth", "max_string", "max_items", "budget", "truncated", "active")
 
     def __init__(self, limits: EncodingLimits, max_string: int, max_items: int, max_depth: int) -> None:
-        self.markers = limits.markers()
+        self.secret = _redaction.name_check(limits.key_patterns())
         self.max_depth = max_depth
         self.max_string = max(0, max_string)
         self.max_items = max(0, max_items)
@@ -170,9 +168,21 @@ class _Walker:
         self.truncated = False
         self.active: set[int] = set()
 
-    def string(self, text: str) -> str:
-        if len(text) > self.max_string:
+    def walk(self, value: object, depth: int) -> object:
+        kind = type(value)
+        encode = _ENCODERS.get(kind) or _encoder_for(kind)
+        try:
+            return encode(self, value, depth)
+        except RecursionError:  # the caller's own stack was already deep
             self.truncated = True
+            return _MAX_DEPTH
+        except Exception:
+            return _unrepresentable(value)
+
+    def text(self, text: str) -> str:
+        if len(text) <= self.max_string:
+            return _utf8_safe(_redaction.scrub_text(text))
+        self.truncated = True
         return _cut(text, self.max_string)
 
     def integer(self, value: int) -> int | str:
@@ -183,139 +193,291 @@ class _Walker:
             self.truncated = True
             return f"<int bits={value.bit_length()}>"
         # too long to keep as a number: a cut string, which can shrink further
-        return value if len(text) <= self.max_string else self.string(text)
+        return value if len(text) <= self.max_string else self.text(text)
 
-    def walk(self, value: object, depth: int) -> object:
-        kind = type(value)
-        if kind is str:
-            return self.string(value)  # type: ignore[arg-type]
-        if kind is bool or value is None:
-            return value
-        if kind is int:
-            if _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
-                return value
-            return self.integer(value)  # type: ignore[arg-type]
-        if kind is float:
-            return _float(value)  # type: ignore[arg-type]
-        try:
-            if kind is dict or kind is list or kind is tuple:
-                return self._nested(value, depth)
-            return self._walk_other(value, depth)
-        except RecursionError:
-            # the caller's own stack was already deep
-            self.truncated = True
-            return _MAX_DEPTH
-        except Exception:
-            return _unrepresentable(value)
-
-    def _walk_other(self, value: object, depth: int) -> object:
-        # leaves first: they are encoded whatever the depth
-        if isinstance(value, enum.Enum):
-            return self.walk(value.value, depth + 1)
-        if isinstance(value, str):
-            return self.string(str.__str__(value))
-        if isinstance(value, bool):
-            return bool(value)
-        if isinstance(value, int):
-            return self.integer(int.__int__(value))
-        if isinstance(value, float):
-            return _float(float.__float__(value))
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return f"<bytes len={len(value)}>"
-        if isinstance(value, (datetime.date, datetime.time)):
-            return self.string(value.isoformat())
-        if isinstance(value, _LEAF_TYPES):
-            return self.string(str(value))
-        if isinstance(value, numbers.Integral):  # numpy ints and the like
-            return self.integer(int(value))
-        if isinstance(value, numbers.Real):
-            return _float(float(value))
-        return self._nested(value, depth)
-
-    def _nested(self, value: object, depth: int) -> object:
+    def _enter(self, container: object, depth: int) -> str | None:
+        """Why ``container`` is not walked into (too deep, a cycle), or None after marking it entered."""
         if depth >= self.max_depth:
             self.truncated = True
             return _MAX_DEPTH
-        marker = id(value)
+        marker = id(container)
         if marker in self.active:
             self.truncated = True
             return _CYCLE
         self.active.add(marker)
-        try:
-            return self._container(value, depth)
-        finally:
-            self.active.discard(marker)
+        return None
 
-    def _container(self, value: object, depth: int) -> object:
-        # dict and list first: no ABC checks for the common containers
-        if isinstance(value, dict):
-            return self._mapping(value.items(), len(value), depth)
-        if isinstance(value, (list, tuple)):
-            return self._sequence(value, len(value), depth)
-        if isinstance(value, BaseException):
-            return {"type": type(value).__name__, "message": self.string(_safe_str(value))}
-        if isinstance(value, Mapping):
-            return self._mapping(value.items(), len(value), depth)
-        if isinstance(value, collections.deque):
-            return self._sequence(value, len(value), depth)
-        if isinstance(value, (set, frozenset)):
-            size = len(value)
-            if size <= _SET_SORT_LIMIT:
-                ordered: Iterable[Any] = heapq.nsmallest(self.max_items, value, key=_safe_repr)
-            else:
-                ordered = sorted(itertools.islice(value, self.max_items), key=_safe_repr)
-            return self._sequence(ordered, size, depth)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            fields = dataclasses.fields(value)
-            pairs = ((f.name, getattr(value, f.name, None)) for f in fields)
-            return self._mapping(pairs, len(fields), depth)
-        if not isinstance(value, type):
-            model_dump = getattr(value, "model_dump", None)
-            if callable(model_dump):
-                try:
-                    dumped = model_dump()
-                except Exception:
-                    return self.string(_safe_repr(value))
-                return self.walk(dumped, depth + 1)
-        return self.string(_safe_repr(value))
-
-    def _mapping(self, pairs: Iterable[tuple[Any, Any]], size: int, depth: int) -> dict[str, object]:
+    def mapping(self, container: object, pairs: Iterable[tuple[Any, Any]], size: int, depth: int) -> object:
+        stop = self._enter(container, depth)
+        if stop is not None:
+            return stop
         out: dict[str, object] = {}
-        for kept, (key, item) in enumerate(pairs):
-            if kept >= self.max_items or self.budget <= 0:
-                self.truncated = True
-                out[_TRUNCATED_KEY] = f"<{size - kept} more items>"
-                break
-            self.budget -= 1
-            name = key if type(key) is str else _safe_str(key)
-            if _is_secret(name, self.markers):
-                # not truncation: the value is withheld on purpose
-                out[self.string(name)] = REDACTED
-            else:
-                out[self.string(name)] = self.walk(item, depth + 1)
+        try:
+            secret = self.secret
+            for kept, (key, item) in enumerate(pairs):
+                if kept >= self.max_items or self.budget <= 0:
+                    self.truncated = True
+                    out[_TRUNCATED_KEY] = f"<{size - kept} more items>"
+                    break
+                self.budget -= 1
+                name = key if type(key) is str else _safe_str(key)
+                # a withheld value is not truncation: it is left out on purpose
+                out[self.text(name)] = REDACTED if secret(name) else self.walk(item, depth + 1)
+        finally:
+            self.active.discard(id(container))
         return out
 
-    def _sequence(self, items: Iterable[Any], size: int, depth: int) -> list[object]:
+    def sequence(self, container: object, items: Iterable[Any], size: int, depth: int) -> object:
+        stop = self._enter(container, depth)
+        if stop is not None:
+            return stop
         out: list[object]
-        if isinstance(items, (list, tuple)) and min(size, self.max_items) <= self.budget:
-            # the common case, as one comprehension
-            kept = items[: self.max_items]
-            self.budget -= len(kept)
-            out = [self.walk(item, depth + 1) for item in kept]
-            if size > len(out):
-                self.truncated = True
-                out.append(f"<{size - len(out)} more items>")
-            return out
-        out = []
-        for item in itertools.islice(items, self.max_items):
-            if self.budget <= 0:
-                break
-            self.budget -= 1
-            out.append(self.walk(item, depth + 1))
+        try:
+            if isinstance(items, (list, tuple)) and min(size, self.max_items) <= self.budget:
+                kept = items[: self.max_items]
+                self.budget -= len(kept)
+                if len(kept) == 2 and type(kept[0]) is str and self.secret(kept[0]):
+                    out = [self.text(kept[0]), REDACTED]  # a ("Authorization", "Bearer …") pair
+                else:
+                    out = [self.walk(item, depth + 1) for item in kept]
+            else:
+                out = []
+                for item in itertools.islice(items, self.max_items):
+                    if self.budget <= 0:
+                        break
+                    self.budget -= 1
+                    out.append(self.walk(item, depth + 1))
+        finally:
+            self.active.discard(id(container))
         if size > len(out):
             self.truncated = True
             out.append(f"<{size - len(out)} more items>")
         return out
+
+
+Encoder = Callable[[_Walker, Any, int], object]
+
+
+# -- the type table: how each type is encoded ---------------------------------------------------
+
+
+def _same(walker: _Walker, value: object, depth: int) -> object:
+    return value
+
+
+def _int(walker: _Walker, value: int, depth: int) -> object:
+    return value if _INT64_MIN <= value <= _INT64_MAX else walker.integer(value)
+
+
+def _float_value(walker: _Walker, value: float, depth: int) -> object:
+    return _float(value)
+
+
+def _str(walker: _Walker, value: str, depth: int) -> object:
+    return walker.text(value)
+
+
+def _dict(walker: _Walker, value: Mapping[Any, Any], depth: int) -> object:
+    return walker.mapping(value, value.items(), len(value), depth)
+
+
+def _list(walker: _Walker, value: Sequence[Any], depth: int) -> object:
+    return walker.sequence(value, value, len(value), depth)
+
+
+def _set(walker: _Walker, value: set[Any] | frozenset[Any], depth: int) -> object:
+    size = len(value)
+    if size <= _SET_SORT_LIMIT:
+        ordered: Iterable[Any] = heapq.nsmallest(walker.max_items, value, key=_safe_repr)
+    else:
+        ordered = sorted(itertools.islice(value, walker.max_items), key=_safe_repr)
+    return walker.sequence(value, ordered, size, depth)
+
+
+def _named_fields(walker: _Walker, value: object, names: Sequence[str], depth: int) -> object:
+    pairs = ((name, getattr(value, name, None)) for name in names)
+    return walker.mapping(value, pairs, len(names), depth)
+
+
+def _namedtuple(walker: _Walker, value: Any, depth: int) -> object:
+    return walker.mapping(value, zip(value._fields, value, strict=False), len(value), depth)
+
+
+def _dataclass(walker: _Walker, value: object, depth: int) -> object:
+    names = [field.name for field in dataclasses.fields(value)]  # type: ignore[arg-type]
+    return _named_fields(walker, value, names, depth)
+
+
+def _attrs(walker: _Walker, value: object, depth: int) -> object:
+    names = [field.name for field in type(value).__attrs_attrs__]  # type: ignore[attr-defined]
+    return _named_fields(walker, value, names, depth)
+
+
+def _model(walker: _Walker, value: Any, depth: int) -> object:
+    if depth >= walker.max_depth:
+        walker.truncated = True
+        return _MAX_DEPTH
+    try:
+        dumped = value.model_dump()
+    except Exception:
+        return _object(walker, value, depth)
+    return walker.walk(dumped, depth + 1)
+
+
+def _enum(walker: _Walker, value: enum.Enum, depth: int) -> object:
+    return walker.walk(value.value, depth + 1)
+
+
+def _str_subclass(walker: _Walker, value: str, depth: int) -> object:
+    return walker.text(str.__str__(value))
+
+
+def _int_subclass(walker: _Walker, value: int, depth: int) -> object:
+    return walker.integer(int.__int__(value))
+
+
+def _float_subclass(walker: _Walker, value: float, depth: int) -> object:
+    return _float(float.__float__(value))
+
+
+def _integral(walker: _Walker, value: numbers.Integral, depth: int) -> object:
+    return walker.integer(int(value))
+
+
+def _real(walker: _Walker, value: numbers.Real, depth: int) -> object:
+    return _float(float(value))
+
+
+def _bytes(walker: _Walker, value: bytes | bytearray | memoryview, depth: int) -> object:
+    return f"<bytes len={len(value)}>"
+
+
+def _isoformat(walker: _Walker, value: datetime.date | datetime.time, depth: int) -> object:
+    return walker.text(value.isoformat())
+
+
+def _as_text(walker: _Walker, value: object, depth: int) -> object:
+    return walker.text(str(value))
+
+
+def _exception(walker: _Walker, value: BaseException, depth: int) -> object:
+    return {"type": type(value).__name__, "message": walker.text(_safe_str(value))}
+
+
+def _callable(walker: _Walker, value: Any, depth: int) -> object:
+    name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+    return f"<{type(value).__name__} {name}>" if isinstance(name, str) else _repr(walker, value, depth)
+
+
+def _repr(walker: _Walker, value: object, depth: int) -> object:
+    return walker.text(_ADDRESS.sub("", _safe_repr(value)))
+
+
+def _public_fields(value: object) -> dict[str, Any] | None:
+    """An object's own public attributes (``__dict__``, else ``__slots__``), or None."""
+    own = getattr(value, "__dict__", None)
+    if isinstance(own, dict):
+        return {name: item for name, item in own.items() if type(name) is str and not name.startswith("_")}
+    fields = {}
+    for name in _slot_names(type(value)):
+        if not name.startswith("_") and hasattr(value, name):
+            fields[name] = getattr(value, name)
+    return fields if fields else None
+
+
+def _slot_names(kind: type) -> tuple[str, ...]:
+    names: list[str] = []
+    for klass in kind.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    return tuple(dict.fromkeys(names))
+
+
+def _object(walker: _Walker, value: object, depth: int) -> object:
+    """A plain object: its type name and public fields; without any, its repr (no address)."""
+    fields = _public_fields(value)
+    if not fields:
+        return _repr(walker, value, depth)
+    pairs = itertools.chain(((TYPE_KEY, type(value).__name__),), fields.items())
+    return walker.mapping(value, pairs, len(fields) + 1, depth)
+
+
+_ENCODERS: dict[type, Encoder] = {
+    str: _str,
+    int: _int,
+    float: _float_value,
+    bool: _same,
+    type(None): _same,
+    dict: _dict,
+    list: _list,
+    tuple: _list,
+}
+_BUILT_IN = dict(_ENCODERS)
+_FUNCTIONS = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.BuiltinMethodType,
+    functools.partial,
+)
+
+
+def _encoder_for(kind: type) -> Encoder:
+    """The table's entry for a type met for the first time (kept: types repeat)."""
+    encoder = _choose(kind)
+    if len(_ENCODERS) > 4096:  # types made on the fly: keep it bounded
+        _ENCODERS.clear()
+        _ENCODERS.update(_BUILT_IN)
+    _ENCODERS[kind] = encoder
+    return encoder
+
+
+def _choose(kind: type) -> Encoder:
+    # leaves first: they are encoded whatever the depth
+    if issubclass(kind, enum.Enum):
+        return _enum
+    if issubclass(kind, str):
+        return _str_subclass
+    if issubclass(kind, int):
+        return _int_subclass
+    if issubclass(kind, float):
+        return _float_subclass
+    if issubclass(kind, (bytes, bytearray, memoryview)):
+        return _bytes
+    if issubclass(kind, (datetime.date, datetime.time)):
+        return _isoformat
+    if issubclass(kind, (uuid.UUID, decimal.Decimal, pathlib.PurePath)):
+        return _as_text
+    if issubclass(kind, numbers.Integral):  # numpy ints and the like
+        return _integral
+    if issubclass(kind, numbers.Real):
+        return _real
+    if issubclass(kind, dict):
+        return _dict
+    if issubclass(kind, tuple) and isinstance(getattr(kind, "_fields", None), tuple):
+        return _namedtuple
+    if issubclass(kind, (list, tuple, collections.deque)):
+        return _list
+    if issubclass(kind, BaseException):
+        return _exception
+    if issubclass(kind, Mapping):
+        return _dict
+    if issubclass(kind, (set, frozenset)):
+        return _set
+    if issubclass(kind, type):
+        return _repr
+    if dataclasses.is_dataclass(kind):
+        return _dataclass
+    if isinstance(getattr(kind, "__attrs_attrs__", None), Iterable):
+        return _attrs
+    if callable(getattr(kind, "model_dump", None)):
+        return _model
+    if issubclass(kind, _FUNCTIONS):
+        return _callable
+    return _object
+
+
+# -- entry points ---------------------------------------------------------------------------------
 
 
 def to_jsonable(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> tuple[object, bool]:
@@ -327,52 +489,51 @@ def to_jsonable(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> tuple
         return _unrepresentable(value), True
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_dumps = _ENCODER.encode
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 _JSON = "application/json"
 
 
-_json_string = json.encoder.encode_basestring  # the C escaper json.dumps uses (ensure_ascii=False)
+def encode_json(
+    value: object, limits: EncodingLimits = DEFAULT_LIMITS, flat_prefix: str | None = None
+) -> tuple[str, bool, dict[str, FlatValue]]:
+    """``value`` as JSON text that fits ``max_value_length`` and stays parseable, whether
+    anything was cut, and, with ``flat_prefix``, its top-level scalar fields as
+    ``flat_prefix.key`` attributes (strings, bools, numbers, lists of strings)."""
+    try:
+        return _encode_json(value, limits, flat_prefix)
+    except Exception:  # never raise on the hot path
+        return _dumps(_unrepresentable(value)), True, {}
 
 
-def _plain_json(
-    value: dict[Any, Any], limits: EncodingLimits, prefix: str | None
-) -> tuple[str, dict[str, FlatValue]] | None:
-    """A small dict of str keys (none secret) to plain JSON scalars, in one pass:
-    its JSON text (as ``_dumps`` writes it) and, with a ``prefix``, its flat fields.
-    None when anything would need cutting, redacting or walking."""
-    if len(value) > limits.max_items or limits.max_depth < 1:
-        return None
-    markers = limits.markers()
-    parts: list[str] = []
+def _encode_json(
+    value: object, limits: EncodingLimits, flat_prefix: str | None
+) -> tuple[str, bool, dict[str, FlatValue]]:
+    max_string, max_items, max_depth = limits.max_value_length, limits.max_items, limits.max_depth
+    walker = _Walker(limits, max_string, max_items, max_depth)
+    plain = walker.walk(value, 0)
     fields: dict[str, FlatValue] = {}
-    for key, item in value.items():
-        if type(key) is not str or len(key) > _PLAIN_STRING or _is_secret(key, markers):
-            return None
-        kind = type(item)
-        if kind is str:
-            if len(item) > _PLAIN_STRING:
-                return None
-            text = _json_string(item)
-        elif kind is int:
-            if not _INT64_MIN <= item <= _INT64_MAX:
-                return None
-            text = int.__repr__(item)
-        elif kind is float:
-            if not math.isfinite(item):
-                return None
-            text = float.__repr__(item)
-        elif kind is bool:
-            text = "true" if item else "false"
-        elif item is None:
-            parts.append(_json_string(key) + ":null")
-            continue
+    if flat_prefix is not None and type(plain) is dict:
+        fields = _flat_fields(flat_prefix, plain)
+    text = _dumps(plain)
+    if len(text) <= limits.max_value_length:
+        return text, walker.truncated, fields
+    # shrink inside the structure, so the JSON stays whole: strings and items first, then depth
+    while max_string > 16 or max_items > 1 or max_depth > 1:
+        if max_string > 16 or max_items > 1:
+            max_string = max(16, max_string // 2)
+            max_items = max(1, max_items // 2)
         else:
-            return None
-        parts.append(_json_string(key) + ":" + text)
-        if prefix is not None:
-            fields[_flat_key(prefix, key)] = _utf8_safe(item) if kind is str else item
-    return "{" + ",".join(parts) + "}", fields
+            max_depth //= 2
+        text = _dumps(_Walker(limits, max_string, max_items, max_depth).walk(value, 0))
+        if len(text) <= limits.max_value_length:
+            return text, True, fields
+    # last resort: a JSON string holding the start of the text (escaping can grow it, hence the loop)
+    head = text[: max(0, limits.max_value_length - 8)]
+    fallback = _dumps(head + _ELLIPSIS)
+    while len(fallback) > limits.max_value_length and head:
+        head = head[: len(head) // 2]
+        fallback = _dumps(head + _ELLIPSIS)
+    return fallback, True, fields
 
 
 _flat_keys: dict[tuple[str, str], str] = {}
@@ -381,142 +542,51 @@ _flat_keys: dict[tuple[str, str], str] = {}
 def _flat_key(prefix: str, key: str) -> str:
     name = _flat_keys.get((prefix, key))
     if name is None:
-        name = _utf8_safe(f"{prefix}.{key}")
+        name = f"{prefix}.{key}"
         if len(_flat_keys) > 4096:  # keys made on the fly: keep it bounded
             _flat_keys.clear()
         _flat_keys[(prefix, key)] = name
     return name
 
 
-def encode_value(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> EncodedValue:
-    """``input.value``-style text: a str as is (text/plain, cut to ``max_value_length`` + "…"),
-    anything else as JSON (application/json) that fits ``max_value_length`` and stays parseable.
-
-    JSON never needs more than 5 characters (``false``), so limits below 5 are not honoured for it.
-    """
-    return tuple.__new__(EncodedValue, encode_parts(value, limits))
-
-
-EncodedParts = tuple[str, str, bool]
+def _flat_fields(prefix: str, plain: dict[str, object]) -> dict[str, FlatValue]:
+    """The walked mapping's scalar entries as OpenTelemetry attribute values
+    (the walk left only JSON types, so isinstance means the exact type here)."""
+    fields: dict[str, FlatValue] = {}
+    for key, item in plain.items():
+        if isinstance(item, (str, bool, float)):
+            fields[_flat_key(prefix, key)] = item
+        elif isinstance(item, int):
+            # OpenTelemetry ints are 64-bit; JSON's are not
+            fields[_flat_key(prefix, key)] = item if _INT64_MIN <= item <= _INT64_MAX else str(item)
+        elif isinstance(item, list) and item and all(isinstance(part, str) for part in item):
+            fields[_flat_key(prefix, key)] = tuple(item)
+    fields.pop(_flat_key(prefix, _TRUNCATED_KEY), None)
+    return fields
 
 
 def encode_parts(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> EncodedParts:
-    """``encode_value`` as a plain tuple (text, mime type, truncated), for the run's
-    own path: building the named tuple costs more than encoding a small value."""
-    try:
-        return _encode(value, limits)
-    except Exception:  # never raise on the hot path
-        return _dumps(_unrepresentable(value)), _JSON, True
+    """``input.value``-style text as a plain tuple (text, mime type, truncated): a str
+    as is (text/plain, cut to ``max_value_length`` + "…"), anything else as JSON
+    (application/json) that fits ``max_value_length`` and stays parseable.
 
-
-def _encode(value: object, limits: EncodingLimits) -> EncodedParts:
-    kind = type(value)
-    if kind is str:
-        text: str = value  # type: ignore[assignment]
-        if len(text) <= limits.max_value_length:
-            return _utf8_safe(text), "text/plain", False
-        return _cut(text, limits.max_value_length), "text/plain", True
+    JSON never needs more than 5 characters (``false``), so limits below 5 are not honoured for it.
+    """
     if isinstance(value, str):
-        return _encode(str.__str__(value), limits)
-    if value is None or kind is bool:
-        return "null" if value is None else "true" if value else "false", _JSON, False
-    if kind is int and _INT64_MIN <= value <= _INT64_MAX and limits.max_value_length >= 20:  # type: ignore[operator]
-        return int.__repr__(value), _JSON, False
-    if kind is float and math.isfinite(value) and limits.max_value_length >= 24:  # type: ignore[arg-type]
-        return float.__repr__(value), _JSON, False
-    if kind is dict:
-        # the common payload ({"step": 1, "total": 3}): no walk needed
-        plain = _plain_json(value, limits, None)  # type: ignore[arg-type]
-        if plain is not None and len(plain[0]) <= limits.max_value_length:
-            return _utf8_safe(plain[0]), _JSON, False
-    max_string, max_items, max_depth = limits.max_value_length, limits.max_items, limits.max_depth
-    shrunk = False
-    while True:
-        walker = _Walker(limits, max_string, max_items, max_depth)
-        text = _dumps(walker.walk(value, 0))
-        if len(text) <= limits.max_value_length:
-            return text, _JSON, walker.truncated or shrunk
-        # shrink inside the structure, so the JSON stays whole: strings and items first, then depth
-        shrunk = True
-        if max_string > 16 or max_items > 1:
-            max_string = max(16, max_string // 2)
-            max_items = max(1, max_items // 2)
-        elif max_depth > 1:
-            max_depth //= 2
-        else:
-            break
-    # last resort: a JSON string holding the start of the text (escaping can grow it, hence the loop)
-    head = text[: max(0, limits.max_value_length - 8)]
-    fallback = _dumps(head + _ELLIPSIS)
-    while len(fallback) > limits.max_value_length and head:
-        head = head[: len(head) // 2]
-        fallback = _dumps(head + _ELLIPSIS)
-    return fallback, _JSON, True
+        try:
+            text, limit = str.__str__(value), limits.max_value_length
+            if len(text) <= limit:
+                return _utf8_safe(_redaction.scrub_text(text)), "text/plain", False
+            return _cut(text, limit), "text/plain", True
+        except Exception:  # an odd limits object
+            return _dumps(_unrepresentable(value)), _JSON, True
+    text, truncated, _ = encode_json(value, limits)
+    return text, _JSON, truncated
 
 
-FlatValue = str | bool | int | float | Sequence[str]
-
-
-def encode_flat_mapping(
-    prefix: str, value: object, limits: EncodingLimits = DEFAULT_LIMITS
-) -> tuple[str, dict[str, FlatValue]] | None:
-    """The common event payload, a small dict of plain scalars, in one pass:
-    its JSON text and its ``prefix.key`` fields, exactly as ``encode_value`` and
-    ``flatten_scalars`` would give them. None for anything else."""
-    if type(value) is not dict or limits.max_value_length < _PLAIN_STRING:
-        return None  # short limits cut keys and strings: the general path does that
-    plain = _plain_json(value, limits, prefix)
-    if plain is None or len(plain[0]) > limits.max_value_length:
-        return None
-    return _utf8_safe(plain[0]), plain[1]
-
-
-def flatten_scalars(
-    prefix: str, mapping: Mapping[str, object] | object, limits: EncodingLimits = DEFAULT_LIMITS
-) -> dict[str, str | bool | int | float | Sequence[str]]:
-    """``prefix.key`` -> value for each top-level scalar (or list of str) entry."""
-    out: dict[str, FlatValue] = {}
-    if not isinstance(mapping, Mapping):
-        return out
-    try:
-        items = itertools.islice(mapping.items(), max(0, limits.max_items))
-        for key, value in items:
-            name = key if type(key) is str else _safe_str(key)
-            try:
-                flat = _flat_value(name, value, limits)
-            except Exception:
-                continue
-            if flat is not None:
-                out[_utf8_safe(f"{prefix}.{_cut(name, limits.max_value_length)}")] = flat
-    except Exception:  # a mapping whose iteration breaks: keep what we have
-        pass
-    return out
-
-
-def _flat_value(name: str, value: object, limits: EncodingLimits) -> FlatValue | None:
-    if _is_secret(name, limits.markers()):
-        return REDACTED
-    if isinstance(value, enum.Enum):
-        value = value.value
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        number = int.__int__(value)
-        if _INT64_MIN <= number <= _INT64_MAX:
-            return number
-        # a str beyond 64 bits (OpenTelemetry ints are int64); unprintably huge ones are skipped
-        text = _int_text(number)
-        return None if text is None else _cut(text, limits.max_value_length)
-    if isinstance(value, float):
-        return _float(float.__float__(value))
-    if isinstance(value, str):
-        return _utf8_safe(_cut(str.__str__(value), limits.max_value_length))
-    if isinstance(value, (list, tuple)) and value and all(isinstance(item, str) for item in value):
-        cut = limits.max_value_length
-        return tuple(_utf8_safe(_cut(str.__str__(item), cut)) for item in value[: max(0, limits.max_items)])
-    return None
+def encode_value(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> EncodedValue:
+    """``encode_parts`` as a named tuple."""
+    return EncodedValue(*encode_parts(value, limits))
 
 
 def capture_content_enabled() -> bool:

@@ -4,7 +4,9 @@ plain service's results, and the same run tree."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,8 +39,17 @@ def fresh(name: str) -> ModuleType:
     return importlib.import_module(name)
 
 
+ADDRESS = re.compile(r"at 0x[0-9a-fA-F]+")
+
+
 def check_traces(captured: CapturedRuns) -> None:
     assert captured.tree() == EXPECTED_TREE
+    # the service object is shown by its type and fields, never by an address
+    process = captured.runs_named("process_order")[0]
+    assert json.loads(process.attributes["input.value"])["service"]["__type__"] == "OrderService"
+    for run in captured.runs:
+        for value in run.attributes.values():
+            assert not ADDRESS.search(str(value)), (run.name, value)
     rejected = captured.runs_named("OrderService.charge")[-1]
     assert rejected.error == "ValueError: 108 is over the credit limit"
     assert rejected.run_type == "tool" and rejected.inputs["amount"] == 108
@@ -90,5 +101,26 @@ def test_the_documented_opentelemetry_instrument_command() -> None:
     done = subprocess.run(command, cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "order 3 rejected" in done.stdout
+    assert not ADDRESS.search(done.stdout)  # the console exporter's JSON of every span
     for name in ("process_order", "OrderService.quote", "OrderService.charge", "OrderService.ship"):
         assert f'"name": "{name}"' in done.stdout
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in EXAMPLES.glob("*.py")))
+def test_no_example_records_a_memory_address(script: str, tmp_path: Path) -> None:
+    """What every example writes (its printed spans and the store's file) shows
+    objects by their type and fields, never by an address that changes every run."""
+    env = {
+        **os.environ,
+        "OTEL_RUNNABLES_STORE": str(tmp_path / "traces.sqlite3"),
+        "OTEL_RUNNABLES_LIVENESS_AFTER": "0",  # pending spans copy the inputs too
+        "OTEL_RUNNABLES_LIVENESS_SPANS": "true",
+    }
+    done = subprocess.run(
+        [sys.executable, script], cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    written = done.stdout + "".join(
+        path.read_bytes().decode("utf-8", "replace") for path in tmp_path.iterdir() if path.is_file()
+    )
+    assert not ADDRESS.search(written), ADDRESS.search(written)

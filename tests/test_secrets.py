@@ -5,9 +5,14 @@ get the real objects."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import json
+import re
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,9 +67,10 @@ def all_liveness() -> Any:
     liveness.configure_liveness(before is not None, before)
 
 
-def test_no_secret_in_any_exported_byte(
-    all_liveness: None, tmp_path: Path, use_provider: Callable[[Any], None]
-) -> None:
+def everything_written(
+    planter: Callable[[Heard], None], tmp_path: Path, use_provider: Callable[[Any], None]
+) -> tuple[Heard, bytes, bytes]:
+    """What ``planter`` heard in process, the OTLP bytes of every span, and the store's files."""
     exporter = InMemorySpanExporter()
     store = LocalStoreSpanProcessor(tmp_path / "traces.sqlite3")
     provider = TracerProvider()
@@ -72,13 +78,18 @@ def test_no_secret_in_any_exported_byte(
     provider.add_span_processor(store)
     use_provider(provider)
     heard = Heard()
-    plant(heard)
+    planter(heard)
     store.shutdown()
-
     spans = exporter.get_finished_spans()
     assert {span.attributes.get("otel_runnables.span_type") for span in spans} == {"run", "pending", "event"}  # type: ignore[union-attr]
-    wire = encode_spans(spans).SerializeToString()
     files = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())
+    return heard, encode_spans(spans).SerializeToString(), files
+
+
+def test_no_secret_in_any_exported_byte(
+    all_liveness: None, tmp_path: Path, use_provider: Callable[[Any], None]
+) -> None:
+    heard, wire, files = everything_written(plant, tmp_path, use_provider)
     assert b"visible" in wire and b"visible" in files  # payloads are there...
     assert b"[REDACTED]" in wire and b"[REDACTED]" in files
     for secret in SECRETS:  # ...secrets are not
@@ -106,6 +117,62 @@ def test_capture_off_leaves_no_payload_at_all(
     wire = encode_spans(exporter.get_finished_spans()).SerializeToString()
     assert b"visible" not in wire and b"ann" not in wire
     assert b"otel_runnables.input.type" in wire
+
+
+GAPS = [f"GAP{n}x7Qz2Lm9Kp4Rt8" for n in range(14)]
+
+
+class Holder:
+    def __init__(self, api_key: str) -> None:
+        self.api_key, self.region = api_key, "eu"
+
+
+def plant_gaps(heard: Heard) -> None:
+    """Secrets where names and shapes are all there is to go on."""
+    g = GAPS
+    login = collections.namedtuple("login", "user password")
+
+    def inner(payload: Any) -> Any:
+        dispatch_custom_event("creds", types.SimpleNamespace(user="ann", passphrase=g[0]))
+        dispatch_custom_event("note", f"retrying with Bearer {g[1]} and sk-proj-{g[2]}")
+        raise ValueError(f"login refused for key sk-ant-{g[3]} (jwt eyJhbGciOi{g[4]}.eyJzdWIi{g[5]}.sig)")
+
+    def outer(payload: Any) -> Any:
+        with contextlib.suppress(ValueError):
+            RunnableLambda(inner).invoke([("Authorization", f"Token {g[6]}"), ("Accept", "json")])
+        return {"pwd": g[7], "private": g[8], "bearer": g[9], "openai_key": g[10]}
+
+    job = RunnableLambda(outer).with_config(metadata={"endpoint": f"https://ann:{g[11]}@api.example.com"})
+    job.invoke(
+        {"login": login("ann", g[12]), "service": Holder(g[13]), "query": "visible"}, {"callbacks": [heard]}
+    )
+
+
+def test_no_secret_in_any_exported_byte_where_names_and_shapes_are_all_there_is(
+    all_liveness: None, tmp_path: Path, use_provider: Callable[[Any], None]
+) -> None:
+    heard, wire, files = everything_written(plant_gaps, tmp_path, use_provider)
+    assert b"visible" in wire and b"visible" in files
+    assert b"login refused for key" in wire and b"login refused for key" in files  # the error is there
+    assert b"api.example.com" in wire and b"Holder" in wire  # objects show their type and fields
+    for secret in GAPS:
+        assert secret.encode() not in wire, secret
+        assert secret.encode() not in files, secret
+    assert not re.search(rb"at 0x[0-9a-f]{6,}", wire)
+    assert heard.inputs[0]["login"].password == GAPS[12]  # handlers get the real objects
+
+
+def test_metadata_values_can_be_kept_out(
+    spans: Callable[[], list[Any]], setenv: Callable[[str, str], None]
+) -> None:
+    RunnableLambda(lambda x: x).invoke(1, {"metadata": {"customer": "ann@example.com"}, "tags": ["t"]})
+    setenv("OTEL_RUNNABLES_CAPTURE_METADATA", "false")
+    RunnableLambda(lambda x: x).invoke(1, {"metadata": {"customer": "ann@example.com"}, "tags": ["t"]})
+    kept, withheld = (dict(span.attributes or {}) for span in spans())
+    assert kept["otel_runnables.run.metadata.customer"] == "ann@example.com"
+    assert "ann@example.com" not in json.dumps(withheld)
+    assert json.loads(withheld["metadata"]) == {"customer": "<str>"}  # which keys, not what they hold
+    assert withheld["tag.tags"] == ("t",)  # tags are always recorded
 
 
 def test_the_key_list_is_configurable() -> None:

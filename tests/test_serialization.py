@@ -19,22 +19,33 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from otel_runnables import _redaction
+from otel_runnables._settings import DEFAULT_REDACT_KEYS
 from otel_runnables.serialization import (
     DEFAULT_LIMITS,
     REDACTED,
     EncodedValue,
     EncodingLimits,
+    FlatValue,
     capture_content_enabled,
-    encode_flat_mapping,
+    encode_json,
     encode_value,
-    flatten_scalars,
     to_jsonable,
 )
 
 SMALL = EncodingLimits(max_value_length=200, max_depth=5, max_items=10)
+
+
+def flatten_scalars(
+    prefix: str, value: object, limits: EncodingLimits = DEFAULT_LIMITS
+) -> dict[str, FlatValue]:
+    """The flat ``prefix.key`` fields the encoder gives beside the JSON."""
+    return encode_json(value, limits, prefix)[2]
+
+
 INT64_MAX = 2**63 - 1
 
 
@@ -337,7 +348,7 @@ def test_huge_ints_never_raise() -> None:
         encoded = encode_value(value)
         assert encoded.truncated
         json.loads(encoded.text)
-    assert flatten_scalars("p", {"n": huge, "m": 1}) == {"p.m": 1}
+    assert flatten_scalars("p", {"n": huge, "m": 1}) == {"p.n": "<int bits=16610>", "p.m": 1}
     # a long but printable int that does not fit is cut as a string
     encoded = encode_value({"n": 10**300}, SMALL)
     assert encoded.truncated and len(encoded.text) <= SMALL.max_value_length
@@ -351,7 +362,7 @@ def test_lowered_int_digit_limit_never_raises() -> None:
     try:
         assert to_jsonable(10**700) == ("<int bits=2326>", True)
         json.loads(encode_value({"n": 10**700}).text)
-        assert flatten_scalars("p", {"n": 10**700}) == {}
+        assert flatten_scalars("p", {"n": 10**700}) == {"p.n": "<int bits=2326>"}
     finally:
         sys.set_int_max_str_digits(old)
 
@@ -493,6 +504,7 @@ def test_flatten_keeps_queryable_scalars_only() -> None:
         "p.pair": ("c",),
         "p.level": 3,
         "p.token": REDACTED,
+        "p.thing": "Plain()",  # as the JSON shows it
     }
     assert type(flat["p.b"]) is bool and type(flat["p.level"]) is int
     assert flatten_scalars("p", {"edge": INT64_MAX + 1}) == {"p.edge": str(INT64_MAX + 1)}
@@ -503,7 +515,7 @@ def test_flatten_bounds_and_odd_inputs() -> None:
     limits = EncodingLimits(max_value_length=5, max_items=3)
     assert flatten_scalars("p", {"s": "abcdefgh", "l": ["abcdefgh"] * 10}, limits) == {
         "p.s": "abcde…",
-        "p.l": ("abcde…",) * 3,
+        "p.l": ("abcde…", "abcde…", "abcde…", "<7 more items>"),
     }
     assert len(flatten_scalars("p", {str(i): i for i in range(10)}, limits)) == 3
     assert flatten_scalars("p", {1: "one"}) == {"p.1": "one"}
@@ -551,7 +563,8 @@ def test_public_constants() -> None:
     assert EncodingLimits() == DEFAULT_LIMITS
     assert DEFAULT_LIMITS.max_value_length == 8192
     assert (DEFAULT_LIMITS.max_depth, DEFAULT_LIMITS.max_items) == (20, 200)
-    assert "api_key" in DEFAULT_LIMITS.markers()
+    assert DEFAULT_LIMITS.redact_keys is None  # the settings' patterns
+    assert DEFAULT_LIMITS.key_patterns() == DEFAULT_REDACT_KEYS
     with pytest.raises(dataclasses.FrozenInstanceError):
         DEFAULT_LIMITS.max_depth = 1  # type: ignore[misc]
 
@@ -646,39 +659,65 @@ FLAT_SCALARS = st.one_of(
 )
 
 
-@given(st.dictionaries(st.text(max_size=300), FLAT_SCALARS, max_size=40))
-@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
-def test_the_one_pass_for_flat_event_data_gives_what_the_general_path_gives(data: dict[str, Any]) -> None:
-    fast = encode_flat_mapping("otel_runnables.event.data", data)
-    try:
-        reference: str | None = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except ValueError:  # NaN or infinity: never the one pass
-        reference = None
-    if fast is not None:
-        assert fast == (reference, flatten_scalars("otel_runnables.event.data", data))
-    encoded = encode_value(data)
-    if reference is not None and not encoded.truncated and json.loads(encoded.text) == data:
-        assert encoded.text == reference  # the one-pass JSON is the JSON json.dumps writes
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    # text that is neither secret-shaped nor cut
+    | st.text(st.characters(codec="utf-8", exclude_characters="-_:/"), max_size=40),
+    lambda children: (
+        st.lists(children, max_size=8)
+        | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=12), children, max_size=8)
+    ),
+    max_leaves=60,
+)
+
+
+def has_secret_names(value: object) -> bool:
+    secret = _redaction.name_check(DEFAULT_LIMITS.key_patterns())
+    if isinstance(value, dict):
+        return any(secret(key) or has_secret_names(item) for key, item in value.items())
+    if isinstance(value, list):
+        return (len(value) == 2 and isinstance(value[0], str) and secret(value[0])) or any(
+            has_secret_names(item) for item in value
+        )
+    return False
+
+
+@given(JSON_VALUES)
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+def test_the_encoder_writes_what_json_dumps_writes_for_json_values(value: Any) -> None:
+    assume(not isinstance(value, str) and not has_secret_names(value))
+    reference = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text, truncated, flat = encode_json(value, DEFAULT_LIMITS, "p")
+    if len(reference) <= DEFAULT_LIMITS.max_value_length and not truncated:
+        assert text == reference
+        assert encode_value(value) == EncodedValue(reference, "application/json", False)
+    else:
+        assert truncated and len(text) <= DEFAULT_LIMITS.max_value_length
+    if isinstance(value, dict) and not truncated:
+        expected = {
+            f"p.{key}": tuple(item) if isinstance(item, list) else item
+            for key, item in value.items()
+            if isinstance(item, (str, bool, int, float))
+            or (isinstance(item, list) and item and all(isinstance(part, str) for part in item))
+        }
+        assert flat == expected
 
 
 @given(st.dictionaries(st.text(max_size=300), FLAT_SCALARS, max_size=40))
-@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
-def test_run_metadata_attributes_are_the_same_whichever_path_writes_them(metadata: dict[str, Any]) -> None:
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+def test_run_metadata_is_its_json_and_its_flat_fields(metadata: dict[str, Any]) -> None:
     from otel_runnables import conventions
 
     written = conventions.run_attributes([], metadata)
+    text, truncated, flat = encode_json(metadata, DEFAULT_LIMITS, conventions.RUN_METADATA_PREFIX)
     expected: dict[str, Any] = dict(conventions.session_attributes(metadata))  # session.id, user.id
-    expected.update(flatten_scalars(conventions.RUN_METADATA_PREFIX, metadata))
+    expected.update(flat)
     if metadata:
-        encoded = encode_value(dict(metadata))
-        expected[conventions.METADATA] = encoded.text
-        if encoded.truncated:
+        expected[conventions.METADATA] = text
+        if truncated:
             expected[conventions.TRUNCATED] = True
     assert written == expected
-    assert list(written) == list(expected)  # the same order of keys too
-
-
-def test_secret_keys_and_short_limits_take_the_general_path() -> None:
-    assert encode_flat_mapping("p", {"api_key": "x"}) is None
-    assert encode_flat_mapping("p", {"step": 1}, EncodingLimits(max_value_length=100)) is None
-    assert encode_flat_mapping("p", {"step": 1}) == ('{"step":1}', {"p.step": 1})
+    json.loads(text)

@@ -74,7 +74,7 @@ def test_durations_sizes_paths_and_key_lists() -> None:
     assert RetentionPolicy.from_settings() == RetentionPolicy(max_age=3600, max_bytes=5_000_000)
     assert callbacks.handler_timeout(callbacks.BaseCallbackHandler()) == 0.25
     read(REDACT_KEYS="ssn, Pin")
-    assert _settings.REDACT_KEYS.value == ("ssn", "pin")
+    assert _settings.REDACT_KEYS.value == ("ssn", "Pin")
     read(REDACT_KEYS="+ssn")
     assert _settings.REDACT_KEYS.value == (*_settings.DEFAULT_REDACT_KEYS, "ssn")
 

@@ -1,0 +1,154 @@
+"""What never leaves the process: values under secret-looking names, and
+secret-shaped text inside any string.
+
+Names (dict keys, object fields, namedtuple fields, the first item of a pair
+such as ``("Authorization", "Bearer …")``) are read in snake_case (``X-Api-Key``,
+``apiKey`` and ``API_KEY`` all read ``…api_key``) and searched for each pattern,
+a regular expression. The default patterns take Logfire's scrubbing defaults
+as the reference (password, passwd, mysql_pwd, secret, auth but not author,
+credential, private key, api key, session, cookie, social security, credit
+card; csrf, xsrf, jwt and ssn as whole words) and add token (not the
+``tokens`` counts LLM payloads carry), pwd, passphrase, pass, bearer, private
+and any name ending in ``_key``. ``OTEL_RUNNABLES_REDACT_KEYS`` replaces them,
+or adds to them with a leading ``+``.
+
+Text: bearer and basic credentials, ``sk-…`` style API keys, JWTs, GitHub,
+GitLab, Slack, AWS, Google and Stripe key shapes, private key blocks and the
+password in ``scheme://user:password@host`` are replaced wherever they appear
+in a string, exception messages included. Over-redacting is preferred to
+leaking.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+__all__ = ["DEFAULT_KEY_PATTERNS", "REDACTED", "NameCheck", "name_check", "scrub_text", "snake_case"]
+
+REDACTED = "[REDACTED]"
+
+DEFAULT_KEY_PATTERNS: tuple[str, ...] = (
+    r"passw(?:or)?d",
+    r"passphrase",
+    r"(?:^|_)pass(?:_|$)",
+    r"pwd",
+    r"secret",
+    r"token(?!s(?:_|$)|iz)",
+    r"auth(?!ors?(?:_|$)|ored)",
+    r"bearer",
+    r"credential",
+    r"private",
+    r"api_?key",
+    r"_key(?:_|$)",
+    r"session",
+    r"cookie",
+    r"social_?security",
+    r"credit_?card",
+    r"(?:^|_)(?:csrf|xsrf|jwt|ssn)(?:_|$)",
+)
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SEPARATORS = re.compile(r"[^a-z0-9]+")
+# names repeat run after run: each is decided once (long ones every time, so none is pinned)
+_CACHED_NAME_LENGTH = 256
+_CACHED_NAMES = 4096
+
+
+def snake_case(name: str) -> str:
+    return _SEPARATORS.sub("_", _CAMEL_BOUNDARY.sub("_", name).lower())
+
+
+def _compile(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regular expression for a list of name patterns (None: nothing is secret).
+    A pattern that is not a valid regular expression is matched as plain text."""
+    parts = []
+    for pattern in patterns:
+        text = pattern.replace("-", "_")
+        try:
+            re.compile(text)
+        except re.error:
+            text = re.escape(text)
+        parts.append(f"(?:{text})")
+    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
+
+
+class NameCheck:
+    """``check(name)``: whether a value called ``name`` is withheld."""
+
+    __slots__ = ("_pattern", "_known")
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self._pattern = _compile(patterns)
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, name: str) -> bool:
+        known = self._known.get(name)
+        if known is None:
+            pattern = self._pattern
+            known = pattern is not None and pattern.search(snake_case(name)) is not None
+            if len(name) <= _CACHED_NAME_LENGTH:
+                if len(self._known) >= _CACHED_NAMES:
+                    self._known.clear()
+                self._known[name] = known
+        return known
+
+
+_last_check: tuple[tuple[str, ...], NameCheck] = ((), NameCheck(()))
+
+
+def name_check(patterns: tuple[str, ...]) -> NameCheck:
+    """The check for ``patterns``, built once for the patterns in use."""
+    global _last_check
+    known, check = _last_check
+    if known is not patterns:
+        check = _checks(patterns)
+        _last_check = (patterns, check)
+    return check
+
+
+@functools.lru_cache(maxsize=64)
+def _checks(patterns: tuple[str, ...]) -> NameCheck:
+    return NameCheck(patterns)
+
+
+# (literals one of which the text must hold, the shape): a substring test in C
+# first, since one regular expression of every shape costs ~1 ms per 8 KB
+_SHAPES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
+    (markers, re.compile(shape))
+    for markers, shape in (
+        # an Authorization header's credentials (with a digit or symbol: not prose)
+        (
+            ("earer", "EARER", "asic", "ASIC"),
+            r"(?P<keep>\b(?:[Bb]earer|BEARER|[Bb]asic|BASIC)\s+)(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}",
+        ),
+        (("sk-",), r"\bsk-[A-Za-z0-9_-]{16,}"),  # OpenAI, Anthropic (sk-ant-…) and look-alikes
+        (("eyJ",), r"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"),  # a JWT
+        (("_",), r"\b(?:gh[pousr]|github_pat)_[A-Za-z0-9_]{20,}|\b[rsp]k_(?:live|test)_[0-9A-Za-z]{16,}"),
+        (("glpat-",), r"\bglpat-[A-Za-z0-9_-]{20,}"),
+        (("xox",), r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+        (("AKIA", "ASIA"), r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+        (("AIza",), r"\bAIza[0-9A-Za-z_-]{35}"),
+        (("PRIVATE KEY",), r"-----BEGIN[A-Z ]* PRIVATE KEY-----[\s\S]*?(?:-----END[A-Z ]* PRIVATE KEY-+|$)"),
+        (("://",), r"(?P<keep>://[^/\s:@]+:)[^/\s@]+(?=@)"),  # scheme://user:password@host
+    )
+)
+# no secret shape is shorter than this
+_SHORTEST_SECRET = 12
+
+
+def _replacement(match: re.Match[str]) -> str:
+    kept = match.groupdict().get("keep")
+    return REDACTED if kept is None else kept + REDACTED
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with every secret-shaped part replaced by ``[REDACTED]``."""
+    if len(text) < _SHORTEST_SECRET:
+        return text
+    for markers, shape in _SHAPES:
+        for marker in markers:
+            if marker in text:
+                text = shape.sub(_replacement, text)
+                break
+    return text
