@@ -76,7 +76,7 @@ def scenarios() -> dict[str, Scenario]:
     # what a root run's span holds, built once by the library's own conventions:
     # the SDK's share of a run, with no bookkeeping
     run_content = {
-        **ours.conventions.run_identity_attributes(str(ours.runs.new_run_id()), None, "chain"),
+        **ours.conventions.run_identity_attributes(ours.runs.new_run_id_text(), None, "chain"),
         **ours.conventions.io_attributes("input", 1, capture=True),
     }
     run_output = ours.conventions.io_attributes("output", 1, capture=True)

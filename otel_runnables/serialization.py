@@ -96,6 +96,8 @@ _INT_TEXT_MAX_BITS = 13_000
 _SET_SORT_LIMIT = 10_000
 # text is scrubbed this far past where it is cut
 _SCRUB_MARGIN = 256
+# strings up to this long are never cut by the shortest limits a plain dict is written under
+_PLAIN_STRING = 256
 _ADDRESS = re.compile(r" (?:object )?at 0x[0-9a-fA-F]+")
 
 
@@ -158,7 +160,8 @@ class _Walker:
     __slots__ = ("secret", "max_depth", "max_string", "max_items", "budget", "truncated", "active")
 
     def __init__(self, limits: EncodingLimits, max_string: int, max_items: int, max_depth: int) -> None:
-        self.secret = _redaction.name_check(limits.key_patterns())
+        keys = limits.redact_keys
+        self.secret = _redaction.name_check(_settings.REDACT_KEYS.value if keys is None else keys)
         self.max_depth = max_depth
         self.max_string = max(0, max_string)
         self.max_items = max(0, max_items)
@@ -180,8 +183,9 @@ class _Walker:
             return _unrepresentable(value)
 
     def text(self, text: str) -> str:
+        # secret-shaped text is scrubbed from the JSON text, once; a cut string here first
         if len(text) <= self.max_string:
-            return _utf8_safe(_redaction.scrub_text(text))
+            return _utf8_safe(text)
         self.truncated = True
         return _cut(text, self.max_string)
 
@@ -508,13 +512,94 @@ def encode_json(
 def _encode_json(
     value: object, limits: EncodingLimits, flat_prefix: str | None
 ) -> tuple[str, bool, dict[str, FlatValue]]:
+    kind = type(value)
+    # two shortcuts for what most payloads are, each saving more than 5 % of a run's
+    # instructions (benchmarks.count_instructions): a number, and a small dict of plain values
+    if kind is int or kind is float or kind is bool or value is None:
+        scalar = _scalar_json(value, limits)  # type: ignore[arg-type]
+        if scalar is not None:
+            return scalar, False, {}
+    elif kind is dict:
+        plain = _plain_json(value, limits, flat_prefix)  # type: ignore[arg-type]
+        if plain is not None:
+            return plain
+    return _walked_json(value, limits, flat_prefix)
+
+
+def _scalar_json(value: int | float | bool | None, limits: EncodingLimits) -> str | None:
+    """A number, bool or None as the walk would write it; None when it may not fit."""
+    if type(value) is int:
+        fits = _INT64_MIN <= value <= _INT64_MAX and limits.max_value_length >= 20
+    elif type(value) is float:
+        fits = math.isfinite(value) and limits.max_value_length >= 24
+    else:
+        fits = limits.max_value_length >= 5
+    return _scalar_text(value) if fits else None
+
+
+def _scalar_text(value: int | float | bool | None) -> str:
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "true" if value else "false"
+    return int.__repr__(value) if type(value) is int else float.__repr__(value)
+
+
+def _plain_json(
+    value: dict[Any, Any], limits: EncodingLimits, flat_prefix: str | None
+) -> tuple[str, bool, dict[str, FlatValue]] | None:
+    """A small dict of str keys to plain scalars (no secret name, no secret shape, no
+    cut) as the walk would write it, in one pass; None for anything else."""
+    if len(value) > limits.max_items or limits.max_depth < 1 or limits.max_value_length < _PLAIN_STRING:
+        return None
+    keys = limits.redact_keys
+    secret = _redaction.name_check(_settings.REDACT_KEYS.value if keys is None else keys)
+    scrub = _redaction.scrub_text  # per string: most are too short to be looked at
+    parts: list[str] = []
+    fields: dict[str, FlatValue] = {}
+    for key, item in value.items():
+        if type(key) is not str or len(key) > _PLAIN_STRING or secret(key) or scrub(key) is not key:
+            return None
+        kind = type(item)
+        if kind is str:
+            if len(item) > _PLAIN_STRING or scrub(item) is not item:
+                return None
+            text = _json_string(item)
+        elif kind is int:
+            if not _INT64_MIN <= item <= _INT64_MAX:
+                return None
+            text = int.__repr__(item)
+        elif kind is float:
+            if not math.isfinite(item):
+                return None
+            text = float.__repr__(item)
+        elif kind is bool:
+            text = "true" if item else "false"
+        elif item is None:
+            parts.append(_json_string(key) + ":null")
+            continue
+        else:
+            return None
+        parts.append(_json_string(key) + ":" + text)
+        if flat_prefix is not None:
+            fields[_flat_key(flat_prefix, _utf8_safe(key))] = _utf8_safe(item) if kind is str else item
+    text = "{" + ",".join(parts) + "}"
+    if len(text) > limits.max_value_length:
+        return None
+    return _utf8_safe(text), False, fields
+
+
+def _walked_json(
+    value: object, limits: EncodingLimits, flat_prefix: str | None
+) -> tuple[str, bool, dict[str, FlatValue]]:
     max_string, max_items, max_depth = limits.max_value_length, limits.max_items, limits.max_depth
     walker = _Walker(limits, max_string, max_items, max_depth)
     plain = walker.walk(value, 0)
+    raw = _json_text(plain)
+    text = _redaction.scrub_text(raw)
     fields: dict[str, FlatValue] = {}
     if flat_prefix is not None and type(plain) is dict:
-        fields = _flat_fields(flat_prefix, plain)
-    text = _dumps(plain)
+        fields = _flat_fields(flat_prefix, plain, scrub=text is not raw)
     if len(text) <= limits.max_value_length:
         return text, walker.truncated, fields
     # shrink inside the structure, so the JSON stays whole: strings and items first, then depth
@@ -524,7 +609,9 @@ def _encode_json(
             max_items = max(1, max_items // 2)
         else:
             max_depth //= 2
-        text = _dumps(_Walker(limits, max_string, max_items, max_depth).walk(value, 0))
+        text = _redaction.scrub_text(
+            _json_text(_Walker(limits, max_string, max_items, max_depth).walk(value, 0))
+        )
         if len(text) <= limits.max_value_length:
             return text, True, fields
     # last resort: a JSON string holding the start of the text (escaping can grow it, hence the loop)
@@ -534,6 +621,19 @@ def _encode_json(
         head = head[: len(head) // 2]
         fallback = _dumps(head + _ELLIPSIS)
     return fallback, True, fields
+
+
+_json_string = json.encoder.encode_basestring  # the C escaper json.dumps uses (ensure_ascii=False)
+
+
+def _json_text(plain: object) -> str:
+    """The JSON text of walked data; a scalar without the JSON encoder, whose
+    set-up per call costs more than the value."""
+    if type(plain) is dict or type(plain) is list:
+        return _dumps(plain)
+    if type(plain) is str:
+        return _json_string(plain)
+    return _scalar_text(plain)  # type: ignore[arg-type]
 
 
 _flat_keys: dict[tuple[str, str], str] = {}
@@ -549,18 +649,22 @@ def _flat_key(prefix: str, key: str) -> str:
     return name
 
 
-def _flat_fields(prefix: str, plain: dict[str, object]) -> dict[str, FlatValue]:
+def _flat_fields(prefix: str, plain: dict[str, object], *, scrub: bool) -> dict[str, FlatValue]:
     """The walked mapping's scalar entries as OpenTelemetry attribute values
-    (the walk left only JSON types, so isinstance means the exact type here)."""
+    (the walk left only JSON types, so isinstance means the exact type here);
+    ``scrub``: its JSON text held a secret shape, so its strings may too."""
+    clean = _redaction.scrub_text if scrub else str
     fields: dict[str, FlatValue] = {}
     for key, item in plain.items():
-        if isinstance(item, (str, bool, float)):
-            fields[_flat_key(prefix, key)] = item
+        if isinstance(item, str):
+            fields[_flat_key(prefix, clean(key))] = clean(item)
+        elif isinstance(item, (bool, float)):
+            fields[_flat_key(prefix, clean(key))] = item
         elif isinstance(item, int):
             # OpenTelemetry ints are 64-bit; JSON's are not
-            fields[_flat_key(prefix, key)] = item if _INT64_MIN <= item <= _INT64_MAX else str(item)
+            fields[_flat_key(prefix, clean(key))] = item if _INT64_MIN <= item <= _INT64_MAX else str(item)
         elif isinstance(item, list) and item and all(isinstance(part, str) for part in item):
-            fields[_flat_key(prefix, key)] = tuple(item)
+            fields[_flat_key(prefix, clean(key))] = tuple(clean(part) for part in item)
     fields.pop(_flat_key(prefix, _TRUNCATED_KEY), None)
     return fields
 
