@@ -485,7 +485,9 @@ def _choose(kind: type) -> Encoder:
 
 
 def to_jsonable(value: object, limits: EncodingLimits = DEFAULT_LIMITS) -> tuple[object, bool]:
-    """Plain JSON data for any value, and whether anything was cut."""
+    """Plain JSON data for any value (values under secret names withheld), and
+    whether anything was cut. Secret-shaped text is replaced when the data is
+    written as JSON (``encode_json``, ``encode_value``)."""
     try:
         walker = _Walker(limits, limits.max_value_length, limits.max_items, limits.max_depth)
         return walker.walk(value, 0), walker.truncated
