@@ -25,7 +25,7 @@ from otel_runnables import (
     dispatch_custom_event,
 )
 from otel_runnables.progress import InvalidIdError, UnknownBackendError
-from otel_runnables.progress.feeds import StorePoller
+from otel_runnables.progress.store_poller import StorePoller
 from otel_runnables.runs import new_run_id
 from otel_runnables.store import LocalStoreSpanProcessor
 from tests.follow_helpers import (

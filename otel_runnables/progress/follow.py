@@ -42,7 +42,6 @@ from otel_runnables.progress.feeds import (
     Feed,
     InboxFeed,
     RemoteFeed,
-    StorePoller,
     Target,
     close_quietly,
     live_here,
@@ -59,6 +58,7 @@ from otel_runnables.progress.query import (
     parse_id,
 )
 from otel_runnables.progress.replay import Replayer
+from otel_runnables.progress.store_poller import StorePoller
 
 __all__ = ["DEFAULT_WAIT", "Follow", "follow", "follow_sync"]
 
