@@ -287,6 +287,47 @@ def test_subscribe_since_start_replays_the_record_then_goes_live(
     assert list(otel_runnables.subscribe_sync(run_id)) == []
 
 
+def _three_steps_with_gates(gates: list[threading.Event], dispatched: threading.Event) -> RunnableLambda:
+    def job(x: int) -> int:
+        dispatch_custom_event("progress", {"step": 1})
+        gates[0].wait(30)
+        dispatch_custom_event("progress", {"step": 2})
+        dispatched.set()
+        gates[1].wait(30)
+        dispatch_custom_event("progress", {"step": 3})
+        return x
+
+    return RunnableLambda(job, name="job")
+
+
+@pytest.mark.parametrize("attach", ["subscribe_sync", "follow_sync"])
+def test_an_event_in_both_the_history_and_the_bus_is_given_once(
+    store_provider: LocalStoreSpanProcessor, attach: str
+) -> None:
+    """An event published after the follower attached and before it read the
+    record is in both: the number the run gives it tells them apart."""
+    gates, dispatched = [threading.Event(), threading.Event()], threading.Event()
+    run_id = new_run_id()
+    on_the_bus = otel_runnables.subscribe_sync(run_id, wait=10)
+    job = _three_steps_with_gates(gates, dispatched)
+    worker = threading.Thread(target=lambda: job.invoke(0, {"run_id": run_id}))
+    worker.start()
+    assert next(on_the_bus)["event"] == "on_chain_start"
+    if attach == "subscribe_sync":
+        late = otel_runnables.subscribe_sync(run_id, since="start", timeout=30)
+    else:
+        late = otel_runnables.follow_sync(run_id, path=store_provider.path, timeout=30)
+    gates[0].set()  # step 2 happens after it attached, before its first read
+    assert dispatched.wait(30)
+    first = [next(late) for _ in range(3)]  # the start, steps 1 and 2
+    gates[1].set()
+    seen = [*first, *late]
+    worker.join(30)
+    steps = [e["data"]["step"] for e in seen if e["event"] == "on_custom_event"]
+    assert steps == [1, 2, 3]
+    assert [e["event"] for e in seen] == ["on_chain_start", *["on_custom_event"] * 3, "on_chain_end"]
+
+
 def test_subscribe_since_start_without_a_store_says_why() -> None:
     run_id = new_run_id()
     gate = threading.Event()

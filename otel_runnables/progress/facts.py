@@ -138,6 +138,11 @@ def facts_from_spans(records: Sequence[SpanRecord]) -> tuple[list[RecordedRun], 
         elif run.pending is not None:
             # a pending span is the run's announcement, not its end
             runs.append(run_from_span(run.pending, final=False))
+        real = run.real
+        if real is not None and real.events and all(event.seq is not None for event in real.events):
+            # the store's: told apart by their number in the run, as on the bus
+            events += [found for event in real.events if (found := event_from_record(run_id, event))]
+            continue
         for (name, time_ns, _), event in run.events.items():
             events.append(RecordedEvent(run_id, name, time_ns, (name, time_ns), event.data))
     return runs, events

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -140,21 +140,7 @@ def history_batch(
     by_span: dict[str, list[EventRecord]] = {}
     for _, span_id, event in events:
         by_span.setdefault(span_id, []).append(event)
-    records = [
-        SpanRecord(
-            trace_id=span.trace_id,
-            span_id=span.span_id,
-            parent_span_id=span.parent_span_id,
-            name=span.name,
-            start_ns=span.start_ns,
-            end_ns=span.end_ns,
-            status=span.status,
-            status_message=span.status_message,
-            attributes=span.attributes,
-            events=tuple(by_span.get(span.span_id, ())),
-        )
-        for span in spans
-    ]
+    records = [replace(span, events=tuple(by_span.get(span.span_id, ()))) for span in spans]
     runs, found = facts_from_spans(records)
     return (HISTORY, runs, found, emit)
 

@@ -33,7 +33,7 @@ _SPAN_COLUMNS = (
     "rowid, trace_id, span_id, parent_span_id, name, start_ns, end_ns, status, status_message, "
     "attributes, service_name"
 )
-_EVENT_COLUMNS = "rowid, trace_id, span_id, name, time_ns, attributes"
+_EVENT_COLUMNS = "rowid, trace_id, span_id, name, time_ns, attributes, seq"
 _STATUSES: dict[str, SpanStatus] = {"unset": "unset", "ok": "ok", "error": "error"}
 _CHUNK = 400  # ids per IN (...) list, under SQLite's bound on parameters
 
@@ -63,6 +63,11 @@ def _span(row: Sequence[Any]) -> SpanRecord:
         attributes=_attributes(row[9]),
         service_name=row[10],
     )
+
+
+def _event(row: Sequence[Any]) -> EventRecord:
+    # seq tells two events of a run apart (the bus carries the same number), not name and time
+    return EventRecord(name=row[3], time_ns=row[4], attributes=_attributes(row[5]), seq=row[6])
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -205,7 +210,7 @@ class StoreTail:
         if last > self.event_cursor and trace_ids:
             for chunk in _chunks(sorted(trace_ids)):
                 found += [
-                    (row[1], row[2], EventRecord(name=row[3], time_ns=row[4], attributes=_attributes(row[5])))
+                    (row[1], row[2], _event(row))
                     for row in connection.execute(
                         f"SELECT {_EVENT_COLUMNS} FROM events WHERE rowid > ? AND rowid <= ? "
                         f"AND trace_id IN ({_marks(len(chunk))}) ORDER BY rowid",
@@ -226,7 +231,7 @@ class StoreTail:
             )
         ]
         events = [
-            (row[1], row[2], EventRecord(name=row[3], time_ns=row[4], attributes=_attributes(row[5])))
+            (row[1], row[2], _event(row))
             for row in connection.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE trace_id = ? ORDER BY time_ns, rowid", (trace_id,)
             )
