@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -149,19 +150,29 @@ def test_unknown_ids_bad_ids_and_bad_options_are_typed(tmp_path: Path) -> None:
         otel_runnables.follow_sync(str(uuid.uuid4()), path=store, wait=-1)
 
 
-def test_a_store_removed_mid_follow_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_a_store_removed_or_replaced_mid_follow_is_a_clear_error(tmp_path: Path, how: str) -> None:
     store = tmp_path / "traces.sqlite3"
     run_id = str(new_run_id())
     worker, gate = start_worker(tmp_path, store, run_id, pause=0.02)
     wait_for_line(worker, "attach now")
     follow = otel_runnables.follow_sync(run_id, path=store, timeout=60)
     assert next(follow)["name"] == "job"
-    for path in tmp_path.glob("traces.sqlite3*"):
-        path.unlink()
+    if how == "removed":
+        for path in tmp_path.glob("traces.sqlite3*"):
+            path.unlink()
+    else:  # another store moved over it (a restore from a backup, a redeploy)
+        other = tmp_path / "other" / "traces.sqlite3"
+        other.parent.mkdir()
+        other_worker, other_gate = start_worker(other.parent, other, str(new_run_id()), pause=0.01)
+        other_gate.touch()
+        assert other_worker.wait(60) == 0
+        os.replace(other, store)
     from otel_runnables.store.tail import StoreGoneError
 
-    with pytest.raises(StoreGoneError, match="removed"):
+    with pytest.raises(StoreGoneError, match=how):
         list(follow)
+    wait_until(lambda: StorePoller.active() == 0)
     gate.touch()
     worker.wait(60)
 
