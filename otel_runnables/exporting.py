@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from otel_runnables.errors import ConfigurationError
 from otel_runnables.export_health import BoundedBatchSpanProcessor, CountingExporter
+from otel_runnables.store import LocalStoreSpanProcessor, default_store_path
 
 __all__ = [
     "ConfigurationError",
@@ -261,8 +262,6 @@ def store_path_setting(store: bool | str | os.PathLike[str] | None) -> Path | No
     if store is False:
         return None
     if store is None or store is True:
-        from otel_runnables.store import default_store_path
-
         return default_store_path()
     return Path(store)
 
@@ -271,8 +270,6 @@ def build_processors(settings: ExportSettings, store_path: Path | None) -> list[
     """The store's processor first (it never blocks), then one batch processor per exporter."""
     processors: list[SpanProcessor] = []
     if store_path is not None:
-        from otel_runnables.store import LocalStoreSpanProcessor
-
         processors.append(LocalStoreSpanProcessor(store_path))
     for name in exporter_names(settings):
         if name == "otlp":

@@ -9,8 +9,10 @@ default configuration (the embedded store at ``OTEL_RUNNABLES_STORE``).
 from __future__ import annotations
 
 import concurrent.futures
+import faulthandler
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -53,6 +55,8 @@ def pools(method: str) -> None:
 
 def forks(count: int) -> None:
     """Fork ``count`` children while a thread keeps the store's writer busy."""
+    task("warm-up")  # a process that has been running: its modules imported (a child forked while
+    # another thread imports a module would wait forever for that module's lock: Python's, not ours)
     stop = threading.Event()
 
     def busy() -> None:
@@ -88,6 +92,8 @@ def hang() -> None:
 
 
 if __name__ == "__main__":
+    if hasattr(faulthandler, "register"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # a hung job can be asked where it is
     command, *rest = sys.argv[1:]
     if command == "pools":
         pools(rest[0])

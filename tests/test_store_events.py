@@ -146,10 +146,15 @@ def test_a_live_run_past_the_bound_shows_the_count_so_far(
 
 
 def test_the_bound_is_a_setting(setenv: Callable[[str, str], None], store_file: Path) -> None:
+    def bound() -> int:
+        processor = LocalStoreSpanProcessor(store_file)
+        processor.shutdown()
+        return processor.max_events_per_run
+
     setenv("OTEL_RUNNABLES_STORE_MAX_EVENTS_PER_RUN", "25")
-    assert LocalStoreSpanProcessor(store_file).max_events_per_run == 25
+    assert bound() == 25
     setenv("OTEL_RUNNABLES_STORE_MAX_EVENTS_PER_RUN", "none")  # not a count: one log line, the default
-    assert LocalStoreSpanProcessor(store_file).max_events_per_run == 10_000
+    assert bound() == 10_000
     with pytest.raises(ValueError, match="max_events_per_run"):
         LocalStoreSpanProcessor(store_file, max_events_per_run=0)
 
@@ -240,3 +245,63 @@ def test_a_store_of_the_first_version_is_upgraded_with_its_runs(store_file: Path
     assert (node.name, node.status, [event.time_ns for event in node.events]) == ("old job", "ok", [5, 7])
     (record,) = LocalStore(store_file).trace("a" * 32)
     assert [event.seq for event in record.events] == [1, 2]
+
+
+V2_SCHEMA = """
+CREATE TABLE writers (id INTEGER PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, process_start TEXT,
+    started_ns INTEGER NOT NULL, last_beat_ns INTEGER NOT NULL, beat_interval_ns INTEGER NOT NULL,
+    stopped_ns INTEGER);
+CREATE TABLE spans (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+    parent_span_id TEXT, name TEXT NOT NULL, span_type TEXT, run_id TEXT, parent_run_id TEXT, run_type TEXT,
+    start_ns INTEGER NOT NULL, end_ns INTEGER, status TEXT NOT NULL DEFAULT 'unset',
+    status_message TEXT NOT NULL DEFAULT '', attributes TEXT NOT NULL DEFAULT '{}', service_name TEXT,
+    writer_id INTEGER, events_not_stored INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX spans_by_trace ON spans (trace_id, span_id);
+CREATE INDEX spans_by_run ON spans (run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX root_runs_by_start ON spans (start_ns) WHERE span_type = 'run' AND parent_run_id IS NULL;
+CREATE TABLE events (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+    seq INTEGER NOT NULL, name TEXT NOT NULL, time_ns INTEGER NOT NULL,
+    attributes TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX events_by_span ON events (trace_id, span_id, seq);
+PRAGMA application_id = 1867674990;
+PRAGMA user_version = 2;
+"""
+
+
+def test_a_store_of_the_second_version_is_upgraded_with_its_runs_and_events(store_file: Path) -> None:
+    """Version 3 keys events by their span's first row: the events written before
+    find their span, a live span's first row and its end row alike."""
+    old = sqlite3.connect(store_file)
+    old.executescript(V2_SCHEMA)
+    run_id = "0190a1b2-0000-7000-8000-000000000002"
+    attributes = json.dumps({"otel_runnables.span_type": "run", "otel_runnables.run.id": run_id})
+    span = ("c" * 32, "d" * 16, run_id, attributes)
+    old.execute(  # the span's live row, then its end row
+        "INSERT INTO spans (trace_id, span_id, name, span_type, run_id, start_ns, attributes) "
+        "VALUES (?,?,'old job','run',?,1,?)",
+        span,
+    )
+    old.execute(
+        "INSERT INTO spans (trace_id, span_id, name, span_type, run_id, start_ns, end_ns, status, "
+        "attributes, events_not_stored) VALUES (?,?,'old job','run',?,1,9,'ok',?,4)",
+        span,
+    )
+    data = json.dumps({"otel_runnables.event.kind": "custom", "otel_runnables.event.data": '{"step": 1}'})
+    old.executemany(
+        "INSERT INTO events (trace_id, span_id, seq, name, time_ns, attributes) "
+        "VALUES (?,?,?,'progress',?,?)",
+        [("c" * 32, "d" * 16, seq, 10 * seq, data) for seq in (1, 2, 7)],
+    )
+    old.commit()
+    old.close()
+    assert APPLICATION_ID == 1867674990
+    connect_writer(store_file).close()
+    check = sqlite3.connect(store_file)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert check.execute("SELECT DISTINCT span_row FROM events").fetchall() == [(1,)]
+    check.close()
+    (record,) = LocalStore(store_file).trace("c" * 32)
+    assert (record.status, record.events_not_stored) == ("ok", 4)
+    assert [(event.seq, event.time_ns) for event in record.events] == [(1, 10), (2, 20), (7, 70)]
+    (node,) = progress.get(run_id, backend=progress.make_backend("local", path=str(store_file))).roots
+    assert [event.time_ns for event in node.events] == [10, 20, 70]

@@ -45,7 +45,8 @@ from opentelemetry.util.types import AttributeValue
 from otel_runnables import _settings, bridge, conventions
 from otel_runnables._worker_exit import at_worker_exit
 from otel_runnables.store.retention import RetentionPolicy
-from otel_runnables.store.writer import ABANDON, END, EVENT, START, TAIL, OpenSpan, StoreWriter
+from otel_runnables.store.rows import ABANDON, END, EVENT, START, TAIL, OpenSpan
+from otel_runnables.store.writer import StoreWriter
 
 __all__ = ["DEFAULT_MAX_QUEUE_SIZE", "LocalStoreSpanProcessor", "StoreCounts"]
 

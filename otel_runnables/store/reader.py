@@ -12,7 +12,6 @@ the stored rows are never rewritten.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sqlite3
@@ -45,6 +44,12 @@ def _attributes(text: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _chunks(items: list[int], size: int = 400) -> Iterator[list[int]]:
+    """Ids in lists short enough for one ``IN (...)`` (SQLite bounds a statement's parameters)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _latest(rows: Iterable[_Row]) -> list[_Row]:
@@ -103,35 +108,42 @@ class LocalStore:
                     connection.close()
 
     def _records(
-        self, connection: sqlite3.Connection, rows: list[_Row], *, events: bool = True
+        self,
+        connection: sqlite3.Connection,
+        rows: list[_Row],
+        first_rows: dict[tuple[str, str], int],
+        *,
+        events: bool = True,
     ) -> list[SpanRecord]:
+        """Records of these span rows (each a span's latest); ``first_rows``: the
+        id of each span's first row, which its events name."""
         if not rows:
             return []
-        by_span: dict[tuple[str, str], list[EventRecord]] = {}
+        by_row: dict[int, list[EventRecord]] = {}
         if events:
-            for trace_id in dict.fromkeys(row[1] for row in rows):
-                for span_id, seq, name, time_ns, attributes in connection.execute(
-                    "SELECT span_id, seq, name, time_ns, attributes FROM events WHERE trace_id = ? "
-                    "ORDER BY span_id, seq",
-                    (trace_id,),
+            wanted = [first_rows[row[1], row[2]] for row in rows]
+            for chunk in _chunks(wanted):
+                for span_row, seq, name, time_ns, attributes in connection.execute(
+                    "SELECT span_row, seq, name, time_ns, attributes FROM events "
+                    f"WHERE span_row IN ({','.join('?' * len(chunk))}) ORDER BY span_row, seq",
+                    chunk,
                 ):
-                    by_span.setdefault((trace_id, span_id), []).append(
+                    by_row.setdefault(span_row, []).append(
                         EventRecord(name=name, time_ns=time_ns, attributes=_attributes(attributes), seq=seq)
                     )
         live_writers = {row[11] for row in rows if row[6] is None and row[11] is not None}
         lost = lost_writers(connection, live_writers)
         records = []
         for row in rows:
-            span_events = by_span.get((row[1], row[2]), [])
+            first = first_rows[row[1], row[2]]
+            span_events = by_row.get(first, [])
             not_stored = row[12]
             if row[6] is None:  # still going: the gaps in its events' numbering so far
                 if events:
                     last_seq, kept = (span_events[-1].seq or 0) if span_events else 0, len(span_events)
                 else:
                     last_seq, kept = connection.execute(
-                        "SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM events "
-                        "WHERE trace_id = ? AND span_id = ?",
-                        (row[1], row[2]),
+                        "SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM events WHERE span_row = ?", (first,)
                     ).fetchone()
                 not_stored = max(0, last_seq - kept)
             records.append(
@@ -161,8 +173,11 @@ class LocalStore:
             rows = connection.execute(
                 f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY id", (trace_id.lower(),)
             ).fetchall()
+            first_rows: dict[tuple[str, str], int] = {}
+            for row in rows:
+                first_rows.setdefault((row[1], row[2]), row[0])
             spans = sorted(_latest(rows), key=lambda row: (row[5], row[0]))
-            return self._records(connection, spans)
+            return self._records(connection, spans, first_rows)
 
     def trace_id_of_run(self, run_id: str) -> str | None:
         with self._connection() as connection:
@@ -192,22 +207,15 @@ class LocalStore:
                     break
                 fetch *= 2  # long runs have two rows each: look further
             spans = sorted(spans, key=lambda row: (row[5], row[0]), reverse=True)[:last]
-            records = self._records(connection, spans, events=False)
-            if not events:
-                return records
-            return [self._with_events(connection, record) for record in records]
-
-    def _with_events(self, connection: sqlite3.Connection, record: SpanRecord) -> SpanRecord:
-        rows = connection.execute(
-            "SELECT seq, name, time_ns, attributes FROM events WHERE trace_id = ? AND span_id = ? "
-            "ORDER BY seq",
-            (record.trace_id, record.span_id),
-        ).fetchall()
-        found = tuple(
-            EventRecord(name=name, time_ns=time_ns, attributes=_attributes(attributes), seq=seq)
-            for seq, name, time_ns, attributes in rows
-        )
-        return dataclasses.replace(record, events=found)
+            first_rows = {
+                (row[1], row[2]): int(
+                    connection.execute(
+                        "SELECT MIN(id) FROM spans WHERE trace_id = ? AND span_id = ?", (row[1], row[2])
+                    ).fetchone()[0]
+                )
+                for row in spans
+            }
+            return self._records(connection, spans, first_rows, events=events)
 
     def counts(self) -> tuple[int, int]:
         """(spans, events) in the store: for checks and benchmarks."""

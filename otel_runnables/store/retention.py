@@ -68,15 +68,10 @@ def _has_live_runs(connection: sqlite3.Connection, trace_id: str, beating_since_
 
 
 def _newest_start(connection: sqlite3.Connection, trace_id: str) -> int:
-    spans = connection.execute("SELECT MAX(start_ns) FROM spans WHERE trace_id = ?", (trace_id,)).fetchone()[
+    newest = connection.execute("SELECT MAX(start_ns) FROM spans WHERE trace_id = ?", (trace_id,)).fetchone()[
         0
     ]
-    if spans is not None:
-        return int(spans)
-    events = connection.execute("SELECT MAX(time_ns) FROM events WHERE trace_id = ?", (trace_id,)).fetchone()[
-        0
-    ]
-    return 0 if events is None else int(events)
+    return 0 if newest is None else int(newest)
 
 
 class Retention:
@@ -132,16 +127,15 @@ class Retention:
     ) -> None:
         cutoff = now_ns - int(self.policy.max_age * 1e9)
         known = set(self._expired)
-        for table in ("spans", "events"):  # events too: a run whose span row never made it
-            for trace_id in _oldest_traces(connection, table):
-                if trace_id not in known and _newest_start(connection, trace_id) < cutoff:
-                    self._expired.append(trace_id)
-                    known.add(trace_id)
+        for trace_id in _oldest_traces(connection, "spans"):
+            if trace_id not in known and _newest_start(connection, trace_id) < cutoff:
+                self._expired.append(trace_id)
+                known.add(trace_id)
         with write_transaction(connection, keep_trying=keep_trying):
             connection.execute("DELETE FROM writers WHERE last_beat_ns < ?", (cutoff,))
 
     def _oldest_deletable(self, connection: sqlite3.Connection, now_ns: int) -> list[str]:
-        candidates = _oldest_traces(connection, "spans") or _oldest_traces(connection, "events")
+        candidates = _oldest_traces(connection, "spans")
         beating_since = now_ns - int(_LIVE_BEATS * self.beat_interval * 1e9)
         for trace_id in candidates:
             if not _has_live_runs(connection, trace_id, beating_since):
@@ -150,10 +144,11 @@ class Retention:
 
     @staticmethod
     def _delete_part(connection: sqlite3.Connection, trace_id: str, budget: int) -> int:
-        """Up to ``budget`` rows of the trace, its events first; a trace's last
-        span rows go last, so a trace interrupted half-way is found again."""
+        """Up to ``budget`` rows of the trace, its events first (found through its
+        span rows, which go last: a trace interrupted half-way is found again)."""
         deleted = connection.execute(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE trace_id = ? LIMIT ?)",
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE span_row IN "
+            "(SELECT id FROM spans WHERE trace_id = ?) LIMIT ?)",
             (trace_id, budget),
         ).rowcount
         if deleted < budget:

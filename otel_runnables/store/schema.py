@@ -8,7 +8,7 @@ other non-empty database is never touched (``ForeignStoreError``). A file we
 create is private to its user (0600; SQLite gives its ``-wal``/``-shm`` files
 the same mode), and so is a directory we create for it (0700).
 
-Tables (version 2). Rows are only ever added, except by retention, which
+Tables (version 3). Rows are only ever added, except by retention, which
 deletes whole traces; ``id`` grows with every row written, so "rows since
 cursor N" is ``WHERE id > N`` on the primary key, for spans and events alike
 (the ``id`` of a deleted newest row may be handed out again only once the
@@ -37,12 +37,21 @@ table is empty).
     queue).
 
 ``events``: custom events as they are dispatched, and the other span events
-    of a span when it ends. ``id``; ``trace_id``, ``span_id`` (the span the
-    event belongs to); ``seq``: 1, 2, 3… within the span in the order the
-    events happened (two events never merge, whatever their timestamps; a
-    gap is an event not stored); ``name``; ``time_ns``; ``attributes``
-    (JSON object). Past the per-run bound only the latest event of each name
-    is kept: its row replaces the previous one of that name (a new ``id``).
+    of a span when it ends. ``id``; ``span_row``: the ``id`` of the first
+    row of the span the event belongs to (written no later than the event;
+    indexed with ``seq``, so "a span's events" is one index range);
+    ``trace_id``, ``span_id`` (the same span, as text); ``seq``: 1, 2, 3…
+    within the span in the order the events happened (two events never
+    merge, whatever their timestamps; a gap is an event not stored);
+    ``name``; ``time_ns``; ``attributes`` (JSON object). Past the per-run
+    bound only the latest event of each name is kept: its row replaces the
+    previous one of that name (a new ``id``).
+
+Indexes: ``spans`` by (``trace_id``, ``span_id``), by ``run_id``, root runs
+by ``start_ns``; ``events`` by (``span_row``, ``seq``). Trace ids are
+random: an index keyed by them costs a random B-tree insert per row, so
+events, the most numerous rows, are keyed by their span's first row id,
+which grows with time.
 """
 
 from __future__ import annotations
@@ -73,7 +82,7 @@ __all__ = [
     "write_transaction",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x6F52756E  # "oRun": this file is an otel_runnables store
 BUSY_TIMEOUT_MS = 5_000
 
@@ -113,6 +122,7 @@ CREATE INDEX IF NOT EXISTS root_runs_by_start ON spans (start_ns)
     WHERE span_type = 'run' AND parent_run_id IS NULL;
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
+    span_row INTEGER NOT NULL,
     trace_id TEXT NOT NULL,
     span_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -120,8 +130,12 @@ CREATE TABLE IF NOT EXISTS events (
     time_ns INTEGER NOT NULL,
     attributes TEXT NOT NULL DEFAULT '{}'
 );
-CREATE INDEX IF NOT EXISTS events_by_span ON events (trace_id, span_id, seq);
+CREATE INDEX IF NOT EXISTS events_by_span_row ON events (span_row, seq);
 """
+
+_SPAN_ROW_OF_EVENT = (
+    "(SELECT MIN(id) FROM spans WHERE spans.trace_id = e.trace_id AND spans.span_id = e.span_id)"
+)
 
 # version 1 (no writers, one row per span, events keyed by time and name) moves into version 2
 _FROM_VERSION_1 = """
@@ -138,14 +152,25 @@ INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, run_id, p
         end_ns, status, status_message, attributes, service_name,
         (SELECT id FROM writers WHERE writers.pid = spans_v1.pid)
     FROM spans_v1 ORDER BY start_ns;
-INSERT INTO events (trace_id, span_id, seq, name, time_ns, attributes)
-    SELECT trace_id, span_id,
+INSERT INTO events (span_row, trace_id, span_id, seq, name, time_ns, attributes)
+    SELECT {span_row}, trace_id, span_id,
         (SELECT COUNT(*) FROM events_v1 AS earlier WHERE earlier.trace_id = e.trace_id
             AND earlier.span_id = e.span_id AND earlier.rowid <= e.rowid),
         name, time_ns, attributes
-    FROM events_v1 AS e ORDER BY rowid;
+    FROM events_v1 AS e WHERE {span_row} IS NOT NULL ORDER BY rowid;
 DROP TABLE spans_v1;
 DROP TABLE events_v1
+"""
+
+# version 2 (events keyed by their trace and span ids) moves into version 3
+_FROM_VERSION_2 = """
+ALTER TABLE events RENAME TO events_v2;
+DROP INDEX IF EXISTS events_by_span;
+{events};
+INSERT INTO events (id, span_row, trace_id, span_id, seq, name, time_ns, attributes)
+    SELECT id, {span_row}, trace_id, span_id, seq, name, time_ns, attributes
+    FROM events_v2 AS e WHERE {span_row} IS NOT NULL ORDER BY id;
+DROP TABLE events_v2
 """
 _VERSION_1_TABLES = {"spans", "events"}
 
@@ -208,7 +233,7 @@ def write_transaction(connection: sqlite3.Connection, *, keep_trying: Callable[[
         except BaseException:
             _in_use.release()
             raise
-        time.sleep(0.002 + random.random() * 0.003)
+        time.sleep(0.001 + random.random() * 0.001)
     try:
         yield
         connection.execute("COMMIT")
@@ -385,8 +410,14 @@ def _prepare_writer(connection: sqlite3.Connection, path: Path) -> sqlite3.Conne
     connection.execute("BEGIN IMMEDIATE")
     try:
         kind, version = _kind(connection, path)  # again, under the write lock: another process may have won
-        if version == 1:
-            script = _FROM_VERSION_1.format(schema=_SCHEMA.strip().rstrip(";"))
+        if version in (1, 2):
+            if version == 1:
+                script = _FROM_VERSION_1.format(
+                    schema=_SCHEMA.strip().rstrip(";"), span_row=_SPAN_ROW_OF_EVENT
+                )
+            else:
+                events = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS events") :].strip().rstrip(";")
+                script = _FROM_VERSION_2.format(events=events, span_row=_SPAN_ROW_OF_EVENT)
             for statement in script.split(";\n"):
                 if statement.strip():
                     connection.execute(

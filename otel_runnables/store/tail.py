@@ -233,7 +233,9 @@ class StoreTail:
         events = [
             (row[1], row[2], _event(row))
             for row in connection.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE trace_id = ? ORDER BY time_ns, rowid", (trace_id,)
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE span_row IN "
+                "(SELECT id FROM spans WHERE trace_id = ?) ORDER BY time_ns, rowid",
+                (trace_id,),
             )
         ]
         return spans, events

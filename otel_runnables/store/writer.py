@@ -10,70 +10,38 @@ for, and is woken by the first item after a pause.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from itertools import count
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span
-from opentelemetry.trace import StatusCode
 
-from otel_runnables import conventions
 from otel_runnables.store.processes import this_process
 from otel_runnables.store.retention import Retention, RetentionPolicy
+from otel_runnables.store.rows import Batch
 from otel_runnables.store.schema import StoreError, connect_writer, is_busy, no_fork, write_transaction
 
-__all__ = ["ABANDON", "END", "EVENT", "START", "TAIL", "OpenSpan", "StoreWriter"]
+__all__ = ["StoreWriter"]
 
 logger = logging.getLogger(__name__)
 
-# what the queue holds: (START, open span) (EVENT, open span, seq, name, time_ns, attributes)
-# (TAIL, ... as EVENT ..., seq of the row it replaces or 0) (END, open span or None, ended span)
-# (ABANDON, open span, end_ns): a span still open when the process shuts down
-START, EVENT, TAIL, END, ABANDON = range(5)
-ABANDONED = "process exited before the run ended"
 _WRITER_BUSY_TIMEOUT_MS = 50  # then the writer tries again itself, without holding up forks
 _RECONNECT_AFTER = 5.0
 _BIG_BATCH = 2_000  # queued items worth writing at once, without waiting for more
-_STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
-_encode = json.JSONEncoder(
-    ensure_ascii=False, check_circular=False, separators=(",", ":"), default=str
-).encode
-
 _SPAN_ROW = (
-    "INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, run_id, parent_run_id, run_type, "
-    "start_ns, end_ns, status, status_message, attributes, service_name, writer_id, events_not_stored) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "INSERT INTO spans (id, trace_id, span_id, parent_span_id, name, span_type, run_id, parent_run_id, "
+    "run_type, start_ns, end_ns, status, status_message, attributes, service_name, writer_id, "
+    "events_not_stored) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-_EVENT_ROW = "INSERT INTO events (trace_id, span_id, seq, name, time_ns, attributes) VALUES (?,?,?,?,?,?)"
-_REPLACED_TAIL = "DELETE FROM events WHERE trace_id = ? AND span_id = ? AND seq = ?"
-
-
-class OpenSpan:
-    """A span the processor saw start and has not seen end; its queue items share it."""
-
-    __slots__ = ("span", "seq", "not_stored", "ended", "ids", "tails")
-
-    def __init__(self, span: Span) -> None:
-        self.span = span
-        self.seq = count(1)  # next() is atomic: events of one run may come from several threads
-        self.not_stored = 0  # its events dropped (full queue, past the bound) or replaced
-        self.ended = False  # its end is queued: its start row need not be written
-        self.ids: tuple[str, str] | None = None  # (trace id, span id) as hex, made by the writer
-        self.tails: dict[str, int] | None = None  # past the bound: the seq of the row kept per name
-
-
-def _hex_ids(span: ReadableSpan) -> tuple[str, str]:
-    context = span.context
-    assert context is not None  # started spans only
-    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+_EVENT_ROW = (
+    "INSERT INTO events (span_row, trace_id, span_id, seq, name, time_ns, attributes) VALUES (?,?,?,?,?,?,?)"
+)
+_REPLACED_TAIL = "DELETE FROM events WHERE span_row = ? AND seq = ?"
 
 
 class StoreWriter:
@@ -214,7 +182,7 @@ class StoreWriter:
             wake.wait(self.flush_interval)
             wake.clear()
         elif queue:
-            time.sleep(0.001)  # back-to-back batches: a moment without the lock, for other processes
+            time.sleep(0.003)  # back-to-back batches: a moment without the lock, for other processes
 
     def _take(self) -> Iterator[tuple[Any, ...]]:
         queue = self._queue
@@ -269,27 +237,27 @@ class StoreWriter:
 
     def _write(self, connection: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> int:
         """One transaction; the rows written (0 when the batch was lost)."""
-        try:
-            spans, events, replaced = self._rows(batch)
-        except Exception as exc:  # never a reason to stop writing
-            self._warn_once("rows", "the local trace store could not read a batch of spans: %s", exc)
-            self.lost += len(batch)
-            return 0
+        rows: Batch | None = None
         try:
             with write_transaction(connection, keep_trying=self._keep_trying):
-                if spans:
-                    connection.executemany(_SPAN_ROW, spans)
-                if events:
-                    connection.executemany(_EVENT_ROW, events)
-                if replaced:
-                    connection.executemany(_REPLACED_TAIL, replaced)
+                # span rows get their ids here, under the write lock: events name their span's row
+                rows = Batch(self._largest_span_id(connection) + 1, self._writer_id, self._service)
+                rows.add(batch)
+                if rows.spans:
+                    connection.executemany(_SPAN_ROW, rows.spans)
+                if rows.events:
+                    connection.executemany(_EVENT_ROW, rows.events)
+                if rows.replaced:
+                    connection.executemany(_REPLACED_TAIL, rows.replaced)
                 connection.execute(
                     "UPDATE writers SET last_beat_ns = ? WHERE id = ?", (time.time_ns(), self._writer_id)
                 )
-        except sqlite3.Error as exc:
+        except Exception as exc:  # a database error, or a span it could not read: never a reason to stop
+            if rows is not None:
+                rows.undo()
             self._warn_once(
                 "write",
-                "the local trace store %s: a write failed, %d items lost: %s",
+                "the local trace store %s: a write failed, %d items lost: %r",
                 self.path,
                 len(batch),
                 exc,
@@ -298,7 +266,12 @@ class StoreWriter:
             return 0
         self._last_beat = time.monotonic()
         self.written += len(batch)
-        return len(spans) + len(events)
+        assert rows is not None
+        return len(rows.spans) + len(rows.events)
+
+    @staticmethod
+    def _largest_span_id(connection: sqlite3.Connection) -> int:
+        return int(connection.execute("SELECT COALESCE(MAX(id), 0) FROM spans").fetchone()[0])
 
     def _retention_step(self, connection: sqlite3.Connection, written: int) -> None:
         try:
@@ -313,41 +286,6 @@ class StoreWriter:
             self._warned.add(what)
             logger.warning(message, *args)
 
-    # -- items into rows -----------------------------------------------------------------
-
-    def _rows(
-        self, batch: list[tuple[Any, ...]]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[str, str, int]]]:
-        spans: list[tuple[Any, ...]] = []
-        events: list[tuple[Any, ...]] = []
-        replaced: list[tuple[str, str, int]] = []
-        for item in batch:
-            kind = item[0]
-            if kind in (EVENT, TAIL):
-                state = item[1]
-                ids = state.ids or self._ids(state)
-                events.append((ids[0], ids[1], item[2], item[3], item[4], _encode(item[5])))
-                if kind == TAIL and item[6]:
-                    replaced.append((ids[0], ids[1], item[6]))
-            elif kind == END:
-                self._ended(item[1], item[2], spans, events)
-            elif kind == START:
-                state = item[1]
-                if not state.ended:  # else its end, later in the queue, is its one row
-                    spans.append(self._live_row(state, None))
-            elif kind == ABANDON:
-                state = item[1]
-                if state.span.end_time is not None:  # it ended while the queue had no room for its end
-                    self._ended(state, state.span, spans, events)
-                else:
-                    spans.append(self._live_row(state, item[2]))
-        return spans, events, replaced
-
-    @staticmethod
-    def _ids(state: OpenSpan) -> tuple[str, str]:
-        ids = state.ids = _hex_ids(state.span)
-        return ids
-
     def _service(self, resource: Resource | None) -> str | None:
         known, name = self._resource
         if resource is not known:
@@ -355,76 +293,3 @@ class StoreWriter:
             name = value if isinstance(value, str) else None
             self._resource = (resource, name)
         return name
-
-    def _row(
-        self,
-        span: ReadableSpan,
-        ids: tuple[str, str],
-        attributes: dict[str, Any],
-        end_ns: int | None,
-        status: str,
-        message: str,
-        not_stored: int,
-    ) -> tuple[Any, ...]:
-        parent = span.parent
-        return (
-            ids[0],
-            ids[1],
-            None if parent is None else f"{parent.span_id:016x}",
-            span.name,
-            attributes.get(conventions.SPAN_TYPE),
-            attributes.get(conventions.RUN_ID),
-            attributes.get(conventions.RUN_PARENT_ID),
-            attributes.get(conventions.RUN_TYPE),
-            span.start_time or 0,
-            end_ns,
-            status,
-            message,
-            _encode(attributes),
-            self._service(span.resource),
-            self._writer_id,
-            not_stored,
-        )
-
-    def _live_row(self, state: OpenSpan, end_ns: int | None) -> tuple[Any, ...]:
-        """A span still going (``end_ns`` None), or one the process leaves unended."""
-        span = state.span
-        try:
-            attributes = dict(span.attributes or {})  # the run's thread may be adding some
-        except (KeyError, RuntimeError):
-            attributes = {}
-        ids = state.ids or self._ids(state)
-        if end_ns is None:
-            return self._row(span, ids, attributes, None, "unset", "", 0)
-        return self._row(span, ids, attributes, end_ns, "error", ABANDONED, state.not_stored)
-
-    def _ended(
-        self,
-        state: OpenSpan | None,
-        span: ReadableSpan,
-        spans: list[tuple[Any, ...]],
-        events: list[tuple[Any, ...]],
-    ) -> None:
-        ids = _hex_ids(span) if state is None else (state.ids or self._ids(state))
-        status = span.status
-        code = status.status_code
-        spans.append(
-            self._row(
-                span,
-                ids,
-                dict(span.attributes or {}),
-                span.end_time or time.time_ns(),
-                _STATUS.get(code, "unset"),
-                status.description or "",
-                0 if state is None else state.not_stored,
-            )
-        )
-        if state is not None and code is not StatusCode.ERROR:
-            return  # its custom events came from the bus; an error adds the exception's
-        seq = count(1) if state is None else state.seq
-        for event in span.events:
-            attributes = event.attributes or {}
-            if state is None or attributes.get(conventions.EVENT_KIND) != conventions.EVENT_KIND_CUSTOM:
-                events.append(
-                    (ids[0], ids[1], next(seq), event.name, event.timestamp, _encode(dict(attributes)))
-                )
