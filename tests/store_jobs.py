@@ -55,8 +55,11 @@ def pools(method: str) -> None:
 
 def forks(count: int) -> None:
     """Fork ``count`` children while a thread keeps the store's writer busy."""
-    task("warm-up")  # a process that has been running: its modules imported (a child forked while
-    # another thread imports a module would wait forever for that module's lock: Python's, not ours)
+    # A process that has been running: every module its threads use imported, the writer's too (a
+    # child forked while another thread imports a module would wait forever for that module's lock,
+    # which Python does not release in the child).
+    task("warm-up")
+    force_flush()
     stop = threading.Event()
 
     def busy() -> None:

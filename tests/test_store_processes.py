@@ -46,7 +46,19 @@ def job(store: Path, *args: str, **env: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: a job that hangs goes with its children
     )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[str, str]:
+    """Its output once it exits; killed with its children (never left running) if it
+    does not exit in time."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        raise AssertionError(f"the job did not finish in {timeout} s:\n{out}\n{err}") from None
 
 
 def names_and_events(store: Path) -> dict[str, list[int]]:
@@ -77,7 +89,7 @@ def test_multiprocessing_workers_write_their_runs_before_they_exit(store: Path, 
     if method not in __import__("multiprocessing").get_all_start_methods():
         pytest.skip(f"no {method} start method here")
     done = job(store, "pools", method)
-    out, err = done.communicate(timeout=300)
+    out, err = finish(done)
     assert done.returncode == 0 and "done" in out, err
     found = names_and_events(store)
     full = [EVENTS_PER_RUN] * RUNS_PER_TASK
@@ -92,7 +104,7 @@ def test_multiprocessing_workers_write_their_runs_before_they_exit(store: Path, 
 @POSIX
 def test_children_forked_while_the_writer_is_busy_write_everything(store: Path) -> None:
     done = job(store, "forks", "12")
-    out, err = done.communicate(timeout=300)
+    out, err = finish(done)
     assert done.returncode == 0, err
     assert "children whose flush failed: 0" in out, err
     found = names_and_events(store)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from otel_runnables import _settings
-from otel_runnables.store.schema import write_transaction
+from otel_runnables.store.schema import no_fork, write_transaction
 
 __all__ = ["Retention", "RetentionPolicy", "apply_retention", "used_bytes"]
 
@@ -103,8 +103,10 @@ class Retention:
         expiring = bool(self._expired)
         if expiring:
             victims = list(self._expired)
-        elif used_bytes(connection) > self.policy.max_bytes:
-            victims = self._oldest_deletable(connection, now_ns)
+        else:
+            with no_fork():  # every use of a connection, reads too (see schema.no_fork)
+                if used_bytes(connection) > self.policy.max_bytes:
+                    victims = self._oldest_deletable(connection, now_ns)
         if not victims:
             return 0
         deleted = 0
@@ -127,10 +129,11 @@ class Retention:
     ) -> None:
         cutoff = now_ns - int(self.policy.max_age * 1e9)
         known = set(self._expired)
-        for trace_id in _oldest_traces(connection, "spans"):
-            if trace_id not in known and _newest_start(connection, trace_id) < cutoff:
-                self._expired.append(trace_id)
-                known.add(trace_id)
+        with no_fork():
+            for trace_id in _oldest_traces(connection, "spans"):
+                if trace_id not in known and _newest_start(connection, trace_id) < cutoff:
+                    self._expired.append(trace_id)
+                    known.add(trace_id)
         with write_transaction(connection, keep_trying=keep_trying):
             connection.execute("DELETE FROM writers WHERE last_beat_ns < ?", (cutoff,))
 

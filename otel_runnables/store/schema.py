@@ -197,7 +197,11 @@ class UnusableStoreError(StoreError):
 # A child forked while a connection of ours is mid-statement inherits that
 # state half-way through: its own connections would then wait forever on a
 # lock nobody holds, or undo the parent's transaction in the shared WAL index.
-# Every use of a connection holds this lock, and a fork waits for it.
+# SQLite's process-wide mutexes (its allocator's, its list of open files) are
+# inherited too: a fork during any call, a read as much as a write, can leave
+# one locked forever in the child, whose first ``connect`` then never returns.
+# Every use of a connection, and every open and close, holds this lock, and a
+# fork waits for it.
 
 _in_use = threading.RLock()
 
@@ -463,14 +467,15 @@ def connect_reader(path: Path) -> sqlite3.Connection | None:
 
     connection = _retry_busy(path, open_reader)
     kind, version = found[-1]
-    if version > SCHEMA_VERSION:
+    if version == SCHEMA_VERSION and kind != "empty":
+        return connection
+    with no_fork():
         connection.close()
+    if version > SCHEMA_VERSION:
         raise _newer(path, version)
     if kind == "empty":
-        connection.close()
         return None  # being created right now
-    if version < SCHEMA_VERSION:
-        connection.close()
-        connect_writer(path).close()  # an older store of ours: upgraded once, then read
-        return connect_reader(path)
-    return connection
+    writer = connect_writer(path)  # an older store of ours: upgraded once, then read
+    with no_fork():
+        writer.close()
+    return connect_reader(path)

@@ -25,7 +25,7 @@ from typing import Any
 from otel_runnables.progress.backend import BackendUnavailableError
 from otel_runnables.progress.records import EventRecord, SpanRecord, SpanStatus
 from otel_runnables.store.reader import lost_writers
-from otel_runnables.store.schema import connect_reader
+from otel_runnables.store.schema import connect_reader, no_fork
 
 __all__ = ["StoreGoneError", "StoreTail"]
 
@@ -111,15 +111,17 @@ class StoreTail:
             return False
         connection.isolation_level = None  # transactions are ours: one snapshot per poll
         self._connection, self._identity = connection, identity
-        spans, events = connection.execute(
-            "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM spans), (SELECT COALESCE(MAX(rowid), 0) FROM events)"
-        ).fetchone()
+        with no_fork():  # every use of a connection (see schema.no_fork)
+            spans, events = connection.execute(
+                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM spans), "
+                "(SELECT COALESCE(MAX(rowid), 0) FROM events)"
+            ).fetchone()
         self.span_cursor, self.event_cursor = int(spans), int(events)
         return True
 
     def close(self) -> None:
         if self._connection is not None:
-            with contextlib.suppress(sqlite3.Error):
+            with no_fork(), contextlib.suppress(sqlite3.Error):
                 self._connection.close()
         self._connection = None
 
@@ -135,7 +137,8 @@ class StoreTail:
     def changed(self) -> bool:
         """Whether anything was committed since the last call (cheap: no table read)."""
         assert self._connection is not None
-        version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+        with no_fork():
+            version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
         changed = version != self._data_version
         self._data_version = version
         return changed
@@ -145,12 +148,13 @@ class StoreTail:
         """One read transaction: every read inside sees the same commits."""
         connection = self._connection
         assert connection is not None
-        connection.execute("BEGIN")
-        try:
-            yield connection
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("COMMIT")
+        with no_fork():
+            connection.execute("BEGIN")
+            try:
+                yield connection
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("COMMIT")
 
     # -- reads (inside a snapshot) -------------------------------------------------
 

@@ -219,7 +219,8 @@ class StoreWriter:
             self._last_beat = time.monotonic()
         except sqlite3.Error as exc:
             self._warn_once("open", "the local trace store %s cannot be written: %s", self.path, exc)
-            connection.close()
+            with no_fork():
+                connection.close()
             return None
         return connection
 
