@@ -4,6 +4,7 @@ writing a real store file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -132,6 +133,60 @@ def test_events_replay_then_live_and_resume_with_last_event_id(
     assert received[0]["data"]["run_id"] == run_id and received[0]["data"]["data"] == {"input": 5}
 
 
+class LoopWatch:
+    """Wraps an ASGI app to learn the server's event loop, so a test can count its tasks."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.app(scope, receive, send)
+
+    def tasks(self) -> int:
+        assert self.loop is not None
+
+        async def count() -> int:
+            return len(asyncio.all_tasks())
+
+        return asyncio.run_coroutine_threadsafe(count(), self.loop).result(30)
+
+
+def _follower_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name.startswith("otel_runnables-follow"))
+
+
+@pytest.mark.parametrize("backend", ["local", "jaeger"])
+def test_a_client_that_disconnects_releases_its_follower(store: Path, backend: str) -> None:
+    """The client goes away while its follower waits for a run not recorded yet:
+    no task, poller thread or backend-reading thread is left behind."""
+    from tests.test_progress import FakeBackend
+
+    fake = FakeBackend()  # a Jaeger whose search never finds the run
+    fake.routes["/api/v3/services"] = (200, {"services": ["unknown_service"]})
+    fake.routes["/api/v3/traces"] = (404, {"error": {"httpCode": 404}})
+    options: dict[str, Any] = {"path": str(store)} if backend == "local" else {"url": fake.url}
+    watch = LoopWatch(web.create_app(backend, keepalive=0.2, **options))
+    running = Server(watch)
+    try:
+        httpx.get(f"{running.url}/api/runs?last=1")  # the server's loop is known
+        wait_until(lambda: _follower_threads() == 0)
+        idle_tasks = watch.tasks()
+        url = f"{running.url}/api/runs/{new_run_id()}/events?wait=600"
+        with httpx.stream("GET", url, timeout=60) as response:
+            lines = response.iter_lines()
+            while not next(lines).startswith(": keep-alive"):  # the follower is waiting
+                pass
+            assert _follower_threads() == 1 and watch.tasks() > idle_tasks
+        wait_until(lambda: _follower_threads() == 0)
+        wait_until(lambda: watch.tasks() == idle_tasks)
+        assert StorePoller.active() == 0
+    finally:
+        running.close()
+        fake.close()
+
+
 def test_keep_alive_comments_while_nothing_happens(server: Server, store: Path, tmp_path: Path) -> None:
     run_id = str(new_run_id())
     worker, gate = start_worker(tmp_path, store, run_id)
@@ -172,8 +227,6 @@ def test_a_failed_job_and_an_unknown_run_end_the_stream_with_a_status(
 
 def test_mounted_under_a_prefix(store: Path) -> None:
     """What a framework's mount passes: the prefix in root_path, the path with or without it."""
-    import asyncio
-
     app = web.create_app(path=str(store))
 
     async def call(path: str, root_path: str) -> tuple[int, bytes]:
