@@ -7,9 +7,15 @@ file holds more live data than the size limit, the oldest (by their first
 row), skipping traces with runs still going while there are others to
 delete. The file keeps its freed pages for reuse rather than shrinking.
 
-Deletion never stalls the writer: ``Retention.step`` deletes at most a few
-thousand rows (and at least twice what the last batch wrote, so the limits
-hold within one step) in one short transaction, between write batches.
+Deletion never stalls the writer: ``Retention.step`` runs between write
+batches, in one short transaction, and deletes at most
+``max(step_rows, 2 * the rows the batch before it wrote)`` rows — enough to
+keep up with the writer, so the limits hold within one step — stopping as
+soon as the file is back within its size limit. Traces go a few per
+statement (one statement each would make thousands of statements), and the
+candidates are read as one row of text: each row read, like each statement,
+lets go of the GIL, and getting it back from a busy application thread can
+take a switch interval (5 ms).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from otel_runnables.store.schema import no_fork, write_transaction
 
 __all__ = ["Retention", "RetentionPolicy", "apply_retention", "used_bytes"]
 
-_CANDIDATE_ROWS = 256  # the oldest rows whose traces are looked at, per look
+_AGE_CANDIDATE_ROWS = 256  # the oldest span rows whose traces are looked at for their age, per look
+_CHUNK = 100  # traces per statement
 _LIVE_BEATS = 3  # a writer that missed this many heartbeats no longer keeps its traces
 
 
@@ -50,21 +57,43 @@ def used_bytes(connection: sqlite3.Connection) -> int:
     return int((pages - free) * size)
 
 
-def _oldest_traces(connection: sqlite3.Connection, table: str) -> list[str]:
-    rows = connection.execute(f"SELECT trace_id FROM {table} ORDER BY id LIMIT {_CANDIDATE_ROWS}")
-    return list(dict.fromkeys(row[0] for row in rows))
+def _oldest_traces(connection: sqlite3.Connection, rows: int) -> list[str]:
+    """The traces of the ``rows`` oldest span rows, oldest first.
 
-
-def _has_live_runs(connection: sqlite3.Connection, trace_id: str, beating_since_ns: int) -> bool:
-    """A span of the trace not ended yet, by a writer that still beats."""
-    row = connection.execute(
-        "SELECT 1 FROM spans AS s JOIN writers AS w ON w.id = s.writer_id "
-        "WHERE s.trace_id = ? AND s.end_ns IS NULL AND w.stopped_ns IS NULL AND w.last_beat_ns >= ? "
-        "AND NOT EXISTS (SELECT 1 FROM spans AS e WHERE e.trace_id = s.trace_id "
-        "AND e.span_id = s.span_id AND e.end_ns IS NOT NULL) LIMIT 1",
-        (trace_id, beating_since_ns),
+    One row of text, not a row per trace: reading each row lets go of the GIL
+    and waits to get it back from the application's threads."""
+    (found,) = connection.execute(
+        "SELECT group_concat(first || ' ' || trace_id, ',') FROM (SELECT trace_id, MIN(id) AS first "
+        "FROM (SELECT id, trace_id FROM spans ORDER BY id LIMIT ?) GROUP BY trace_id)",
+        (rows,),
     ).fetchone()
-    return row is not None
+    if not found:
+        return []
+    pairs = (item.split(" ") for item in found.split(","))
+    return [trace_id for _, trace_id in sorted((int(first), trace_id) for first, trace_id in pairs)]
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def _live_traces(connection: sqlite3.Connection, trace_ids: list[str], beating_since_ns: int) -> set[str]:
+    """Those of the traces with a span not ended yet, by a writer that still beats."""
+    live: set[str] = set()
+    for start in range(0, len(trace_ids), _CHUNK):
+        chunk = trace_ids[start : start + _CHUNK]
+        live.update(
+            row[0]
+            for row in connection.execute(
+                "SELECT DISTINCT s.trace_id FROM spans AS s JOIN writers AS w ON w.id = s.writer_id "
+                f"WHERE s.trace_id IN ({_marks(len(chunk))}) AND s.end_ns IS NULL "
+                "AND w.stopped_ns IS NULL AND w.last_beat_ns >= ? "
+                "AND NOT EXISTS (SELECT 1 FROM spans AS e WHERE e.trace_id = s.trace_id "
+                "AND e.span_id = s.span_id AND e.end_ns IS NOT NULL)",
+                (*chunk, beating_since_ns),
+            )
+        )
+    return live
 
 
 def _newest_start(connection: sqlite3.Connection, trace_id: str) -> int:
@@ -99,29 +128,33 @@ class Retention:
             self._next_age_look = time.monotonic() + self.policy.interval
             self._look_for_expired(connection, now_ns, keep_trying)
         budget = max(self.policy.step_rows, 2 * written_rows)
-        victims: list[str] = []
-        expiring = bool(self._expired)
-        if expiring:
-            victims = list(self._expired)
-        else:
-            with no_fork():  # every use of a connection, reads too (see schema.no_fork)
-                if used_bytes(connection) > self.policy.max_bytes:
-                    victims = self._oldest_deletable(connection, now_ns)
-        if not victims:
+        with no_fork():  # every use of a connection, reads too (see schema.no_fork)
+            over = not self._expired and used_bytes(connection) > self.policy.max_bytes
+        if not self._expired and not over:
             return 0
         deleted = 0
         with write_transaction(connection, keep_trying=keep_trying):
-            for trace_id in victims:
-                left = budget - deleted
-                deleted += self._delete_part(connection, trace_id, left)
-                if deleted >= budget:
-                    break
-                if self._expired and self._expired[0] == trace_id:
+            while self._expired and deleted < budget:
+                chunk = [self._expired[index] for index in range(min(_CHUNK, len(self._expired)))]
+                done, deleted = self._delete(connection, chunk, budget, deleted)
+                for _ in range(done):
                     self._expired.popleft()
+                if not self._expired:
+                    self._next_age_look = 0.0  # more may be waiting past the first candidates
+                if done < len(chunk):
+                    break
+            if over and deleted < budget:
+                victims = self._oldest_deletable(connection, now_ns, budget - deleted)
+                start, size = 0, 1
+                while start < len(victims) and deleted < budget:
+                    # a few traces, then more while the file is still over: big traces are not
+                    # deleted past the limit, small ones are not deleted one statement each
+                    _, deleted = self._delete(connection, victims[start : start + size], budget, deleted)
+                    start, size = start + size, min(2 * size, _CHUNK)
+                    if used_bytes(connection) <= self.policy.max_bytes:
+                        break
         self.deleted_rows += deleted
         self.largest_step = max(self.largest_step, deleted)
-        if expiring and not self._expired:
-            self._next_age_look = 0.0  # more may be waiting past the first candidates
         return deleted
 
     def _look_for_expired(
@@ -130,36 +163,45 @@ class Retention:
         cutoff = now_ns - int(self.policy.max_age * 1e9)
         known = set(self._expired)
         with no_fork():
-            for trace_id in _oldest_traces(connection, "spans"):
+            for trace_id in _oldest_traces(connection, _AGE_CANDIDATE_ROWS):
                 if trace_id not in known and _newest_start(connection, trace_id) < cutoff:
                     self._expired.append(trace_id)
                     known.add(trace_id)
         with write_transaction(connection, keep_trying=keep_trying):
             connection.execute("DELETE FROM writers WHERE last_beat_ns < ?", (cutoff,))
 
-    def _oldest_deletable(self, connection: sqlite3.Connection, now_ns: int) -> list[str]:
-        candidates = _oldest_traces(connection, "spans")
-        beating_since = now_ns - int(_LIVE_BEATS * self.beat_interval * 1e9)
-        for trace_id in candidates:
-            if not _has_live_runs(connection, trace_id, beating_since):
-                return [trace_id]
-        return candidates[:1]  # every one still going: the size limit holds all the same
+    def _oldest_deletable(self, connection: sqlite3.Connection, now_ns: int, rows: int) -> list[str]:
+        """The oldest traces, about ``rows`` rows' worth (each span has a row or two,
+        and events), those with runs going left out while there are others."""
+        candidates = _oldest_traces(connection, max(rows, 1))
+        live = _live_traces(connection, candidates, now_ns - int(_LIVE_BEATS * self.beat_interval * 1e9))
+        deletable = [trace_id for trace_id in candidates if trace_id not in live]
+        return deletable or candidates[:1]  # every one still going: the size limit holds all the same
 
     @staticmethod
-    def _delete_part(connection: sqlite3.Connection, trace_id: str, budget: int) -> int:
-        """Up to ``budget`` rows of the trace, its events first (found through its
-        span rows, which go last: a trace interrupted half-way is found again)."""
-        deleted = connection.execute(
+    def _delete(
+        connection: sqlite3.Connection, trace_ids: list[str], budget: int, deleted: int
+    ) -> tuple[int, int]:
+        """Rows of these traces while ``deleted`` is under ``budget``: their events
+        first (found through their span rows, which go last, so that a trace cut
+        half-way is found again). (How many of the traces are gone, ``deleted``.)"""
+        marks = _marks(len(trace_ids))
+        events = connection.execute(
             "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE span_row IN "
-            "(SELECT id FROM spans WHERE trace_id = ?) LIMIT ?)",
-            (trace_id, budget),
+            f"(SELECT id FROM spans WHERE trace_id IN ({marks})) LIMIT ?)",
+            (*trace_ids, budget - deleted),
         ).rowcount
-        if deleted < budget:
-            deleted += connection.execute(
-                "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE trace_id = ? LIMIT ?)",
-                (trace_id, budget - deleted),
-            ).rowcount
-        return deleted
+        deleted += events
+        if deleted >= budget:
+            return 0, deleted
+        spans = connection.execute(
+            f"DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE trace_id IN ({marks}) LIMIT ?)",
+            (*trace_ids, budget - deleted),
+        ).rowcount
+        deleted += spans
+        if deleted >= budget:  # perhaps cut half-way: found again by its span rows left
+            return 0, deleted
+        return len(trace_ids), deleted
 
 
 def apply_retention(
