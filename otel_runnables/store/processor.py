@@ -146,6 +146,12 @@ class LocalStoreSpanProcessor(SpanProcessor):
         return self._writer.longest_batch
 
     @property
+    def writer_cpu_seconds(self) -> float:
+        """CPU seconds the writer thread has spent writing and deleting (a
+        machine's load does not change it as it changes wall-clock time)."""
+        return self._writer.cpu_seconds
+
+    @property
     def retention_largest_step(self) -> int:
         """Rows deleted by the largest retention step so far."""
         return self._writer.retention.largest_step

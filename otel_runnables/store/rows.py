@@ -89,7 +89,18 @@ class Batch:
                 if row is None:
                     row = self._first_row(state, id(state) in ending)
                 ids = state.ids or self._ids(state)
-                events.append((row, ids[0], ids[1], item[2], item[3], item[4], encode_attributes(item[5])))
+                attributes = item[5]
+                events.append(
+                    (
+                        row,
+                        ids[0],
+                        ids[1],
+                        item[2],
+                        item[3],
+                        item[4],
+                        _encode(attributes) if type(attributes) is dict else encode_attributes(attributes),
+                    )
+                )
                 if kind == TAIL and item[6]:
                     self.replaced.append((row, item[6]))
             elif kind == END:
@@ -144,7 +155,7 @@ class Batch:
         row_id: int,
         span: ReadableSpan,
         ids: tuple[str, str],
-        attributes: Mapping[str, Any],
+        attributes: dict[str, Any],
         end_ns: int | None,
         status: str,
         message: str,
@@ -166,7 +177,7 @@ class Batch:
             end_ns,
             status,
             message,
-            encode_attributes(attributes),
+            _encode(attributes),
             self._service(span.resource),
             self._writer_id,
             not_stored,
@@ -176,7 +187,7 @@ class Batch:
         """A span still going (``end_ns`` None), or one the process leaves unended."""
         span = state.span
         try:
-            attributes = dict(span.attributes or {})  # the run's thread may be adding some
+            attributes = {**span.attributes} if span.attributes else {}  # its thread may be adding some
         except (KeyError, RuntimeError):
             attributes = {}
         ids = state.ids or self._ids(state)
@@ -194,7 +205,7 @@ class Batch:
                 row_id,
                 span,
                 ids,
-                span.attributes or {},  # an ended span's attributes no longer change
+                {**span.attributes} if span.attributes else {},  # a dict: cheap to look into and encode
                 span.end_time or time.time_ns(),
                 _STATUS.get(code, "unset"),
                 status.description or "",

@@ -10,12 +10,14 @@ for, and is woken by the first item after a pause.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +35,42 @@ logger = logging.getLogger(__name__)
 _WRITER_BUSY_TIMEOUT_MS = 50  # then the writer tries again itself, without holding up forks
 _RECONNECT_AFTER = 5.0
 _BIG_BATCH = 2_000  # queued items worth writing at once, without waiting for more
-_SPAN_ROW = (
-    "INSERT INTO spans (id, trace_id, span_id, parent_span_id, name, span_type, run_id, parent_run_id, "
-    "run_type, start_ns, end_ns, status, status_message, attributes, service_name, writer_id, "
-    "events_not_stored) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+# at most this many items per transaction: the write lock (other processes' writers wait for it,
+# a fork waits for the writer) is held for tens of milliseconds, not for as long as a backlog takes
+_MAX_BATCH = 5_000
+_SPAN_COLUMNS = (
+    "id, trace_id, span_id, parent_span_id, name, span_type, run_id, parent_run_id, run_type, start_ns, "
+    "end_ns, status, status_message, attributes, service_name, writer_id, events_not_stored"
 )
-_EVENT_ROW = (
-    "INSERT INTO events (span_row, trace_id, span_id, seq, name, time_ns, attributes) VALUES (?,?,?,?,?,?,?)"
-)
+_EVENT_COLUMNS = "span_row, trace_id, span_id, seq, name, time_ns, attributes"
+# Parameters one statement may take: 32,766 from SQLite 3.32, 999 before.
+_MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 _REPLACED_TAIL = "DELETE FROM events WHERE span_row = ? AND seq = ?"
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(table: str, columns: str, rows: int) -> str:
+    one = f"({','.join('?' * (columns.count(',') + 1))})"
+    return f"INSERT INTO {table} ({columns}) VALUES {','.join([one] * rows)}"
+
+
+def _insert(connection: sqlite3.Connection, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+    """``rows`` in statements of many rows each, not one statement per row: SQLite
+    lets go of the GIL once per statement, and each time the writer has to wait
+    for the caller's thread to give it back (at most ``sys.getswitchinterval()``).
+    Row counts are powers of two, so that few statements are ever prepared."""
+    if not rows:
+        return
+    most = min(256, _MAX_PARAMETERS // len(rows[0]))
+    size = 1 << (most.bit_length() - 1)  # the largest power of two within the bound
+    start = 0
+    while start < len(rows):
+        while len(rows) - start < size:
+            size >>= 1
+        connection.execute(
+            _insert_statement(table, columns, size), list(chain.from_iterable(rows[start : start + size]))
+        )
+        start += size
 
 
 class StoreWriter:
@@ -67,6 +96,7 @@ class StoreWriter:
         self.written = 0
         self.lost = 0
         self.longest_batch = 0.0  # seconds: the longest write of one batch, its retention step included
+        self.cpu_seconds = 0.0  # the thread's CPU time writing batches and retention steps
         self._queue = queue
         self._has_open_spans = has_open_spans
         self._wake = threading.Event()
@@ -140,7 +170,7 @@ class StoreWriter:
                 batch = list(self._take())
                 self.pulled += len(batch)
                 self._hurry = False
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             try:
                 if connection is None and (batch or self._stopping) and time.monotonic() >= next_connect:
                     connection = self._connect()
@@ -158,6 +188,7 @@ class StoreWriter:
                 self._warn_once("bug", "the local trace store's writer failed on a batch: %r", exc)
                 self.lost += len(batch)
             self.longest_batch = max(self.longest_batch, time.perf_counter() - started)
+            self.cpu_seconds += time.thread_time() - cpu
             with self._progress:
                 self.done += len(batch)
                 self._progress.notify_all()
@@ -186,7 +217,7 @@ class StoreWriter:
 
     def _take(self) -> Iterator[tuple[Any, ...]]:
         queue = self._queue
-        for _ in range(len(queue)):
+        for _ in range(min(len(queue), _MAX_BATCH)):
             yield queue.popleft()
 
     def _connect(self) -> sqlite3.Connection | None:
@@ -244,10 +275,8 @@ class StoreWriter:
                 # span rows get their ids here, under the write lock: events name their span's row
                 rows = Batch(self._largest_span_id(connection) + 1, self._writer_id, self._service)
                 rows.add(batch)
-                if rows.spans:
-                    connection.executemany(_SPAN_ROW, rows.spans)
-                if rows.events:
-                    connection.executemany(_EVENT_ROW, rows.events)
+                _insert(connection, "spans", _SPAN_COLUMNS, rows.spans)
+                _insert(connection, "events", _EVENT_COLUMNS, rows.events)
                 if rows.replaced:
                     connection.executemany(_REPLACED_TAIL, rows.replaced)
                 connection.execute(
