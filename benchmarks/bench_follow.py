@@ -12,7 +12,14 @@
    follower, in CPU time of the writer process (what the store design could
    cost it: followers only read the WAL file, they take no lock the writer
    waits for) and in wall time (on a machine with few CPUs the followers' own
-   work competes with the writer for them: that share is the machine's).
+   work competes with the writer for them: that share is the machine's). A
+   control row keeps 2 CPUs busy with plain loops and follows nothing: what
+   contention for the CPUs alone does to the writer's CPU time (caches,
+   switches), to tell from what reading the store could cost it. The
+   write-ahead log's peak size per job shows whether readers hold the
+   writer's checkpoints back. Two more rows take the followers' own work
+   away: 10 processes only reading the store's new rows every 20 ms (as a
+   poller does) against 10 processes only waking every 20 ms.
 
     .venv/bin/python -m benchmarks.bench_follow [--events 400] [--rounds 8]
 """
@@ -20,6 +27,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -27,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 
@@ -87,11 +96,13 @@ COST_WORKER = """
 
     def job(_):
         otel_runnables.force_flush()  # the previous job's rows are written: not this job's cost
-        start, cpu = time.perf_counter(), time.process_time()
+        start, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
         for x in range(per_round):
             step.invoke(x)
+        own = time.thread_time() - own  # the runs themselves (the store's rows are only queued here)
         otel_runnables.force_flush()  # and this job's are, by the store's writer thread
-        return (time.perf_counter() - start) / per_round, (time.process_time() - cpu) / per_round
+        cpu = time.process_time() - cpu
+        return (time.perf_counter() - start) / per_round, cpu / per_round, own / per_round
 
     job_runnable = RunnableLambda(job, name="job")
     for line in sys.stdin:  # "go <run id>": one job of per_round child runs, timed
@@ -128,6 +139,62 @@ COST_FOLLOWERS = """
                 thread.join(120)
             for follow in follows:
                 follow.close()
+        print("ok", flush=True)
+"""
+
+
+SPINNER = """
+    import sys, threading
+
+    spinning = threading.Event()
+
+    def spin():
+        while True:
+            spinning.wait()
+            for _ in range(100_000):
+                pass
+
+    threading.Thread(target=spin, daemon=True).start()
+    for line in sys.stdin:  # "start <run id>": spin until "stop" (a CPU taken, nothing read)
+        if line.startswith("start"):
+            spinning.set()
+        else:
+            spinning.clear()
+        print("ok", flush=True)
+"""
+
+TICKER = """
+    import os, sys, threading, time
+    from otel_runnables.store.tail import StoreTail
+
+    mode = sys.argv[1]  # "tail": read the store's new rows every 20 ms, as a poller does; "tick": only wake
+    running = threading.Event()
+    run_id = ""
+
+    def tick():
+        tail = StoreTail(os.environ["OTEL_RUNNABLES_STORE"])
+        trace = None
+        while True:
+            running.wait()
+            time.sleep(0.02)
+            if mode == "tick":
+                sum(range(2000))
+                continue
+            if tail.open() and tail.changed():
+                with tail.snapshot() as connection:
+                    trace = tail.trace_of_run(connection, run_id) or trace
+                    traces = [trace] if trace else []
+                    tail.new_spans(connection, traces)
+                    tail.new_events(connection, traces)
+
+    threading.Thread(target=tick, daemon=True).start()
+    for line in sys.stdin:  # "start <run id>" ... "stop"
+        command, _, argument = line.strip().partition(" ")
+        if command == "start":
+            run_id = argument
+            running.set()
+        else:
+            running.clear()
         print("ok", flush=True)
 """
 
@@ -179,12 +246,48 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def writer_cost(store: Path, rounds: int, per_round: int) -> dict[str, list[tuple[float, float]]]:
+class WalWatch:
+    """The largest size the store's write-ahead log reached since the last ``peak()``:
+    readers that held checkpoints back would make it grow."""
+
+    def __init__(self, store: Path) -> None:
+        self.wal = Path(f"{store}-wal")
+        self.largest = 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(0.002):
+            with contextlib.suppress(FileNotFoundError):
+                self.largest = max(self.largest, self.wal.stat().st_size)
+
+    def peak(self) -> int:
+        largest, self.largest = self.largest, 0
+        return largest
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+def writer_cost(store: Path, rounds: int, per_round: int) -> dict[str, list[tuple[float, float, int, float]]]:
     worker = _spawn(COST_WORKER, store, str(per_round))
+    wal = WalWatch(store)
     one = [_spawn(COST_FOLLOWERS, store, "100")]
     ten = [_spawn(COST_FOLLOWERS, store, "10") for _ in range(10)]
-    setups = {"no follower": [], "100 followers, 1 process": one, "100 followers, 10 processes": ten}
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
+    spinners = [_spawn(SPINNER, store) for _ in range(2)]
+    tailers = [_spawn(TICKER, store, "tail") for _ in range(10)]
+    tickers = [_spawn(TICKER, store, "tick") for _ in range(10)]
+    setups = {
+        "no follower": [],
+        "100 followers, 1 process": one,
+        "100 followers, 10 processes": ten,
+        "no follower, 2 CPUs kept busy": spinners,  # the control: contention for the CPUs alone
+        "10 processes tailing the store": tailers,  # the store's reads alone, no dicts built
+        "10 processes waking every 20 ms": tickers,  # their control: the same wake-ups, no reads
+    }
+    samples: dict[str, list[tuple[float, float, int, float]]] = {name: [] for name in setups}
     try:
         for round_index in range(rounds + 1):
             for name, processes in setups.items():
@@ -193,18 +296,21 @@ def writer_cost(store: Path, rounds: int, per_round: int) -> dict[str, list[tupl
                     _say(process, f"start {run_id}")
                 for process in processes:
                     assert _line(process) == "ok"
+                wal.peak()
                 _say(worker, f"go {run_id}")
-                wall, cpu = json.loads(_line(worker))
+                wall, cpu, runs_cpu = json.loads(_line(worker))
+                wal_peak = wal.peak()
                 for process in processes:
                     _say(process, "stop")  # returns once its followers have read the job to its end
                 for process in processes:
                     assert _line(process) == "ok"
                 if round_index:  # the first round warms up
-                    samples[name].append((wall, cpu))
+                    samples[name].append((wall, cpu, wal_peak, runs_cpu))
     finally:
+        wal.stop()
         _say(worker, "stop")
         worker.wait(60)
-        for process in [*one, *ten]:
+        for process in [*one, *ten, *spinners, *tailers, *tickers]:
             process.kill()
             process.wait(60)
     return samples
@@ -214,35 +320,49 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=400, help="events in the latency job (one per 10 ms)")
-    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds of the writer-cost part")
+    parser.add_argument(
+        "--events", type=int, default=400, help="events in the latency job (one per 10 ms; 0: skip it)"
+    )
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of the writer-cost part (0: skip it)")
     parser.add_argument("--per-round", type=int, default=1000, help="child runs per job (one job per round)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="bench_follow-") as folder:
         store = Path(folder) / "traces.sqlite3"
-        print(f"\n1. dispatch in a worker process -> dict from follow_sync in another ({args.events} events)")
-        for followers in (1, 100):
-            late = latency(store, args.events, followers)
+        if args.events > 0:
             print(
-                f"   {followers:>3} follower(s): median {statistics.median(late):6.1f} ms   "
-                f"p95 {_percentile(late, 0.95):6.1f} ms   p99 {_percentile(late, 0.99):6.1f} ms   "
-                f"max {max(late):6.1f} ms   ({len(late)} events)"
+                f"\n1. dispatch in a worker process -> dict from follow_sync in another "
+                f"({args.events} events)"
             )
-        print("   target: median <= 100 ms, p99 <= 250 ms")
+            for followers in (1, 100):
+                late = latency(store, args.events, followers)
+                print(
+                    f"   {followers:>3} follower(s): median {statistics.median(late):6.1f} ms   "
+                    f"p95 {_percentile(late, 0.95):6.1f} ms   p99 {_percentile(late, 0.99):6.1f} ms   "
+                    f"max {max(late):6.1f} ms   ({len(late)} events)"
+                )
+            print("   target: median <= 100 ms, p99 <= 250 ms")
+        if args.rounds < 1:
+            return
         print(f"\n2. the writer's cost per child run (invoke + 1 event), {args.rounds} interleaved rounds")
         samples = writer_cost(store, args.rounds, args.per_round)
         base = samples["no follower"]
-        print("   (CPU: the writer process's own work, its store thread included; wall: that plus")
-        print("   waiting for a CPU the followers are using)")
+        print("   (CPU: the writer process's own work: the runs' thread, which only queues rows,")
+        print("   and the store's thread, which writes them; wall: that plus waiting for a CPU)")
         for name, values in samples.items():
             cpu = statistics.median(v[1] for v in values) * 1e6
             cpu_ratio = statistics.median(v[1] / b[1] for v, b in zip(values, base, strict=True))
             wall = statistics.median(v[0] for v in values) * 1e6
             wall_ratio = statistics.median(v[0] / b[0] for v, b in zip(values, base, strict=True))
+            wal_kib = statistics.median(v[2] for v in values) / 1024
+            runs_ratio = statistics.median(v[3] / b[3] for v, b in zip(values, base, strict=True))
+            store_ratio = statistics.median(
+                (v[1] - v[3]) / (b[1] - b[3]) for v, b in zip(values, base, strict=True)
+            )
             print(
-                f"   {name:<30} CPU {cpu:7.1f} µs/run x{cpu_ratio:.3f}   "
-                f"wall {wall:7.1f} µs/run x{wall_ratio:.3f}"
+                f"   {name:<32} CPU {cpu:6.1f} µs/run x{cpu_ratio:.3f} "
+                f"(runs x{runs_ratio:.3f}, store thread x{store_ratio:.3f})   "
+                f"wall {wall:6.1f} µs/run x{wall_ratio:.3f}   WAL peak {wal_kib:5.0f} KiB"
             )
 
 
