@@ -204,6 +204,30 @@ def test_a_queue_that_fills_drops_starts_and_events_never_ends(
     assert not_stored <= counts.dropped  # the rest of the drops were run starts
 
 
+def test_past_the_bound_with_the_queue_full_the_run_ends_with_its_latest_events(
+    store_file: Path, use_store: Callable[..., LocalStoreSpanProcessor]
+) -> None:
+    connect_writer(store_file).close()
+    blocker = sqlite3.connect(store_file, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the writer waits: the queue fills and stays full
+    store = use_store(max_queue_size=50, max_events_per_run=20)
+    try:
+        emitting(500, names=("progress", "log")).invoke(1)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    store.shutdown()
+    counts = store.counts()
+    assert counts.accepted == 2 + 500 and counts.lost == 0
+    assert counts.accepted == counts.written + counts.dropped
+    node = only_root(store_file)
+    assert node.status != "running"
+    # the first 20, then the latest of each name, whatever the queue could hold meanwhile
+    assert [event.data["step"] for event in node.events[-2:]] == [499, 500]  # type: ignore[index]
+    assert len(node.events) + node.events_not_stored == 500
+    assert node.progress is not None and node.progress.percent == 100.0
+
+
 # -- the file ----------------------------------------------------------------------------------
 
 

@@ -192,6 +192,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
             return  # a span of the parent process, ended in this forked child: the parent's to write
         queue = self._queue
         if len(queue) < self._ends_room:
+            self._queue_waiting_tails(state)
             if state is not None:
                 state.ended = True
             queue.append((END, state, span))
@@ -207,7 +208,8 @@ class LocalStoreSpanProcessor(SpanProcessor):
         (bounded) for room in the queue, or for shutdown."""
         with self._count_lock:
             if len(self._deferred) >= _DEFERRED_ENDS * self.max_queue_size:
-                self.dropped += 1
+                waiting = state.waiting_tails if state is not None else None
+                self.dropped += 1 + len(waiting or ())
                 return
             self._deferred.append((state, span))
         if not self._warned_stall:
@@ -223,6 +225,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
             deferred, queue = self._deferred, self._queue
             while deferred and len(queue) < self._ends_room:
                 state, span = deferred.popleft()
+                self._queue_waiting_tails_locked(state)
                 if state is not None:
                     state.ended = True
                 queue.append((END, state, span))
@@ -249,22 +252,53 @@ class LocalStoreSpanProcessor(SpanProcessor):
     def _past_the_bound(
         self, state: OpenSpan, seq: int, name: str, time_ns: int, attributes: Mapping[str, AttributeValue]
     ) -> None:
-        """Keep the latest event of each name: it replaces the row of the previous one."""
+        """Keep the latest event of each name: it replaces the row of the previous one.
+        With the queue full, it waits on the run (the one before it of that name
+        is dropped) and is queued with the run's end, so progress ends current."""
         with self._count_lock:
             tails = state.tails
             if tails is None:
                 tails = state.tails = {}
-            replaced = tails.get(name, 0)
-            if (replaced or len(tails) < TAIL_NAMES) and len(self._queue) < self.max_queue_size:
-                tails[name] = seq
-                if replaced:
-                    state.not_stored += 1
-                self._queue.append((TAIL, state, seq, name, time_ns, attributes, replaced))
+            if name not in tails and len(tails) >= TAIL_NAMES:
+                self.dropped += 1
+                state.not_stored += 1
+                return
+            waiting = state.waiting_tails
+            if waiting is not None and waiting.pop(name, None) is not None:
+                self.dropped += 1  # a newer event of that name came before room did
+                state.not_stored += 1
+            if len(self._queue) < self.max_queue_size:
+                self._queue_tail(state, seq, name, time_ns, attributes)
                 if self._writer.idle:
                     self._writer.wake()
                 return
-            self.dropped += 1
+            if waiting is None:
+                waiting = state.waiting_tails = {}
+            waiting[name] = (seq, name, time_ns, attributes)
+            tails.setdefault(name, 0)  # the name has its place among the kept ones
+
+    def _queue_tail(
+        self, state: OpenSpan, seq: int, name: str, time_ns: int, attributes: Mapping[str, AttributeValue]
+    ) -> None:
+        tails = state.tails
+        assert tails is not None
+        replaced = tails.get(name, 0)
+        tails[name] = seq
+        if replaced:
             state.not_stored += 1
+        self._queue.append((TAIL, state, seq, name, time_ns, attributes, replaced))
+
+    def _queue_waiting_tails(self, state: OpenSpan | None) -> None:
+        """A run is ending: its waiting latest events go first (they have an end's room)."""
+        if state is not None and state.waiting_tails:
+            with self._count_lock:
+                self._queue_waiting_tails_locked(state)
+
+    def _queue_waiting_tails_locked(self, state: OpenSpan | None) -> None:
+        if state is not None and state.waiting_tails:
+            waiting, state.waiting_tails = state.waiting_tails, None
+            for item in waiting.values():
+                self._queue_tail(state, *item)
 
     # -- flush and shutdown ------------------------------------------------------------------
 
@@ -286,10 +320,13 @@ class LocalStoreSpanProcessor(SpanProcessor):
         now = time.time_ns()
         for state in list(self._open.values()):
             # started here and never ended: the process is going away without it
+            self._queue_waiting_tails(state)
             self._queue.append((ABANDON, state, now))
         self._open.clear()
         while self._deferred:
-            self._queue.append((END, *self._deferred.popleft()))
+            deferred_state, span = self._deferred.popleft()
+            self._queue_waiting_tails(deferred_state)
+            self._queue.append((END, deferred_state, span))
         self._closed = True
         writer = self._writer
         writer.stop(_SHUTDOWN_TIMEOUT)

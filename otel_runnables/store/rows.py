@@ -45,7 +45,17 @@ def encode_attributes(attributes: Mapping[str, Any]) -> str:
 class OpenSpan:
     """A span the processor saw start and has not seen end; its queue items share it."""
 
-    __slots__ = ("span", "seq", "not_stored", "ended", "ids", "tails", "first_row", "has_row")
+    __slots__ = (
+        "span",
+        "seq",
+        "not_stored",
+        "ended",
+        "ids",
+        "tails",
+        "waiting_tails",
+        "first_row",
+        "has_row",
+    )
 
     def __init__(self, span: Span) -> None:
         self.span = span
@@ -54,6 +64,8 @@ class OpenSpan:
         self.ended = False  # its end is queued
         self.ids: tuple[str, str] | None = None  # (trace id, span id) as hex, made by the writer
         self.tails: dict[str, int] | None = None  # past the bound: the seq of the row kept per name
+        # past the bound with the queue full: the latest event per name, queued with the run's end
+        self.waiting_tails: dict[str, tuple[int, str, int, Mapping[str, Any]]] | None = None
         self.first_row: int | None = None  # the id of its first spans row, once given
         self.has_row = False  # a row with that id is written (or in the batch being written)
 
