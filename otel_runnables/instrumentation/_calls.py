@@ -21,7 +21,7 @@ from typing import Any
 
 from otel_runnables.config import RunnableConfig, ensure_config, patch_config
 from otel_runnables.instrumentation._signature import CallShape
-from otel_runnables.runnables._execution import enter_run, exit_run
+from otel_runnables.runnables._execution import arun_as, enter_run, exit_run, run_as
 from otel_runnables.runs import Run, astart_run, start_run
 from otel_runnables.serialization import DEFAULT_LIMITS
 
@@ -168,18 +168,8 @@ class Tracing:
         kwargs: dict[str, Any],
         config: RunnableConfig | None,
     ) -> Any:
-        ensured = self.run_config(config)
-        run, child = self._start(ensured, self.recorded_inputs(instance, args, kwargs))
-        token = enter_run(run, child)
-        try:
-            output = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            exit_run(token)
-            run.fail(exc)
-            raise
-        exit_run(token)
-        run.end(self.recorded_output(output))
-        return output
+        run, child = self._start(self.run_config(config), self.recorded_inputs(instance, args, kwargs))
+        return run_as(run, child, lambda: wrapped(*args, **kwargs), self.recorded_output)
 
     async def run_coroutine(
         self,
@@ -189,22 +179,13 @@ class Tracing:
         kwargs: dict[str, Any],
         config: RunnableConfig | None,
     ) -> Any:
-        ensured = self.run_config(config)
         try:
-            run, child = await self._astart(ensured, self.recorded_inputs(instance, args, kwargs))
+            inputs = self.recorded_inputs(instance, args, kwargs)
+            run, child = await self._astart(self.run_config(config), inputs)
         except BaseException:
             _close(coroutine)
             raise
-        token = enter_run(run, child)
-        try:
-            output = await coroutine
-        except BaseException as exc:
-            exit_run(token)
-            await run.afail(exc)
-            raise
-        exit_run(token)
-        await run.aend(self.recorded_output(output))
-        return output
+        return await arun_as(run, child, coroutine, self.recorded_output)
 
     def run_generator(
         self,

@@ -114,6 +114,39 @@ def run_name(runnable: Runnable[Any, Any], config: RunnableConfig) -> str:
     return config.get("run_name") or runnable.get_name()
 
 
+def run_as(
+    run: Run, child: RunnableConfig, call: Callable[[], T], recorded: Callable[[T], Any] | None = None
+) -> T:
+    """``call()`` with ``run`` current; the run ends with its output (what
+    ``recorded`` makes of it, when given) or fails with its error."""
+    token = enter_run(run, child)
+    try:
+        output = call()
+    except BaseException as exc:
+        exit_run(token)
+        run.fail(exc)
+        raise
+    exit_run(token)
+    run.end(output if recorded is None else recorded(output))
+    return output
+
+
+async def arun_as(
+    run: Run, child: RunnableConfig, call: Awaitable[T], recorded: Callable[[T], Any] | None = None
+) -> T:
+    """The async twin of ``run_as``: ``await call`` with ``run`` current."""
+    token = enter_run(run, child)
+    try:
+        output = await call
+    except BaseException as exc:
+        exit_run(token)
+        await run.afail(exc)
+        raise
+    exit_run(token)
+    await run.aend(output if recorded is None else recorded(output))
+    return output
+
+
 def call_with_config(
     runnable: Runnable[Any, Any],
     func: Callable[[Any, RunnableConfig, Run], T],
@@ -132,16 +165,7 @@ def call_with_config(
         handler_extra=handler_extra,
     )
     child = patch_config(ensured, callbacks=run.child_scope())
-    token = enter_run(run, child)
-    try:
-        output = func(value, child, run)
-    except BaseException as exc:
-        exit_run(token)
-        run.fail(exc)
-        raise
-    exit_run(token)
-    run.end(output)
-    return output
+    return run_as(run, child, lambda: func(value, child, run))
 
 
 async def acall_with_config(
@@ -162,16 +186,7 @@ async def acall_with_config(
         handler_extra=handler_extra,
     )
     child = patch_config(ensured, callbacks=run.child_scope())
-    token = enter_run(run, child)
-    try:
-        output = await func(value, child, run)
-    except BaseException as exc:
-        exit_run(token)
-        await run.afail(exc)
-        raise
-    exit_run(token)
-    await run.aend(output)
-    return output
+    return await arun_as(run, child, func(value, child, run))
 
 
 class ChunkTotal:

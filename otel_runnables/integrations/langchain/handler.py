@@ -23,14 +23,14 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 
 from otel_runnables import bridge
-from otel_runnables.callbacks import listening
+from otel_runnables._dispatch import listening
 from otel_runnables.config import RunnableConfig, RunScope, own_child_config
+from otel_runnables.event_dicts import STREAM_START_MARKER
 from otel_runnables.integrations.langchain import content
 from otel_runnables.runs import MISSING, Run
 
 __all__ = ["LangChainRun", "OtelRunnablesLangChainHandler", "forwarding"]
 
-_STREAM_START = {"input": ""}  # LangChain's inputs at the start of a streamed run
 
 # LangChain runs our callback handlers hear (as on_chain_start ... on_chain_end)
 _CHAIN_RUNS = frozenset({"chain", "prompt", "parser"})
@@ -90,7 +90,7 @@ def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], fallb
 
 def _is_stream_start(inputs: Any) -> bool:
     try:
-        return type(inputs) is dict and inputs == _STREAM_START
+        return type(inputs) is dict and inputs == STREAM_START_MARKER
     except Exception:
         return False
 
