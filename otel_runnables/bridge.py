@@ -28,8 +28,8 @@ from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from otel_runnables import event_dicts
+from otel_runnables._dispatch import anotify, listening, notify
 from otel_runnables._sentinel import MISSING
-from otel_runnables.callbacks import anotify, listening, notify
 from otel_runnables.event_log import END, EventLog, LogReader
 
 if TYPE_CHECKING:

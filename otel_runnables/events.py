@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_runnables import bridge
-from otel_runnables.callbacks import BaseCallbackHandler, listening
+from otel_runnables._dispatch import listening
+from otel_runnables.callbacks import BaseCallbackHandler
 from otel_runnables.config import RunnableConfig, RunScope, add_tags, current_child_config, ensure_config
 from otel_runnables.errors import InvalidEventError
 from otel_runnables.runs import Run

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from otel_runnables import AsyncCallbackHandler, BaseCallbackHandler, RunnableLambda, adispatch_custom_event
-from otel_runnables.callbacks import DEFAULT_HANDLER_TIMEOUT, handler_timeout
+from otel_runnables._dispatch import DEFAULT_HANDLER_TIMEOUT, handler_timeout
 
 
 class Hangs(AsyncCallbackHandler):

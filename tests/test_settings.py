@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import otel_runnables
-from otel_runnables import _settings, callbacks, liveness
+from otel_runnables import _dispatch, _settings, callbacks, liveness
 from otel_runnables.errors import ConfigurationError
 from otel_runnables.serialization import capture_content_enabled
 from otel_runnables.store import RetentionPolicy, default_store_path
@@ -53,7 +53,7 @@ def test_off_words_turn_off_capture_liveness_store_and_timeout_alike() -> None:
         assert capture_content_enabled() is False
         assert _settings.LIVENESS_SPANS.value is False
         assert default_store_path() is None
-        assert callbacks.handler_timeout(callbacks.BaseCallbackHandler()) is None
+        assert _dispatch.handler_timeout(callbacks.BaseCallbackHandler()) is None
 
 
 def test_durations_sizes_paths_and_key_lists() -> None:
@@ -72,7 +72,7 @@ def test_durations_sizes_paths_and_key_lists() -> None:
     read(STORE="~/x.sqlite3", STORE_MAX_AGE="1h", STORE_MAX_BYTES="5MB", HANDLER_TIMEOUT="250ms")
     assert default_store_path() == Path.home() / "x.sqlite3"
     assert RetentionPolicy.from_settings() == RetentionPolicy(max_age=3600, max_bytes=5_000_000)
-    assert callbacks.handler_timeout(callbacks.BaseCallbackHandler()) == 0.25
+    assert _dispatch.handler_timeout(callbacks.BaseCallbackHandler()) == 0.25
     read(REDACT_KEYS="ssn, Pin")
     assert _settings.REDACT_KEYS.value == ("ssn", "Pin")
     read(REDACT_KEYS="+ssn")
