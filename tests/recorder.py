@@ -3,6 +3,7 @@ and the normalisation used to compare langchain_core with otel_runnables."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -96,8 +97,9 @@ def make_recorder(base: type, *, is_async: bool = False, fail_in: tuple[str, ...
 
 def per_run(records: list[dict[str, Any]]) -> list[Any]:
     """Records grouped by run, each run named by its path of ``name[tags]`` from
-    its root, so concurrent runs (parallel branches) compare independently of
-    how their callbacks interleaved. Within one run the order is kept."""
+    its root, so concurrent runs (parallel branches, a batch's items) compare
+    independently of how their callbacks interleaved. Within one run the order
+    is kept."""
     starts = {r["run_id"]: r for r in records if r["cb"] == "on_chain_start"}
 
     def label(run_id: str) -> str:
@@ -119,7 +121,18 @@ def per_run(records: list[dict[str, Any]]) -> list[Any]:
             return {k: relabel(v) for k, v in value.items()}
         return value
 
-    grouped: dict[str, list[Any]] = {}
+    by_run: dict[str, list[Any]] = {}
     for r in records:
-        grouped.setdefault(label(r["run_id"]), []).append(relabel(r))
-    return [[label, grouped[label]] for label in sorted(grouped)]
+        by_run.setdefault(r["run_id"], []).append(relabel(r))
+    # runs with one path (a batch's items, run concurrently) in a fixed order, each kept whole
+    grouped: dict[str, list[list[Any]]] = {}
+    for run_id, run_records in by_run.items():
+        grouped.setdefault(label(run_id), []).append(run_records)
+
+    def content(run: list[Any]) -> str:
+        return json.dumps(run, sort_keys=True, default=str)
+
+    return [
+        [path, [record for run in sorted(runs, key=content) for record in run]]
+        for path, runs in sorted(grouped.items())
+    ]
