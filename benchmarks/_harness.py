@@ -16,8 +16,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Tracer
 
-from otel_runnables import AsyncCallbackHandler, BaseCallbackHandler, conventions
-from otel_runnables.runs import new_run_id_text
+from otel_runnables import AsyncCallbackHandler, BaseCallbackHandler
+from otel_runnables import _conventions as conventions
+from otel_runnables._runs import new_run_id_text
 
 
 class DiscardingExporter(SpanExporter):

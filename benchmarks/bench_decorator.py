@@ -23,7 +23,7 @@ from benchmarks._harness import acompare, batch_provider, compare, report
 F = TypeVar("F", bound=Callable[..., Any])
 
 provider = batch_provider()
-ours.telemetry.set_tracer_provider(provider)
+ours._telemetry.set_tracer_provider(provider)
 tracer = provider.get_tracer("bench")
 
 RUN_LIKE = {

@@ -165,7 +165,7 @@ SPINNER = """
 
 TICKER = """
     import os, sys, threading, time
-    from otel_runnables.store.tail import StoreTail
+    from otel_runnables._store.tail import StoreTail
 
     mode = sys.argv[1]  # "tail": read the store's new rows every 20 ms, as a poller does; "tick": only wake
     running = threading.Event()

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks._harness import batch_provider, compare, report
-from otel_runnables import RunnableLambda, dispatch_custom_event, liveness, telemetry
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _liveness as liveness
+from otel_runnables import _telemetry as telemetry
 
 telemetry.set_tracer_provider(batch_provider())
 

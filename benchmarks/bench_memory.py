@@ -77,11 +77,11 @@ def _spans_through(processor: SpanProcessor) -> Iterator[None]:
     """The library's runs export through ``processor`` for the block, then as before."""
     provider = TracerProvider()
     provider.add_span_processor(processor)
-    previous = otel_runnables.telemetry.swap_tracer(provider.get_tracer("otel_runnables"))
+    previous = otel_runnables._telemetry.swap_tracer(provider.get_tracer("otel_runnables"))
     try:
         yield
     finally:
-        otel_runnables.telemetry.swap_tracer(previous)
+        otel_runnables._telemetry.swap_tracer(previous)
         provider.shutdown()
 
 
@@ -111,7 +111,7 @@ def peak_above_queue(runs: int) -> tuple[int, int]:
 
 def main() -> None:
     provider = batch_provider()
-    otel_runnables.telemetry.set_tracer_provider(provider)
+    otel_runnables._telemetry.set_tracer_provider(provider)
     retained, top = retained_bytes(provider, RUNS)
     print(f"retained after {RUNS:,} runs: {retained:,} bytes = {retained / RUNS:.3f} bytes per run")
     for stat in top:

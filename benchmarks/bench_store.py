@@ -38,9 +38,11 @@ from pathlib import Path
 from opentelemetry.sdk.trace import TracerProvider
 
 from benchmarks._harness import Rounds
-from otel_runnables import RunnableLambda, dispatch_custom_event, liveness, telemetry
-from otel_runnables.store import LocalStore, LocalStoreSpanProcessor, RetentionPolicy
-from otel_runnables.store.retention import used_bytes
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _liveness as liveness
+from otel_runnables import _telemetry as telemetry
+from otel_runnables._store import LocalStore, LocalStoreSpanProcessor, RetentionPolicy
+from otel_runnables._store.retention import used_bytes
 
 EVENTS = 3
 ROWS_PER_RUN = 1 + EVENTS  # a run that starts and ends within a batch has one span row

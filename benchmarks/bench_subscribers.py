@@ -17,9 +17,10 @@ import uuid
 from collections.abc import Callable
 
 from benchmarks._harness import batch_provider
-from otel_runnables import RunnableLambda, dispatch_custom_event, subscribe_sync, telemetry
-from otel_runnables.runs import new_run_id
-from otel_runnables.subscriptions import RunEventsSync
+from otel_runnables import RunnableLambda, dispatch_custom_event, subscribe_sync
+from otel_runnables import _telemetry as telemetry
+from otel_runnables._runs import new_run_id
+from otel_runnables._subscriptions import RunEventsSync
 
 telemetry.set_tracer_provider(batch_provider())
 

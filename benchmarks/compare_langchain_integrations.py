@@ -49,7 +49,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from benchmarks._harness import batch_provider
-from otel_runnables import telemetry
+from otel_runnables import _telemetry as telemetry
 from otel_runnables.integrations.langchain import instrument_langchain, uninstrument_langchain
 
 

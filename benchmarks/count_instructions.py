@@ -69,17 +69,17 @@ def scenarios() -> dict[str, Scenario]:
     global _provider
     provider = _provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
-    ours.telemetry.set_tracer_provider(provider)
+    ours._telemetry.set_tracer_provider(provider)
     tracer = provider.get_tracer("bench")
     raw, raw_events, araw_events = raw_spans(tracer)
     mine = programs(ours, ours.dispatch_custom_event, ours.adispatch_custom_event)
     # what a root run's span holds, built once by the library's own conventions:
     # the SDK's share of a run, with no bookkeeping
     run_content = {
-        **ours.conventions.run_identity_attributes(ours.runs.new_run_id_text(), None, "chain"),
-        **ours.conventions.io_attributes("input", 1, capture=True),
+        **ours._conventions.run_identity_attributes(ours._runs.new_run_id_text(), None, "chain"),
+        **ours._conventions.io_attributes("input", 1, capture=True),
     }
-    run_output = ours.conventions.io_attributes("output", 1, capture=True)
+    run_output = ours._conventions.io_attributes("output", 1, capture=True)
 
     def span_with_run_content() -> int:
         span = tracer.start_span("work", attributes=run_content)
@@ -148,7 +148,7 @@ def _with_store() -> Callable[[], object]:
     the count includes so that the writer's work is counted too."""
     import tempfile
 
-    from otel_runnables.store import LocalStoreSpanProcessor
+    from otel_runnables._store import LocalStoreSpanProcessor
 
     # valgrind runs the program ~50x slower: with the usual 50 ms between batches, a batch would hold
     # a few runs and its fixed cost (a transaction, a commit) would weigh as it never does in a busy

@@ -50,7 +50,7 @@ from benchmarks._harness import (
 from benchmarks.bench_memory import QUEUE_SPANS, peak_above_queue, peak_without_queue, retained_bytes
 
 provider = batch_provider()
-ours.telemetry.set_tracer_provider(provider)
+ours._telemetry.set_tracer_provider(provider)
 tracer = provider.get_tracer("bench")
 raw, raw_events, araw_events = raw_spans(tracer)
 stream_floor = stream_floor_of(tracer)

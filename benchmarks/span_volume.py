@@ -20,8 +20,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, liveness, telemetry
-from otel_runnables.conventions import SPAN_TYPE
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _liveness as liveness
+from otel_runnables import _telemetry as telemetry
+from otel_runnables._conventions import SPAN_TYPE
 
 EVENTS = (1, 10, 1_000)
 

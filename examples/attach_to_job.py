@@ -15,7 +15,6 @@ import asyncio
 import uuid
 
 from otel_runnables import RunnableLambda, adispatch_custom_event, subscribe
-from otel_runnables.runs import new_run_id
 
 
 @RunnableLambda
@@ -35,7 +34,7 @@ async def follow(run_id: uuid.UUID) -> None:
 
 
 async def main() -> None:
-    run_id = new_run_id()  # the launcher picks the id (a real service would store it)
+    run_id = uuid.uuid4()  # the launcher picks the id (a real service would store it)
     job = asyncio.create_task(
         nightly_import.ainvoke(["a.csv", "b.csv", "c.csv", "d.csv"], {"run_id": run_id})
     )

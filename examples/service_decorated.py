@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
-from otel_runnables import telemetry, traceable
+from otel_runnables import _telemetry as telemetry
+from otel_runnables import traceable
 
 PRICES = {"book": 12, "pen": 2}
 

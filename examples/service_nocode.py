@@ -48,6 +48,6 @@ def one_line(span: ReadableSpan) -> str:
 if __name__ == "__main__":
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(formatter=one_line)))
-    otel_runnables.telemetry.set_tracer_provider(provider)
+    otel_runnables.configure(tracer_provider=provider, store=False)  # this provider only
     instrument_service()
     importlib.import_module("service_plain").main()  # the unchanged service

@@ -13,13 +13,11 @@ OpenTelemetry span, and whose custom events are span events.
 
 from typing import TYPE_CHECKING, Any
 
-from otel_runnables import liveness as _liveness  # noqa: F401  listens to the run bus from its import on
-from otel_runnables._version import __version__
-from otel_runnables.callbacks import AsyncCallbackHandler, BaseCallbackHandler
-from otel_runnables.carry import carry_run
-from otel_runnables.config import RunnableConfig, ensure_config
-from otel_runnables.current import RunInfo, current_run
-from otel_runnables.errors import (
+from otel_runnables import _liveness  # noqa: F401  listens to the run bus from its import on
+from otel_runnables._carry import carry_run
+from otel_runnables._config import RunnableConfig, ensure_config
+from otel_runnables._current import RunInfo, current_run
+from otel_runnables._errors import (
     InvalidConfigError,
     InvalidEventError,
     OtelRunnablesError,
@@ -27,9 +25,9 @@ from otel_runnables.errors import (
     RunLostError,
     RunNotFoundError,
 )
-from otel_runnables.events import adispatch_custom_event, dispatch_custom_event
-from otel_runnables.instrumentation import InstrumentationError, instrument, traceable, uninstrument
-from otel_runnables.runnables import (
+from otel_runnables._events import adispatch_custom_event, dispatch_custom_event
+from otel_runnables._instrumentation import InstrumentationError, instrument, traceable, uninstrument
+from otel_runnables._runnables import (
     Runnable,
     RunnableBinding,
     RunnableLambda,
@@ -38,9 +36,11 @@ from otel_runnables.runnables import (
     RunnableSequence,
     chain,
 )
-from otel_runnables.runnables.base import load_integrations_on_import
-from otel_runnables.subscriptions import subscribe, subscribe_sync
-from otel_runnables.telemetry import ConfigurationError, configure, force_flush, shutdown
+from otel_runnables._runnables.base import load_integrations_on_import
+from otel_runnables._subscriptions import subscribe, subscribe_sync
+from otel_runnables._telemetry import ConfigurationError, configure, force_flush, shutdown
+from otel_runnables._version import __version__
+from otel_runnables.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 
 __all__ = [
     "AsyncCallbackHandler",

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from otel_runnables._errors import ConfigurationError
 from otel_runnables._redaction import DEFAULT_KEY_PATTERNS
-from otel_runnables.errors import ConfigurationError
 
 __all__ = [
     "BOOLEAN",

@@ -34,7 +34,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import StatusCode
 
-from otel_runnables import conventions, telemetry
+from otel_runnables import _conventions as conventions
+from otel_runnables import _telemetry as telemetry
 from otel_runnables._version import __version__
 
 __all__ = ["CapturedEvent", "CapturedRun", "CapturedRuns", "capture_runs"]

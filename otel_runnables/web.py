@@ -40,13 +40,15 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from otel_runnables import progress, web_pages
-from otel_runnables.errors import RunFailedError, RunLostError, RunNotFoundError
+from otel_runnables import _web_pages as web_pages
+from otel_runnables import progress
+from otel_runnables._errors import RunFailedError, RunLostError, RunNotFoundError
+from otel_runnables._web_security import guarded
 from otel_runnables.progress import render
 from otel_runnables.progress.backend import Backend, BackendError
 from otel_runnables.progress.follow import DEFAULT_WAIT, Follow, follow
 
-__all__ = ["DEFAULT_KEEPALIVE", "app", "create_app"]
+__all__ = ["DEFAULT_KEEPALIVE", "app", "create_app", "guarded"]
 
 Scope = web_pages.Scope
 Receive = web_pages.Receive

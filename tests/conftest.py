@@ -1,5 +1,5 @@
 """One in-memory span pipeline for the whole suite, installed only for the
-library with ``otel_runnables.telemetry.set_tracer_provider`` (no global
+library with ``otel_runnables._telemetry.set_tracer_provider`` (no global
 TracerProvider is set: the library must work without one).
 
 Fixtures:
@@ -34,7 +34,9 @@ os.environ.setdefault(
 # the default delay on a slow machine must not change a test's span count
 os.environ.setdefault("OTEL_RUNNABLES_LIVENESS_SPANS", "false")
 
-from otel_runnables import _settings, conventions, telemetry
+from otel_runnables import _conventions as conventions
+from otel_runnables import _settings
+from otel_runnables import _telemetry as telemetry
 
 # property tests check properties, not speed: a loaded machine must not fail them
 settings.register_profile("suite", deadline=None)
@@ -112,7 +114,7 @@ def setenv(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], Non
 @pytest.fixture(autouse=True)
 def no_run_left_live() -> Iterator[None]:
     """Every run a test starts has ended by the end of the test."""
-    from otel_runnables import bridge
+    from otel_runnables import _bridge as bridge
 
     yield
     live = dict(bridge._live)

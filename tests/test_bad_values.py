@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_runnables import RunnableLambda, dispatch_custom_event
-from otel_runnables.serialization import DEFAULT_LIMITS
+from otel_runnables._serialization import DEFAULT_LIMITS
 from tests.conftest import EXPORTER
 
 

@@ -128,7 +128,7 @@ async def test_cancelled_runs_end_with_error_status_and_leave_nothing_live() -> 
 def test_a_stream_abandoned_half_way_ends_its_run() -> None:
     import gc
 
-    from otel_runnables import bridge
+    from otel_runnables import _bridge as bridge
 
     def numbers(x: int) -> Any:
         yield from range(x)

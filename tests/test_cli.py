@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from otel_runnables.store.schema import connect_writer
+from otel_runnables._store.schema import connect_writer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ def environment(store: Path) -> dict[str, str]:
 
 def cli(store: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "otel_runnables.cli", *args],
+        [sys.executable, "-m", "otel_runnables._cli", *args],
         capture_output=True,
         text=True,
         env=environment(store),
@@ -81,7 +81,7 @@ def test_the_demo_ends_with_one_summary_naming_each_id_once(demo_run: tuple[Path
 def test_the_demo_keeps_a_service_name_the_environment_gives(tmp_path: Path) -> None:
     store = tmp_path / "traces.sqlite3"
     done = subprocess.run(
-        [sys.executable, "-m", "otel_runnables.cli", "demo", "--steps", "1", "--delay", "0"],
+        [sys.executable, "-m", "otel_runnables._cli", "demo", "--steps", "1", "--delay", "0"],
         capture_output=True,
         text=True,
         env={**environment(store), "OTEL_SERVICE_NAME": "nightly-billing"},
@@ -120,7 +120,7 @@ def test_ctrl_c_in_the_demo_ends_with_one_clean_line(tmp_path: Path) -> None:
 
     store = tmp_path / "traces.sqlite3"
     demo = subprocess.Popen(
-        [sys.executable, "-m", "otel_runnables.cli", "demo", "--steps", "500", "--delay", "0.1"],
+        [sys.executable, "-m", "otel_runnables._cli", "demo", "--steps", "500", "--delay", "0.1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,  # one stream, as a terminal shows them
         text=True,
@@ -168,7 +168,7 @@ def _running_transform(backend: Any) -> Any:
 def test_follow_of_an_unknown_id_says_at_once_how_long_it_waits(tmp_path: Path) -> None:
     run_id = "01234567-89ab-7def-8123-456789abcdef"
     follower = subprocess.Popen(
-        [sys.executable, "-m", "otel_runnables.cli", "progress", run_id, "--follow", "--wait", "600"],
+        [sys.executable, "-m", "otel_runnables._cli", "progress", run_id, "--follow", "--wait", "600"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -326,7 +326,7 @@ def test_follow_a_job_running_in_another_process(tmp_path: Path, outcome: str, c
             [
                 sys.executable,
                 "-m",
-                "otel_runnables.cli",
+                "otel_runnables._cli",
                 "progress",
                 run_id,
                 "--follow",
@@ -369,7 +369,7 @@ def test_events_follow_prints_each_event_as_it_is_recorded(tmp_path: Path) -> No
     worker, gate = start_worker(tmp_path, store, run_id, pause=0.02)
     wait_for_line(worker, "attach now")
     follower = subprocess.Popen(
-        [sys.executable, "-m", "otel_runnables.cli", "events", run_id, "--follow", "--json"],
+        [sys.executable, "-m", "otel_runnables._cli", "events", run_id, "--follow", "--json"],
         env=environment(store),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -411,7 +411,7 @@ def test_serve_answers_over_http_and_says_how_to_install_it(tmp_path: Path) -> N
 
     store = tmp_path / "traces.sqlite3"
     server = subprocess.Popen(
-        [sys.executable, "-m", "otel_runnables.cli", "serve", "--port", "0", "--store", str(store)],
+        [sys.executable, "-m", "otel_runnables._cli", "serve", "--port", "0", "--store", str(store)],
         env=environment(store),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -433,7 +433,7 @@ def test_serve_answers_over_http_and_says_how_to_install_it(tmp_path: Path) -> N
             sys.executable,
             "-c",
             "import sys; sys.modules['uvicorn'] = None; "  # as if the web extra were not installed
-            "from otel_runnables.cli import main; sys.exit(main(['serve']))",
+            "from otel_runnables._cli import main; sys.exit(main(['serve']))",
         ],
         env=environment(store),
         capture_output=True,

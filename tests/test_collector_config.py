@@ -104,7 +104,7 @@ def test_redaction_covers_span_span_event_and_log_attributes(name: str) -> None:
 
 
 def test_the_liveness_filter_matches_the_library_conventions() -> None:
-    from otel_runnables import conventions
+    from otel_runnables import _conventions as conventions
 
     conditions = load("both.yaml")["processors"]["filter/liveness"]["traces"]["span"]
     for span_type in (conventions.SPAN_TYPE_PENDING, conventions.SPAN_TYPE_EVENT):
@@ -112,7 +112,7 @@ def test_the_liveness_filter_matches_the_library_conventions() -> None:
 
 
 def test_both_has_a_logs_pipeline_to_loki_that_keeps_the_event_name() -> None:
-    from otel_runnables import conventions
+    from otel_runnables import _conventions as conventions
 
     config = load("both.yaml")
     logs = config["service"]["pipelines"]["logs"]

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_runnables import ConfigurationError, RunnableLambda, telemetry
-from otel_runnables.arguments import CHECKS
+from otel_runnables import ConfigurationError, RunnableLambda
+from otel_runnables import _telemetry as telemetry
+from otel_runnables._arguments import CHECKS
 from tests.conftest import PROVIDER
 
 

@@ -464,7 +464,8 @@ def test_a_recorded_run_does_encode_its_payloads(spans: Any) -> None:
 async def test_callbacks_nobody_implements_are_never_built(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 7: a handler's callback arguments (ids, tags and metadata copies) are
     built only for the callbacks it implements and does not ignore."""
-    from otel_runnables import bridge, events
+    from otel_runnables import _bridge as bridge
+    from otel_runnables import _events as events
 
     built: list[str] = []
 

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
+from otel_runnables._event_log import END, EventLog, LogReader
 from otel_runnables._sentinel import MISSING
-from otel_runnables.event_log import END, EventLog, LogReader
 
 
 def entry(number: int) -> tuple[object, ...]:

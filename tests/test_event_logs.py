@@ -19,12 +19,18 @@ from otel_runnables import (
     BaseCallbackHandler,
     RunnableLambda,
     dispatch_custom_event,
-    event_logs,
-    liveness,
     progress,
-    telemetry,
 )
-from otel_runnables.errors import ConfigurationError
+from otel_runnables import (
+    _event_logs as event_logs,
+)
+from otel_runnables import (
+    _liveness as liveness,
+)
+from otel_runnables import (
+    _telemetry as telemetry,
+)
+from otel_runnables._errors import ConfigurationError
 from tests.conftest import PROVIDER
 from tests.otlp_receiver import Received, ReceivedLog, ReceivedSpan, grpc_receiver, http_receiver
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, telemetry
-from otel_runnables.export_health import BoundedBatchSpanProcessor
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _telemetry as telemetry
+from otel_runnables._export_health import BoundedBatchSpanProcessor
 from tests.bad_servers import BlackHole, Drip
 from tests.conftest import PROVIDER
 from tests.otlp_receiver import grpc_receiver, http_receiver

@@ -16,8 +16,9 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, telemetry
-from otel_runnables.export_health import BoundedBatchSpanProcessor, CountingExporter
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _telemetry as telemetry
+from otel_runnables._export_health import BoundedBatchSpanProcessor, CountingExporter
 from tests.conftest import PROVIDER
 
 

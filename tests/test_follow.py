@@ -25,10 +25,10 @@ from otel_runnables import (
     adispatch_custom_event,
     dispatch_custom_event,
 )
+from otel_runnables._runs import new_run_id
+from otel_runnables._store import LocalStoreSpanProcessor
 from otel_runnables.progress import InvalidIdError, UnknownBackendError
 from otel_runnables.progress.store_poller import StorePoller
-from otel_runnables.runs import new_run_id
-from otel_runnables.store import LocalStoreSpanProcessor
 from tests.follow_helpers import (
     expected_kinds,
     lines_of,
@@ -168,7 +168,7 @@ def test_a_store_removed_or_replaced_mid_follow_is_a_clear_error(tmp_path: Path,
         other_gate.touch()
         assert other_worker.wait(60) == 0
         os.replace(other, store)
-    from otel_runnables.store.tail import StoreGoneError
+    from otel_runnables._store.tail import StoreGoneError
 
     with pytest.raises(StoreGoneError, match=how):
         list(follow)
@@ -479,7 +479,7 @@ def test_a_follower_that_stops_reading_skips_then_rereads_the_record(
 
 
 def test_follow_by_trace_id_gives_every_root_of_the_trace(store_provider: LocalStoreSpanProcessor) -> None:
-    from otel_runnables import telemetry
+    from otel_runnables import _telemetry as telemetry
 
     # an application's own span (say, a web request) holding two root runs
     with telemetry.get_tracer().start_as_current_span("request") as request:

@@ -26,8 +26,8 @@ from otel_runnables import (
     dispatch_custom_event,
     traceable,
 )
-from otel_runnables.instrumentation import TracedFunction
-from otel_runnables.instrumentation._signature import CallShape
+from otel_runnables._instrumentation import TracedFunction
+from otel_runnables._instrumentation._signature import CallShape
 from otel_runnables.testing import capture_runs
 from tests.recorder import make_recorder
 

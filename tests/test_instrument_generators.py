@@ -17,11 +17,13 @@ from otel_runnables import (
     BaseCallbackHandler,
     RunnableLambda,
     adispatch_custom_event,
-    bridge,
     dispatch_custom_event,
     traceable,
 )
-from otel_runnables.serialization import DEFAULT_LIMITS
+from otel_runnables import (
+    _bridge as bridge,
+)
+from otel_runnables._serialization import DEFAULT_LIMITS
 from otel_runnables.testing import CapturedRuns, capture_runs
 from tests.recorder import make_recorder
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from otel_runnables import InstrumentationError, Runnable, instrument, uninstrument
-from otel_runnables.instrumentation import instrumented_targets
+from otel_runnables._instrumentation import instrumented_targets
 from otel_runnables.testing import capture_runs
 
 SERVICE = '''
@@ -181,7 +181,7 @@ def test_a_bad_target_found_on_import_is_logged_and_the_import_works(
 ) -> None:
     name = write_module(SERVICE)
     instrument(f"{name}:no_such_function")
-    with caplog.at_level(logging.WARNING, logger="otel_runnables.instrumentation"):
+    with caplog.at_level(logging.WARNING, logger="otel_runnables._instrumentation"):
         module = importlib.import_module(name)
     assert module.work(1) == 4
     assert f"cannot instrument '{name}:no_such_function'" in caplog.text
@@ -236,7 +236,7 @@ def test_a_function_traced_in_code_is_not_traced_twice(write_module: WriteModule
 
 
 def test_the_instrumentor_is_registered_as_an_entry_point() -> None:
-    from otel_runnables.instrumentation.instrumentor import OtelRunnablesInstrumentor
+    from otel_runnables._instrumentation.instrumentor import OtelRunnablesInstrumentor
 
     (entry,) = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "otel_runnables"]
     assert entry.load() is OtelRunnablesInstrumentor
@@ -245,7 +245,7 @@ def test_the_instrumentor_is_registered_as_an_entry_point() -> None:
 def test_the_instrumentor_applies_and_undoes_targets(
     write_module: WriteModule, setenv: Callable[[str, str], None], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from otel_runnables.instrumentation.instrumentor import (
+    from otel_runnables._instrumentation.instrumentor import (
         TARGETS_ENV,
         OtelRunnablesInstrumentor,
         parse_targets,
@@ -256,7 +256,7 @@ def test_the_instrumentor_applies_and_undoes_targets(
     name = write_module(SERVICE)
     setenv(TARGETS_ENV, f"{name}:work=tool, {name}:Service, no.such:thing")
     instrumentor = OtelRunnablesInstrumentor()
-    with caplog.at_level(logging.WARNING, logger="otel_runnables.instrumentation"):
+    with caplog.at_level(logging.WARNING, logger="otel_runnables._instrumentation"):
         instrumentor.instrument()
     assert "no module named 'no.such'" in caplog.text  # logged, not raised
     try:

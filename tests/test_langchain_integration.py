@@ -225,7 +225,7 @@ def test_ours_inside_langchain_inside_ours_nests_all_the_way(instrumented: None,
 
 
 def test_langchain_runs_get_pending_and_event_mirror_spans(instrumented: None, spans: GetSpans) -> None:
-    from otel_runnables import liveness
+    from otel_runnables import _liveness as liveness
 
     before = liveness.liveness_delay()
     liveness.configure_liveness(True, 0)
@@ -257,7 +257,7 @@ def test_progress_queries_read_langchain_traces(instrumented: None, use_provider
     from opentelemetry.sdk.trace import TracerProvider
 
     from otel_runnables import progress
-    from otel_runnables.store import LocalStoreSpanProcessor
+    from otel_runnables._store import LocalStoreSpanProcessor
 
     path = tmp_path / "traces.sqlite3"
     provider = TracerProvider()

@@ -17,7 +17,8 @@ from langchain_core.callbacks.manager import dispatch_custom_event as lc_dispatc
 from langchain_core.runnables import RunnableLambda as LcLambda
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
-from otel_runnables import RunnableLambda, adispatch_custom_event, dispatch_custom_event, progress, telemetry
+from otel_runnables import RunnableLambda, adispatch_custom_event, dispatch_custom_event, progress
+from otel_runnables import _telemetry as telemetry
 from otel_runnables.integrations.langchain import instrument_langchain, uninstrument_langchain
 from otel_runnables.testing import capture_runs
 from tests.conftest import PROVIDER, GetSpans, run_spans
@@ -181,7 +182,7 @@ def _store_rows(path: Path) -> list[tuple[str, str, str | None, str]]:
 
 
 def test_the_store_and_progress_show_one_tree(use_provider: Any, tmp_path: Path) -> None:
-    from otel_runnables.store import LocalStoreSpanProcessor
+    from otel_runnables._store import LocalStoreSpanProcessor
 
     path = tmp_path / "traces.sqlite3"
     provider = TracerProvider()

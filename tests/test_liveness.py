@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_runnables import RunnableLambda, bridge, dispatch_custom_event, liveness
-from otel_runnables.conventions import SPAN_TYPE
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _bridge as bridge
+from otel_runnables import _liveness as liveness
+from otel_runnables._conventions import SPAN_TYPE
 from tests.conftest import GetSpans
 
 

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, liveness, telemetry
-from otel_runnables.store import LocalStore, LocalStoreSpanProcessor
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _liveness as liveness
+from otel_runnables import _telemetry as telemetry
+from otel_runnables._store import LocalStore, LocalStoreSpanProcessor
 from tests.conftest import PROVIDER
 from tests.otlp_receiver import http_receiver
 

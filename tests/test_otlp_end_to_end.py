@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, liveness, telemetry
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _liveness as liveness
+from otel_runnables import _telemetry as telemetry
 from tests.conftest import PROVIDER
 from tests.otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
 

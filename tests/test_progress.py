@@ -25,7 +25,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_runnables import BaseCallbackHandler, RunnableLambda, dispatch_custom_event, liveness, progress
+from otel_runnables import BaseCallbackHandler, RunnableLambda, dispatch_custom_event, progress
+from otel_runnables import _liveness as liveness
+from otel_runnables._store import LocalStoreSpanProcessor
 from otel_runnables.progress import (
     BackendUnavailableError,
     EventRecord,
@@ -36,7 +38,6 @@ from otel_runnables.progress import (
     UnknownBackendError,
     build_tree,
 )
-from otel_runnables.store import LocalStoreSpanProcessor
 
 # -- a job, exported ----------------------------------------------------------------
 

@@ -164,7 +164,7 @@ def test_malformed_tempo_answers(server: Scripted, body: Any) -> None:
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "otel_runnables.cli", *args],
+        [sys.executable, "-m", "otel_runnables._cli", *args],
         capture_output=True,
         text=True,
         env={"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "PATH": "/usr/bin:/bin"},

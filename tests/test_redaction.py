@@ -13,9 +13,10 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from otel_runnables import _redaction, conventions
+from otel_runnables import _conventions as conventions
+from otel_runnables import _redaction
 from otel_runnables._redaction import REDACTED, scrub_text
-from otel_runnables.serialization import (
+from otel_runnables._serialization import (
     DEFAULT_LIMITS,
     EncodingLimits,
     encode_json,

@@ -237,7 +237,7 @@ async def test_subscribers_of_concurrent_runs_see_only_their_own_subtree() -> No
 def test_run_ids_are_uuid7_unique_and_ordered_by_time() -> None:
     import uuid
 
-    from otel_runnables.runs import new_run_id
+    from otel_runnables._runs import new_run_id
 
     before = time.time_ns() // 1_000_000
     ids = [new_run_id() for _ in range(50_000)]

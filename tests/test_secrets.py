@@ -23,8 +23,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_runnables import BaseCallbackHandler, RunnableLambda, dispatch_custom_event, liveness
-from otel_runnables.store import LocalStoreSpanProcessor
+from otel_runnables import BaseCallbackHandler, RunnableLambda, dispatch_custom_event
+from otel_runnables import _liveness as liveness
+from otel_runnables._store import LocalStoreSpanProcessor
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = [f"SECRET-{n}-x9q" for n in range(12)]
@@ -180,7 +181,7 @@ def test_the_key_list_is_configurable() -> None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-        from otel_runnables import RunnableLambda, telemetry
+        from otel_runnables import RunnableLambda, _telemetry as telemetry
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -23,8 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from otel_runnables import _redaction
-from otel_runnables._settings import DEFAULT_REDACT_KEYS
-from otel_runnables.serialization import (
+from otel_runnables._serialization import (
     DEFAULT_LIMITS,
     REDACTED,
     EncodedValue,
@@ -35,6 +34,7 @@ from otel_runnables.serialization import (
     encode_value,
     to_jsonable,
 )
+from otel_runnables._settings import DEFAULT_REDACT_KEYS
 
 SMALL = EncodingLimits(max_value_length=200, max_depth=5, max_items=10)
 
@@ -709,7 +709,7 @@ def test_the_encoder_writes_what_json_dumps_writes_for_json_values(value: Any) -
 @given(st.dictionaries(st.text(max_size=300), FLAT_SCALARS, max_size=40))
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 def test_run_metadata_is_its_json_and_its_flat_fields(metadata: dict[str, Any]) -> None:
-    from otel_runnables import conventions
+    from otel_runnables import _conventions as conventions
 
     written = conventions.run_attributes([], metadata)
     text, truncated, flat = encode_json(metadata, DEFAULT_LIMITS, conventions.RUN_METADATA_PREFIX)

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 import otel_runnables
-from otel_runnables import _dispatch, _settings, callbacks, liveness
-from otel_runnables.errors import ConfigurationError
-from otel_runnables.serialization import capture_content_enabled
-from otel_runnables.store import RetentionPolicy, default_store_path
+from otel_runnables import _dispatch, _settings, callbacks
+from otel_runnables import _liveness as liveness
+from otel_runnables._errors import ConfigurationError
+from otel_runnables._serialization import capture_content_enabled
+from otel_runnables._store import RetentionPolicy, default_store_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "otel_runnables"
@@ -128,7 +129,7 @@ def test_configure_raises_on_a_bad_value_and_changes_nothing(monkeypatch: pytest
 
 def test_configure_reads_the_variables_again(monkeypatch: pytest.MonkeyPatch) -> None:
     before = liveness.liveness_delay()
-    pinned = otel_runnables.telemetry.swap_tracer(None)
+    pinned = otel_runnables._telemetry.swap_tracer(None)
     monkeypatch.setenv("OTEL_RUNNABLES_CAPTURE_CONTENT", "no")
     monkeypatch.setenv("OTEL_RUNNABLES_LIVENESS_AFTER", "250ms")
     try:
@@ -141,7 +142,7 @@ def test_configure_reads_the_variables_again(monkeypatch: pytest.MonkeyPatch) ->
         assert liveness.liveness_delay() is None  # the argument wins
     finally:
         otel_runnables.shutdown()
-        otel_runnables.telemetry.swap_tracer(pinned)
+        otel_runnables._telemetry.swap_tracer(pinned)
         liveness.configure_liveness(before is not None, before)
 
 

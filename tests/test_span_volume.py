@@ -25,8 +25,9 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, liveness, progress
-from otel_runnables.conventions import EVENT_COUNT, RUN_CUSTOM_EVENTS, SPAN_TYPE
+from otel_runnables import RunnableLambda, dispatch_custom_event, progress
+from otel_runnables import _liveness as liveness
+from otel_runnables._conventions import EVENT_COUNT, RUN_CUSTOM_EVENTS, SPAN_TYPE
 from otel_runnables.progress import build_tree, render
 from tests.bad_servers import Handler, Scripted
 from tests.conftest import GetSpans
@@ -194,7 +195,7 @@ def test_progress_over_jaeger_shows_the_events_not_exported(
         assert len(node.events) == 10 and node.events_not_exported == 15
         assert node.progress is not None and node.progress.done == 25  # the latest events were kept
         done = subprocess.run(
-            [sys.executable, "-m", "otel_runnables.cli", "progress", trace_id, "--backend", "jaeger",
+            [sys.executable, "-m", "otel_runnables._cli", "progress", trace_id, "--backend", "jaeger",
              "--url", server.url()],
             capture_output=True, text=True, timeout=60, check=False,
             env={"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "PATH": "/usr/bin:/bin"},

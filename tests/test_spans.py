@@ -20,7 +20,9 @@ from otel_runnables import (
     RunnableParallel,
     adispatch_custom_event,
     dispatch_custom_event,
-    telemetry,
+)
+from otel_runnables import (
+    _telemetry as telemetry,
 )
 from tests.conftest import PROVIDER, GetSpans, run_spans
 
@@ -229,8 +231,8 @@ def test_library_tracer_can_be_pointed_back_at_the_global_provider(spans: GetSpa
 
 
 def test_a_run_ends_once(spans: GetSpans) -> None:
-    from otel_runnables.config import ensure_config
-    from otel_runnables.runs import start_run
+    from otel_runnables._config import ensure_config
+    from otel_runnables._runs import start_run
 
     ids = Ids()
     run = start_run(ensure_config({"callbacks": [ids]}), name="once", inputs=1)

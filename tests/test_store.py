@@ -19,18 +19,19 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, liveness
-from otel_runnables.progress.backend import TraceNotFoundError
-from otel_runnables.progress.local import LocalBackend
-from otel_runnables.store import (
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _liveness as liveness
+from otel_runnables._store import (
     LocalStore,
     LocalStoreSpanProcessor,
     RetentionPolicy,
     StoreVersionError,
     default_store_path,
 )
-from otel_runnables.store.retention import apply_retention
-from otel_runnables.store.schema import UnusableStoreError, connect_writer
+from otel_runnables._store.retention import apply_retention
+from otel_runnables._store.schema import UnusableStoreError, connect_writer
+from otel_runnables.progress.backend import TraceNotFoundError
+from otel_runnables.progress.local import LocalBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,8 +150,8 @@ def test_threads_all_counted(stored: LocalStoreSpanProcessor, store_file: Path) 
 WRITER = """
     import sys
     from opentelemetry.sdk.trace import TracerProvider
-    from otel_runnables import RunnableLambda, dispatch_custom_event, telemetry
-    from otel_runnables.store import LocalStoreSpanProcessor
+    from otel_runnables import RunnableLambda, dispatch_custom_event, _telemetry as telemetry
+    from otel_runnables._store import LocalStoreSpanProcessor
     provider = TracerProvider()
     processor = LocalStoreSpanProcessor(sys.argv[1])
     provider.add_span_processor(processor)
@@ -307,7 +308,7 @@ def test_a_store_another_process_is_creating_is_waited_for(
 ) -> None:
     # two processes creating one file: SQLite may answer "database is locked" at
     # once, without the busy timeout (test_several_processes_write_one_file met it)
-    from otel_runnables.store import schema
+    from otel_runnables._store import schema
 
     real_open = schema._open_writer
     attempts: list[float] = []
@@ -346,7 +347,7 @@ def _operational_error(path: Path, sql: str) -> sqlite3.OperationalError:
 
 
 def test_only_a_held_lock_counts_as_busy(store_file: Path) -> None:
-    from otel_runnables.store import schema
+    from otel_runnables._store import schema
 
     holder = sqlite3.connect(store_file, isolation_level=None)
     holder.execute("CREATE TABLE t (x)")

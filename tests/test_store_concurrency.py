@@ -12,7 +12,7 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_runnables import RunnableLambda, adispatch_custom_event, dispatch_custom_event
-from otel_runnables.store import LocalStore, LocalStoreSpanProcessor
+from otel_runnables._store import LocalStore, LocalStoreSpanProcessor
 
 
 async def test_asyncio_and_threads_into_one_store(

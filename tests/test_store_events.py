@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, progress, runs
-from otel_runnables.cli import main as cli
-from otel_runnables.store import LocalStore, LocalStoreSpanProcessor
-from otel_runnables.store.schema import APPLICATION_ID, SCHEMA_VERSION, connect_writer
+from otel_runnables import RunnableLambda, dispatch_custom_event, progress
+from otel_runnables import _runs as runs
+from otel_runnables._cli import main as cli
+from otel_runnables._store import LocalStore, LocalStoreSpanProcessor
+from otel_runnables._store.schema import APPLICATION_ID, SCHEMA_VERSION, connect_writer
 
 
 @pytest.fixture

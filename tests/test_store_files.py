@@ -18,11 +18,11 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_runnables import RunnableLambda, dispatch_custom_event, progress
-from otel_runnables.cli import EXIT_BACKEND, EXIT_NOT_FOUND
-from otel_runnables.cli import main as cli
+from otel_runnables._cli import EXIT_BACKEND, EXIT_NOT_FOUND
+from otel_runnables._cli import main as cli
+from otel_runnables._store import LocalStore, LocalStoreSpanProcessor
+from otel_runnables._store.schema import connect_writer
 from otel_runnables.progress.render import TEXT_DEPTH
-from otel_runnables.store import LocalStore, LocalStoreSpanProcessor
-from otel_runnables.store.schema import connect_writer
 
 ROOT = Path(__file__).resolve().parent.parent
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
@@ -116,7 +116,7 @@ def a_store_with_runs(path: Path, runs: int = 3) -> None:
     processor = LocalStoreSpanProcessor(path)
     provider.add_span_processor(processor)
     job = RunnableLambda(work)
-    from otel_runnables import telemetry
+    from otel_runnables import _telemetry as telemetry
 
     previous = telemetry.swap_tracer(provider.get_tracer("otel_runnables"))
     try:
@@ -198,7 +198,7 @@ def test_output_to_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
     for command in (["runs", "--last", "600", "--json"], ["runs", "--last", "600"]):
         reader = subprocess.Popen(
-            [sys.executable, "-m", "otel_runnables.cli", *command, "--store", str(path)],
+            [sys.executable, "-m", "otel_runnables._cli", *command, "--store", str(path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=environment,

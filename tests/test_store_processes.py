@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from otel_runnables import progress
-from otel_runnables.cli import EXIT_RUN_LOST
-from otel_runnables.cli import main as cli
-from otel_runnables.store import LocalStore
+from otel_runnables._cli import EXIT_RUN_LOST
+from otel_runnables._cli import main as cli
+from otel_runnables._store import LocalStore
 from tests.store_jobs import EVENTS_PER_RUN, RUNS_PER_TASK
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +166,7 @@ def test_a_killed_job_is_lost_for_every_reader(
 def test_a_follower_sees_the_job_die(store: Path, hanging: tuple[subprocess.Popen[str], str]) -> None:
     process, run_id = hanging
     follower = subprocess.Popen(
-        [sys.executable, "-m", "otel_runnables.cli", "progress", run_id, "--follow", "--store", str(store)],
+        [sys.executable, "-m", "otel_runnables._cli", "progress", run_id, "--follow", "--store", str(store)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,

@@ -13,8 +13,8 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_runnables import RunnableLambda, dispatch_custom_event
-from otel_runnables.store import LocalStore, LocalStoreSpanProcessor, RetentionPolicy
-from otel_runnables.store.retention import Retention, used_bytes
+from otel_runnables._store import LocalStore, LocalStoreSpanProcessor, RetentionPolicy
+from otel_runnables._store.retention import Retention, used_bytes
 
 LIMIT = 1_500_000
 STEP_ROWS = 300

@@ -89,7 +89,7 @@ async def test_attach_by_trace_id_and_isolation_from_other_runs() -> None:
     task = asyncio.create_task(gated_job(gates).ainvoke(1, {"callbacks": [started]}))
     other = asyncio.create_task(gated_job(other_gates).ainvoke(2, {"callbacks": [other_started]}))
     await asyncio.sleep(0)
-    from otel_runnables import bridge
+    from otel_runnables import _bridge as bridge
 
     assert started.run_id is not None
     run = bridge.live_run(started.run_id)
@@ -141,7 +141,7 @@ def test_sync_subscription_from_a_thread() -> None:
 
 
 async def test_unknown_ids_are_typed_errors_after_the_wait() -> None:
-    from otel_runnables import bridge
+    from otel_runnables import _bridge as bridge
 
     with pytest.raises(RunNotFoundError, match=r"no run .* started within 0.05 s"):
         await anext(subscribe(uuid.uuid4(), wait=0.05))
@@ -162,7 +162,7 @@ async def test_unknown_ids_are_typed_errors_after_the_wait() -> None:
 
 
 async def test_subscribing_before_the_run_starts_waits_for_it() -> None:
-    from otel_runnables.runs import new_run_id
+    from otel_runnables._runs import new_run_id
 
     run_id = new_run_id()
     events = subscribe(run_id, wait=10)  # right after create_task: not started yet
@@ -174,7 +174,7 @@ async def test_subscribing_before_the_run_starts_waits_for_it() -> None:
 
 
 def test_a_failed_run_ends_the_subscription_and_keeps_its_error() -> None:
-    from otel_runnables.runs import new_run_id
+    from otel_runnables._runs import new_run_id
 
     run_id = new_run_id()
     events = subscribe_sync(run_id, wait=10)
@@ -199,7 +199,7 @@ def test_abandoned_subscriptions_are_released_when_the_run_ends_and_when_collect
     import gc
     import tracemalloc
 
-    from otel_runnables import bridge
+    from otel_runnables import _bridge as bridge
 
     release = threading.Event()
     started = Started()
@@ -240,7 +240,7 @@ def test_abandoned_subscriptions_are_released_when_the_run_ends_and_when_collect
 async def test_a_subscription_collected_while_its_run_goes_on_stops_costing_it() -> None:
     import gc
 
-    from otel_runnables import bridge
+    from otel_runnables import _bridge as bridge
 
     gates = [asyncio.Event() for _ in range(2)]
     started = Started()

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from opentelemetry.trace import StatusCode
 
-from otel_runnables import RunnableLambda, bridge, dispatch_custom_event
-from otel_runnables.store import LocalStore
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _bridge as bridge
+from otel_runnables._store import LocalStore
 from tests.conftest import GetSpans
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,8 +20,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_runnables
-from otel_runnables import RunnableLambda, dispatch_custom_event, telemetry
-from otel_runnables.exporting import LOGS, TRACES, ConfigurationError, ExportSettings, exporter_names
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _telemetry as telemetry
+from otel_runnables._exporting import LOGS, TRACES, ConfigurationError, ExportSettings, exporter_names
 from tests.conftest import PROVIDER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +174,7 @@ def test_the_applications_provider_is_kept_and_used() -> None:
         app.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(app)
         import otel_runnables
-        from otel_runnables import RunnableLambda, telemetry
+        from otel_runnables import RunnableLambda, _telemetry as telemetry
         with trace.get_tracer("app").start_as_current_span("request"):
             RunnableLambda(lambda x: x).invoke(1)
         setup = otel_runnables.configure(store=False)

@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, telemetry, traceable
+from otel_runnables import RunnableLambda, dispatch_custom_event, traceable
+from otel_runnables import _telemetry as telemetry
 from otel_runnables.testing import capture_runs
 from tests.conftest import EXPORTER, GetSpans
 

@@ -17,8 +17,8 @@ import pytest
 import uvicorn
 
 from otel_runnables import web
+from otel_runnables._runs import new_run_id
 from otel_runnables.progress.store_poller import StorePoller
-from otel_runnables.runs import new_run_id
 from tests.follow_helpers import expected_kinds, start_worker, wait_for_line, wait_until
 
 

@@ -77,7 +77,7 @@ def environment(store: Path) -> dict[str, str]:
 def otel_runnables_command() -> list[str]:
     """The installed ``otel-runnables`` script beside this Python, as a user runs it."""
     script = Path(sys.executable).parent / "otel-runnables"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "otel_runnables.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "otel_runnables._cli"]
 
 
 class Job:

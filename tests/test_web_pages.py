@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from otel_runnables import web_pages
+from otel_runnables import _web_pages as web_pages
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "otel_runnables" / "web_static"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from otel_runnables import web_pages
-from otel_runnables.web_security import guarded, is_loopback
+from otel_runnables import _web_pages as web_pages
+from otel_runnables._web_security import guarded, is_loopback
 
 
 class Inner:

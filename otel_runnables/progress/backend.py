@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from otel_runnables.errors import OtelRunnablesError
+from otel_runnables._errors import OtelRunnablesError
 from otel_runnables.progress.records import SpanRecord
 
 __all__ = [

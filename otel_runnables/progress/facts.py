@@ -16,14 +16,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from otel_runnables import bridge, conventions
+from otel_runnables import _bridge as bridge
+from otel_runnables import _conventions as conventions
+from otel_runnables._event_dicts import is_stream_start_marker
 from otel_runnables._sentinel import MISSING
-from otel_runnables.event_dicts import is_stream_start_marker
 from otel_runnables.progress.model import _event_data, _merge, _metadata, _tags
 from otel_runnables.progress.records import EventRecord, SpanRecord
 
 if TYPE_CHECKING:
-    from otel_runnables.runs import Run
+    from otel_runnables._runs import Run
 
 __all__ = [
     "FINAL_STATUSES",

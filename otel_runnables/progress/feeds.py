@@ -26,17 +26,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from otel_runnables import bridge
+from otel_runnables import _bridge as bridge
+from otel_runnables._errors import RunNotFoundError
+from otel_runnables._event_log import END, EventLog, LogReader
 from otel_runnables._sentinel import MISSING
-from otel_runnables.errors import RunNotFoundError
-from otel_runnables.event_log import END, EventLog, LogReader
+from otel_runnables._store.tail import StoreTail
 from otel_runnables.progress.backend import Backend, BackendError, TraceNotFoundError
 from otel_runnables.progress.facts import (
     facts_from_entry,
     facts_from_spans,
 )
 from otel_runnables.progress.records import EventRecord, SpanRecord
-from otel_runnables.store.tail import StoreTail
 
 __all__ = ["BATCH", "ERROR", "HISTORY", "BusFeed", "Feed", "InboxFeed", "RemoteFeed", "Target"]
 
@@ -297,7 +297,7 @@ class BusFeed:
 
 def this_process_store() -> tuple[Path, Callable[[], bool]] | None:
     """The store file this process writes and its writer's flush, or None (store off)."""
-    from otel_runnables.store.processor import _processors
+    from otel_runnables._store.processor import _processors
 
     for processor in list(_processors):
         if not processor._closed:
@@ -307,7 +307,7 @@ def this_process_store() -> tuple[Path, Callable[[], bool]] | None:
 
 def store_writer(path: Path) -> Callable[[], bool] | None:
     """The flush of this process's store writer of ``path``, or None (not written here)."""
-    from otel_runnables.store.processor import _processors
+    from otel_runnables._store.processor import _processors
 
     resolved = path.resolve()
     for processor in list(_processors):

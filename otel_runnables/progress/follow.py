@@ -31,8 +31,8 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
-from otel_runnables import bridge
-from otel_runnables.bridge import EventFilter
+from otel_runnables import _bridge as bridge
+from otel_runnables._bridge import EventFilter
 from otel_runnables.progress.backend import Backend
 from otel_runnables.progress.feeds import (
     BATCH,

@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from otel_runnables.conventions import RUN_ID, RUN_PARENT_ID, SPAN_TYPE, SPAN_TYPE_PENDING, SPAN_TYPE_RUN
+from otel_runnables._conventions import RUN_ID, RUN_PARENT_ID, SPAN_TYPE, SPAN_TYPE_PENDING, SPAN_TYPE_RUN
 from otel_runnables.progress.backend import (
     BackendUnavailableError,
     MalformedResponseError,

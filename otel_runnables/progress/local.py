@@ -6,9 +6,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from otel_runnables._store import LocalStore, default_store_path
 from otel_runnables.progress.backend import TraceNotFoundError
 from otel_runnables.progress.records import SpanRecord
-from otel_runnables.store import LocalStore, default_store_path
 
 __all__ = ["LocalBackend"]
 

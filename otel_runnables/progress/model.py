@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from otel_runnables.conventions import (
+from otel_runnables._conventions import (
     EVENT_COUNT,
     EVENT_DATA,
     EVENT_KIND,

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from otel_runnables.errors import OtelRunnablesError
+from otel_runnables._errors import OtelRunnablesError
 from otel_runnables.progress.backend import Backend, TraceNotFoundError
 from otel_runnables.progress.http import DEFAULT_MAX_RESPONSE_BYTES, HttpOptions, check_url
 from otel_runnables.progress.model import RunEvent, RunSummary, RunTree, build_tree, find_run, summarise

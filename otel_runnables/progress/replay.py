@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_runnables import event_dicts
+from otel_runnables import _event_dicts as event_dicts
+from otel_runnables._bridge import ALL_EVENTS, EventFilter
+from otel_runnables._errors import RunFailedError, RunLostError
 from otel_runnables._sentinel import MISSING
-from otel_runnables.bridge import ALL_EVENTS, EventFilter
-from otel_runnables.errors import RunFailedError, RunLostError
 from otel_runnables.progress.facts import FINAL_STATUSES, RecordedEvent, RecordedRun, event_tags, key_text
 
 __all__ = ["Replayer"]

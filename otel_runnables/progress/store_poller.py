@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from otel_runnables.conventions import RUN_ID, SPAN_TYPE, SPAN_TYPE_RUN
-from otel_runnables.errors import RunNotFoundError
+from otel_runnables._conventions import RUN_ID, SPAN_TYPE, SPAN_TYPE_RUN
+from otel_runnables._errors import RunNotFoundError
+from otel_runnables._store.tail import StoreTail
 from otel_runnables.progress.facts import RecordedEvent, RecordedRun, event_from_record, run_from_span
 from otel_runnables.progress.feeds import BATCH, InboxFeed, Target, history_batch
 from otel_runnables.progress.records import EventRecord, SpanRecord
-from otel_runnables.store.tail import StoreTail
 
 __all__ = ["LOST_CHECK_INTERVAL", "STORE_POLL_INTERVAL", "StorePoller"]
 

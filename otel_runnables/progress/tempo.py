@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from otel_runnables.conventions import RUN_ID, SPAN_TYPE, SPAN_TYPE_RUN
+from otel_runnables._conventions import RUN_ID, SPAN_TYPE, SPAN_TYPE_RUN
 from otel_runnables.progress.backend import MalformedResponseError, TraceNotFoundError
 from otel_runnables.progress.http import HttpOptions, NotFound, get_json
 from otel_runnables.progress.jaeger import is_root_run

@@ -22,7 +22,7 @@ from typing import Any
 
 import wrapt
 
-from otel_runnables.config import (
+from otel_runnables._config import (
     register_foreign_context,
     register_run_entry,
     unregister_foreign_context,

@@ -28,10 +28,10 @@ from langchain_core.runnables import RunnableConfig as LcConfig
 from langchain_core.runnables import ensure_config as lc_ensure_config
 from langchain_core.runnables.config import var_child_runnable_config
 
-from otel_runnables.config import RunnableConfig, RunScope, current_child_config, ensure_config
+from otel_runnables._config import RunnableConfig, RunScope, current_child_config, ensure_config
+from otel_runnables._runnables import Runnable, register_coercer
+from otel_runnables._runs import new_run_id
 from otel_runnables.integrations.langchain.nesting import ForwardToLangChain
-from otel_runnables.runnables import Runnable, register_coercer
-from otel_runnables.runs import new_run_id
 
 __all__ = ["LangChainStep", "OursInLangChain", "enable_composition", "from_langchain", "to_langchain"]
 

@@ -27,10 +27,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from otel_runnables.serialization import capture_content_enabled, encode_value, to_jsonable
+from otel_runnables._serialization import capture_content_enabled, encode_value, to_jsonable
 
 if TYPE_CHECKING:
-    from otel_runnables.runs import Run
+    from otel_runnables._runs import Run
 
 __all__ = [
     "MAX_LISTED",

@@ -22,12 +22,12 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from otel_runnables import bridge
+from otel_runnables import _bridge as bridge
+from otel_runnables._config import RunnableConfig, RunScope, own_child_config
 from otel_runnables._dispatch import listening
-from otel_runnables.config import RunnableConfig, RunScope, own_child_config
-from otel_runnables.event_dicts import STREAM_START_MARKER
+from otel_runnables._event_dicts import STREAM_START_MARKER
+from otel_runnables._runs import MISSING, Run
 from otel_runnables.integrations.langchain import content
-from otel_runnables.runs import MISSING, Run
 
 __all__ = ["LangChainRun", "OtelRunnablesLangChainHandler", "forwarding"]
 

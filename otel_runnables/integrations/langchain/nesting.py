@@ -21,10 +21,10 @@ from typing import Any
 from langchain_core.callbacks.manager import AsyncCallbackManager, CallbackManager
 from langchain_core.runnables.config import var_child_runnable_config
 
+from otel_runnables._config import RunnableConfig, RunScope
+from otel_runnables._runs import Run
 from otel_runnables.callbacks import BaseCallbackHandler
-from otel_runnables.config import RunnableConfig, RunScope
 from otel_runnables.integrations.langchain.handler import OtelRunnablesLangChainHandler, forwarding
-from otel_runnables.runs import Run
 
 __all__ = ["ForwardToLangChain", "LangChainContext", "enter_langchain_child_config"]
 

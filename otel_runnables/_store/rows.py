@@ -1,0 +1,244 @@
+"""The queue's items as table rows: ``Batch`` turns one batch into the rows
+of the ``spans`` and ``events`` tables (see ``schema.py``).
+
+It runs on the writer thread inside the batch's write transaction: span rows
+get their ``id`` here, from the table's largest one, so that an event can
+name its span's first row (``span_row``) before that row is committed. Most
+spans start and end within one batch and get one row, their end.
+
+The caller's thread only queued small tuples (``processor.py``): every
+attribute read, id formatted and JSON encoded here is work it did not do.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from itertools import count
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.trace import StatusCode
+
+from otel_runnables import _conventions as conventions
+
+__all__ = ["ABANDON", "ABANDONED", "END", "EVENT", "START", "TAIL", "Batch", "OpenSpan", "encode_attributes"]
+
+# what the queue holds: (START, open span) (EVENT, open span, seq, name, time_ns, attributes)
+# (TAIL, ... as EVENT ..., seq of the row it replaces or 0) (END, open span or None, ended span)
+# (ABANDON, open span, end_ns): a span still open when the process shuts down
+START, EVENT, TAIL, END, ABANDON = range(5)
+ABANDONED = "process exited before the run ended"
+_STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
+_encode = json.JSONEncoder(
+    ensure_ascii=False, check_circular=False, separators=(",", ":"), default=str
+).encode
+
+
+def encode_attributes(attributes: Mapping[str, Any]) -> str:
+    """Span or event attributes as a JSON object (sequences as arrays)."""
+    return _encode(attributes if type(attributes) is dict else dict(attributes))
+
+
+class OpenSpan:
+    """A span the processor saw start and has not seen end; its queue items share it."""
+
+    __slots__ = (
+        "span",
+        "seq",
+        "not_stored",
+        "ended",
+        "ids",
+        "tails",
+        "waiting_tails",
+        "first_row",
+        "has_row",
+    )
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.seq = count(1)  # next() is atomic: events of one run may come from several threads
+        self.not_stored = 0  # its events dropped (full queue, past the bound) or replaced
+        self.ended = False  # its end is queued
+        self.ids: tuple[str, str] | None = None  # (trace id, span id) as hex, made by the writer
+        self.tails: dict[str, int] | None = None  # past the bound: the seq of the row kept per name
+        # past the bound with the queue full: the latest event per name, queued with the run's end
+        self.waiting_tails: dict[str, tuple[int, str, int, Mapping[str, Any]]] | None = None
+        self.first_row: int | None = None  # the id of its first spans row, once given
+        self.has_row = False  # a row with that id is written (or in the batch being written)
+
+
+def _hex_ids(span: ReadableSpan) -> tuple[str, str]:
+    context = span.context
+    assert context is not None  # started spans only
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
+class Batch:
+    """The rows of one batch; its span rows get ids from ``first_id`` on."""
+
+    def __init__(
+        self, first_id: int, writer_id: int | None, service: Callable[[Resource | None], str | None]
+    ) -> None:
+        self.spans: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
+        self.replaced: list[tuple[int, int]] = []  # (span_row, seq) of tails replaced
+        self.given: list[OpenSpan] = []  # open spans given their first row in this batch
+        self._next_id = count(first_id).__next__
+        self._writer_id = writer_id
+        self._service = service
+
+    def add(self, batch: list[tuple[Any, ...]]) -> None:
+        ending = {id(item[1]) for item in batch if item[0] == END and item[1] is not None}
+        events = self.events
+        for item in batch:
+            kind = item[0]
+            if kind in (EVENT, TAIL):  # the common case first
+                state = item[1]
+                row = state.first_row
+                if row is None:
+                    row = self._first_row(state, id(state) in ending)
+                ids = state.ids or self._ids(state)
+                attributes = item[5]
+                events.append(
+                    (
+                        row,
+                        ids[0],
+                        ids[1],
+                        item[2],
+                        item[3],
+                        item[4],
+                        _encode(attributes) if type(attributes) is dict else encode_attributes(attributes),
+                    )
+                )
+                if kind == TAIL and item[6]:
+                    self.replaced.append((row, item[6]))
+            elif kind == END:
+                self._ended(item[1], item[2])
+            elif kind == START:
+                state = item[1]
+                if state.first_row is None and id(state) not in ending:  # else its end is its one row
+                    self._first_row(state, False)
+            elif kind == ABANDON:
+                state = item[1]
+                if state.span.end_time is not None:  # it ended while the queue had no room for its end
+                    self._ended(state, state.span)
+                else:
+                    self.spans.append(self._live_row(state, self._row_id(state), item[2]))
+
+    def undo(self) -> None:
+        """The batch was not written: the ids it gave are not rows."""
+        for state in self.given:
+            state.first_row, state.has_row = None, False
+
+    # -- span rows -----------------------------------------------------------------------
+
+    def _first_row(self, state: OpenSpan, ends_here: bool) -> int:
+        """Give ``state`` its first row: its end's, later in this batch, or a row
+        now of it going (its start was dropped, or it is still going)."""
+        row = state.first_row = self._next_id()
+        self.given.append(state)
+        if not ends_here:
+            state.has_row = True
+            self.spans.append(self._live_row(state, row, None))
+        return row
+
+    def _row_id(self, state: OpenSpan | None) -> int:
+        """The id of a span's next row: its first, or a later version."""
+        if state is None:
+            return self._next_id()
+        if state.first_row is None:
+            state.first_row = self._next_id()
+            self.given.append(state)
+        elif state.has_row:
+            return self._next_id()
+        state.has_row = True
+        return state.first_row
+
+    @staticmethod
+    def _ids(state: OpenSpan) -> tuple[str, str]:
+        ids = state.ids = _hex_ids(state.span)
+        return ids
+
+    def _row(
+        self,
+        row_id: int,
+        span: ReadableSpan,
+        ids: tuple[str, str],
+        attributes: dict[str, Any],
+        end_ns: int | None,
+        status: str,
+        message: str,
+        not_stored: int,
+    ) -> tuple[Any, ...]:
+        parent = span.parent
+        get = attributes.get
+        return (
+            row_id,
+            ids[0],
+            ids[1],
+            None if parent is None else f"{parent.span_id:016x}",
+            span.name,
+            get(conventions.SPAN_TYPE),
+            get(conventions.RUN_ID),
+            get(conventions.RUN_PARENT_ID),
+            get(conventions.RUN_TYPE),
+            span.start_time or 0,
+            end_ns,
+            status,
+            message,
+            _encode(attributes),
+            self._service(span.resource),
+            self._writer_id,
+            not_stored,
+        )
+
+    def _live_row(self, state: OpenSpan, row_id: int, end_ns: int | None) -> tuple[Any, ...]:
+        """A span still going (``end_ns`` None), or one the process leaves unended."""
+        span = state.span
+        try:
+            attributes = {**span.attributes} if span.attributes else {}  # its thread may be adding some
+        except (KeyError, RuntimeError):
+            attributes = {}
+        ids = state.ids or self._ids(state)
+        if end_ns is None:
+            return self._row(row_id, span, ids, attributes, None, "unset", "", 0)
+        return self._row(row_id, span, ids, attributes, end_ns, "error", ABANDONED, state.not_stored)
+
+    def _ended(self, state: OpenSpan | None, span: ReadableSpan) -> None:
+        ids = _hex_ids(span) if state is None else (state.ids or self._ids(state))
+        row_id = self._row_id(state)
+        status = span.status
+        code = status.status_code
+        self.spans.append(
+            self._row(
+                row_id,
+                span,
+                ids,
+                {**span.attributes} if span.attributes else {},  # a dict: cheap to look into and encode
+                span.end_time or time.time_ns(),
+                _STATUS.get(code, "unset"),
+                status.description or "",
+                0 if state is None else state.not_stored,
+            )
+        )
+        if state is not None and code is not StatusCode.ERROR:
+            return  # its custom events came from the bus; an error adds the exception's
+        first = row_id if state is None else state.first_row
+        seq = count(1) if state is None else state.seq
+        for event in span.events:
+            attributes = event.attributes or {}
+            if state is None or attributes.get(conventions.EVENT_KIND) != conventions.EVENT_KIND_CUSTOM:
+                self.events.append(
+                    (
+                        first,
+                        ids[0],
+                        ids[1],
+                        next(seq),
+                        event.name,
+                        event.timestamp,
+                        encode_attributes(attributes),
+                    )
+                )

@@ -1,0 +1,29 @@
+"""The public surface is what README's "What is public" lists: every other
+module of the package is underscored machinery."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import otel_runnables
+
+PUBLIC_MODULES = {"callbacks", "progress", "testing", "web", "integrations"}
+
+
+def test_only_the_documented_modules_are_public() -> None:
+    top_level = {info.name for info in pkgutil.iter_modules(otel_runnables.__path__)}
+    assert {name for name in top_level if not name.startswith("_")} == PUBLIC_MODULES
+
+
+def test_every_exported_name_resolves() -> None:
+    for name in otel_runnables.__all__:
+        assert getattr(otel_runnables, name) is not None, name
+
+
+def test_the_public_modules_import_and_export_what_they_list() -> None:
+    for name in PUBLIC_MODULES - {"integrations"}:
+        module = importlib.import_module(f"otel_runnables.{name}")
+        for exported in getattr(module, "__all__", ()):
+            assert hasattr(module, exported), f"otel_runnables.{name}.{exported}"
+    assert otel_runnables.callbacks.__all__ == ["AsyncCallbackHandler", "BaseCallbackHandler"]
