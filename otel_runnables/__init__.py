@@ -18,6 +18,7 @@ from otel_runnables._carry import carry_run
 from otel_runnables._config import RunnableConfig, ensure_config
 from otel_runnables._current import RunInfo, current_run
 from otel_runnables._errors import (
+    FollowTimeoutError,
     InvalidConfigError,
     InvalidEventError,
     OtelRunnablesError,
@@ -46,6 +47,7 @@ __all__ = [
     "AsyncCallbackHandler",
     "BaseCallbackHandler",
     "ConfigurationError",
+    "FollowTimeoutError",
     "InstrumentationError",
     "InvalidConfigError",
     "InvalidEventError",

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.live import Live
 
 from otel_runnables import progress
-from otel_runnables._errors import RunFailedError, RunLostError, RunNotFoundError
+from otel_runnables._errors import FollowTimeoutError, RunFailedError, RunLostError, RunNotFoundError
 from otel_runnables._store import default_store_path
 from otel_runnables._store.schema import StoreError, connect_writer
 from otel_runnables.progress import render
@@ -29,12 +29,12 @@ from otel_runnables.progress.query import parse_id
 __all__ = ["main"]
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-EXIT_RUN_LOST = 5
+EXIT_RUN_LOST, EXIT_GAVE_UP = 5, 6
 
 _EPILOG = """exit codes: 0 ok; 1 the followed run ended with an error; 2 bad arguments (id, backend);
 3 backend unreachable, failing or answering malformed data, or a store file that cannot be used;
 4 no such trace or run (or no store file yet); 5 the followed run was lost (its process stopped
-before it ended); 130 interrupted.
+before it ended); 6 --idle-timeout ran out (nothing new recorded, the run not ended); 130 interrupted.
 
 environment: OTEL_RUNNABLES_STORE (the local store file; also where instrumented programs write)."""
 
@@ -114,9 +114,10 @@ def _exit_for(tree: progress.RunTree) -> int:
 
 def _follow_options(args: argparse.Namespace) -> dict[str, Any]:
     """What ``otel_runnables.follow`` needs to read where ``args`` say."""
-    options = {"backend": args.backend, **_backend_options(args)}
+    options = {"backend": args.backend, **_backend_options(args), "timeout": args.idle_timeout}
     if args.backend != "local":
         options["interval"] = args.interval
+        options["request_timeout"] = args.timeout
     return options
 
 
@@ -124,7 +125,13 @@ def _say_waiting(options: dict[str, Any], run_or_trace: str, wait: float) -> Non
     """Tell at once (on stderr) when the run is not known yet, and how long it is waited for."""
     if wait <= 0:
         return
-    reading = {key: value for key, value in options.items() if key not in ("backend", "interval")}
+    reading = {
+        key: value
+        for key, value in options.items()
+        if key not in ("backend", "interval", "timeout", "request_timeout")
+    }
+    if "request_timeout" in options:
+        reading["timeout"] = options["request_timeout"]
     try:
         progress.get(run_or_trace, progress.make_backend(options["backend"], **reading))
     except progress.TraceNotFoundError:
@@ -432,6 +439,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _idle_timeout_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--idle-timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="with --follow: give up (exit 6) when nothing new is recorded for the run for this long; "
+        "from Jaeger or Tempo the only end of a run whose process was killed (default: never)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     backend = argparse.ArgumentParser(add_help=False)
     group = backend.add_argument_group("backend")
@@ -487,6 +505,7 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds to wait for the run to appear (default 30)",
     )
+    _idle_timeout_option(show)
     show.add_argument(
         "--json",
         action="store_true",
@@ -514,6 +533,7 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="with --follow: seconds to wait for the run to appear (default 30)",
     )
+    _idle_timeout_option(events)
     events.set_defaults(handler=cmd_events)
 
     serve = commands.add_parser(
@@ -575,6 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (progress.TraceNotFoundError, RunNotFoundError) as exc:
         errors.print(f"otel-runnables: {exc}", markup=False)
         return EXIT_NOT_FOUND
+    except FollowTimeoutError as exc:
+        errors.print(f"otel-runnables: {exc} (--idle-timeout)", markup=False)
+        return EXIT_GAVE_UP
     except progress.BackendError as exc:
         errors.print(f"otel-runnables: {exc}", markup=False)
         return EXIT_BACKEND

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "FollowTimeoutError",
     "InvalidConfigError",
     "InvalidEventError",
     "OtelRunnablesError",
@@ -53,3 +54,22 @@ class RunLostError(OtelRunnablesError):
         super().__init__(f"{message} ({reason})" if reason else message)
         self.run_id = run_id
         self.reason = reason
+
+
+class FollowTimeoutError(OtelRunnablesError, TimeoutError):
+    """A follow gave up: nothing new was recorded for the followed run (or
+    trace) within ``timeout`` seconds, and it had not ended. ``status`` is its
+    status in the record (``"running"``), ``source`` where it was read. From
+    Jaeger or Tempo this is how a run whose process was killed shows: their
+    record holds no sign that a process stopped."""
+
+    def __init__(self, what: str, timeout: float, status: str | None, source: str, hint: str = "") -> None:
+        message = (
+            f"{what} has not ended and nothing new was recorded for it in {timeout:g} s "
+            f"(status {status or 'unknown'} in {source})"
+        )
+        super().__init__(f"{message}: {hint}" if hint else message)
+        self.what = what
+        self.timeout = timeout
+        self.status = status
+        self.source = source

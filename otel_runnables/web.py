@@ -210,7 +210,10 @@ class RunsApp:
         filters: dict[str, Any] = {
             name: [item for item in query[name].split(",") if item] for name in _FILTERS if name in query
         }
-        return follow(run_or_trace, backend=self.backend, since=since, wait=wait, **filters, **self.options)
+        options = dict(self.options)
+        if "timeout" in options:  # progress.get's timeout is each request's: follow calls it so
+            options["request_timeout"] = options.pop("timeout")
+        return follow(run_or_trace, backend=self.backend, since=since, wait=wait, **filters, **options)
 
     async def _events(
         self, run_or_trace: str, scope: Scope, receive: Receive, send: Send, head: bool

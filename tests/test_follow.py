@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import otel_runnables
 from otel_runnables import (
+    FollowTimeoutError,
     RunFailedError,
     RunnableLambda,
     RunNotFoundError,
@@ -494,3 +495,189 @@ def test_follow_by_trace_id_gives_every_root_of_the_trace(store_provider: LocalS
         ("on_chain_start", "two", []),
         ("on_chain_end", "two", []),
     ]
+
+
+# -- Jaeger and Tempo: a job of 5 steps, as follow_helpers' worker runs it ------------------
+
+
+def five_step_job(use_provider: Callable[[Any], None], *, fail: bool = False) -> tuple[list[Any], str]:
+    """The worker's job (5 progress events, each with a ``transform`` child and its
+    ``row`` event), run here with every run announced and every event mirrored:
+    its spans in the order they were exported, and the root's run id."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_runnables import _liveness as liveness
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    use_provider(provider)
+
+    def transform(step: int) -> int:
+        dispatch_custom_event("row", {"step": step, "rows": step * 10})
+        return step * 10
+
+    def job(total: int) -> int:
+        for step in range(1, total + 1):
+            dispatch_custom_event("progress", {"step": step, "total": total})
+            RunnableLambda(transform, name="transform").invoke(step)
+        if fail:
+            raise ValueError("bad row 42")
+        return total
+
+    run_id = new_run_id()
+    before = liveness.liveness_delay()
+    liveness.configure_liveness(True, 0, 0)  # announced at once, every event mirrored
+    try:
+        RunnableLambda(job, name="job").invoke(5, {"run_id": run_id, "tags": ["nightly"]})
+    except ValueError:
+        pass
+    finally:
+        liveness.configure_liveness(before is not None, before)
+    return list(exporter.get_finished_spans()), str(run_id)
+
+
+class TraceFrom(GrowingTrace):
+    """A trace whose first read holds ``spans[:first]``, then grows by ``step``
+    spans a read up to ``last`` (a job whose process died never sends the rest)."""
+
+    def __init__(
+        self, spans: list[Any], encode: Callable[[list[Any]], Any], first: int, last: int | None = None
+    ) -> None:
+        super().__init__(spans[:last] if last is not None else spans, encode)
+        self.shown = first - self.step  # the first read shows `first` spans
+        self.first_read: list[Any] | None = None
+
+    def __call__(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        answer = super().__call__(query)
+        if self.first_read is None:
+            self.first_read = self.spans[: self.shown]
+        return answer
+
+
+def serve_trace(fake: Any, backend: str, spans: list[Any], trace: GrowingTrace) -> None:
+    """Route the fake backend's search (found at once) and trace reads to ``trace``."""
+    from tests.test_progress import as_jaeger
+
+    trace_id = f"{spans[0].context.trace_id:032x}"
+    if backend == "jaeger":
+        fake.routes["/api/v3/services"] = (200, {"services": ["unknown_service"]})
+        fake.routes["/api/v3/traces"] = (200, as_jaeger(spans[:1]))
+        fake.routes[f"/api/v3/traces/{trace_id}"] = trace
+    else:
+        fake.routes["/api/search"] = (
+            200,
+            {"traces": [{"traceID": trace_id, "rootServiceName": "<root span not yet received>"}]},
+        )
+        fake.routes[f"/api/v2/traces/{trace_id}"] = trace
+
+
+def _encoder(backend: str) -> Callable[[list[Any]], Any]:
+    from tests.test_progress import as_jaeger, as_tempo
+
+    return as_jaeger if backend == "jaeger" else as_tempo
+
+
+def _mirror_index(spans: list[Any], name: str, nth: int) -> int:
+    """The position of the ``nth`` mirror span of event ``name`` among the exported spans."""
+    mirrors = [i for i, span in enumerate(spans) if span.name == f"{name} (event)"]
+    return mirrors[nth - 1]
+
+
+@pytest.mark.parametrize("backend", ["jaeger", "tempo"])
+def test_attaching_after_the_2nd_event_over_jaeger_and_tempo_gives_the_history_once(
+    fake: Any, use_provider: Callable[[Any], None], backend: str
+) -> None:
+    spans, run_id = five_step_job(use_provider)
+    trace = TraceFrom(spans, _encoder(backend), first=_mirror_index(spans, "progress", 2) + 1)
+    serve_trace(fake, backend, spans, trace)
+    seen, failure = _followed(run_id, backend=backend, url=fake.url)
+    assert failure is None
+    assert trace.first_read is not None
+    attached_at = [s for s in trace.first_read if s.name == "progress (event)"]
+    assert len(attached_at) == 2  # it attached with 2 of the 5 events recorded
+    assert trace.reads > 3 and trace.shown == len(spans)  # and followed the rest as it came
+    assert [(e["event"], e["name"]) for e in seen] == [*expected_kinds(), ("on_chain_end", "job")]
+    assert [e["data"]["step"] for e in seen if e["name"] == "progress"] == [1, 2, 3, 4, 5]
+    assert [e["data"] for e in seen if e["name"] == "row"] == [
+        {"step": s, "rows": s * 10} for s in range(1, 6)
+    ]
+    root = seen[0]
+    assert root["run_id"] == run_id and root["parent_ids"] == [] and root["tags"] == ["nightly"]
+    assert all(e["parent_ids"] == [run_id] for e in seen if e["name"] in ("transform", "row"))
+
+
+@pytest.mark.parametrize("backend", ["jaeger", "tempo"])
+def test_a_failed_root_over_jaeger_and_tempo_ends_the_follow_with_its_error(
+    fake: Any, use_provider: Callable[[Any], None], backend: str
+) -> None:
+    spans, run_id = five_step_job(use_provider, fail=True)
+    trace = TraceFrom(spans, _encoder(backend), first=_mirror_index(spans, "progress", 2) + 1)
+    serve_trace(fake, backend, spans, trace)
+    seen, failure = _followed(run_id, backend=backend, url=fake.url)
+    assert isinstance(failure, RunFailedError)
+    assert (failure.run_id, failure.error_type, failure.error_message) == (run_id, "ValueError", "bad row 42")
+    assert [(e["event"], e["name"]) for e in seen] == expected_kinds()  # no end for the failed root
+
+
+@pytest.mark.parametrize("backend", ["jaeger", "tempo"])
+def test_a_killed_job_over_jaeger_and_tempo_ends_with_the_follow_timeout(
+    fake: Any, use_provider: Callable[[Any], None], backend: str
+) -> None:
+    spans, run_id = five_step_job(use_provider)
+    assert spans[-1].name == "job"  # the root's own span is exported last, when it ends
+    # its process was killed before it ended: the trace never gets the root's span
+    trace = TraceFrom(spans, _encoder(backend), first=1, last=len(spans) - 1)
+    serve_trace(fake, backend, spans, trace)
+    seen: list[dict[str, Any]] = []
+    followed = otel_runnables.follow_sync(run_id, backend=backend, url=fake.url, interval=0.01, timeout=0.5)
+    with pytest.raises(FollowTimeoutError) as raised:
+        for event in followed:
+            seen.append(event)
+    assert trace.shown == len(spans) - 1  # everything it did was read before giving up
+    assert [(e["event"], e["name"]) for e in seen] == expected_kinds()
+    error = raised.value
+    assert isinstance(error, TimeoutError) and error.status == "running" and error.timeout == 0.5
+    text = str(error)
+    assert f"run {run_id} has not ended" in text and f"{backend} at {fake.url}" in text
+    assert "killed run never ends" in text
+    assert not followed.finished
+
+    async def follow_async() -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        async for event in otel_runnables.follow(
+            run_id, backend=backend, url=fake.url, interval=0.01, timeout=0.5
+        ):
+            got.append(event)
+        return got
+
+    with pytest.raises(FollowTimeoutError, match=f"run {run_id} has not ended"):
+        asyncio.run(follow_async())
+    # giving up released the followers: their threads reading the backend stop
+    wait_until(lambda: not any(t.name == "otel_runnables-follow-remote" for t in threading.enumerate()))
+
+
+def test_a_quiet_job_alive_in_another_process_times_out_but_is_not_lost(tmp_path: Path) -> None:
+    store = tmp_path / "traces.sqlite3"
+    run_id = str(new_run_id())
+    worker, gate = start_worker(tmp_path, store, run_id, mode="hang", pause=0.01)
+    gate.touch()
+    wait_for_line(worker, "hanging")  # alive, and recording nothing more
+    try:
+        seen: list[dict[str, Any]] = []
+        with pytest.raises(FollowTimeoutError) as raised:
+            for event in otel_runnables.follow_sync(run_id, path=store, timeout=1.5):
+                seen.append(event)
+        assert [(e["event"], e["name"]) for e in seen] == expected_kinds()
+        assert raised.value.status == "running" and "its process was still there" in str(raised.value)
+        assert f"the store {store}" in str(raised.value)
+    finally:
+        worker.kill()
+        worker.wait(60)
+
+
+def test_timeout_must_be_positive(tmp_path: Path) -> None:
+    for bad in (0, -1, "1", True):
+        with pytest.raises(ValueError, match="timeout"):
+            otel_runnables.follow_sync(str(new_run_id()), path=tmp_path / "traces.sqlite3", timeout=bad)

@@ -149,7 +149,14 @@ def history_batch(
 
 
 class RemoteFeed(InboxFeed):
-    """Reads the whole trace from a query backend every ``interval`` seconds."""
+    """Reads the whole trace from a query backend every ``interval`` seconds.
+
+    It never reports a run ``lost``: the store knows each run's writing process
+    and sees it gone, but Jaeger and Tempo hold spans only, and a run whose
+    process was killed sends none more — as a living run that dispatches no
+    events sends none (liveness spans come at its start and with its events).
+    Any rule on span silence would call quiet runs dead; the follower's
+    ``timeout`` (``FollowTimeoutError``) is the end such a follow gets."""
 
     def __init__(
         self, backend: Backend, target: Target, *, wait: float, interval: float, emit_history: bool

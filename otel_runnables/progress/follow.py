@@ -12,7 +12,10 @@ start, custom event and run end as it is recorded, and it ends after the
 followed run's end. A run that failed ends the iteration with
 ``RunFailedError`` (its error type and message from the record), one whose
 process died with ``RunLostError``; an id not known within ``wait`` seconds
-raises ``RunNotFoundError``. Payloads are the recorded JSON values (bounded,
+raises ``RunNotFoundError``; with ``timeout``, a record that stops growing
+before the run ends raises ``FollowTimeoutError`` (from Jaeger or Tempo, the
+only way a run whose process was killed ends: they hold no sign of it, see
+``feeds.RemoteFeed``). Payloads are the recorded JSON values (bounded,
 redacted); stream chunks, which the record does not keep, are not yielded.
 
 From the embedded store, followers of one file in a process share one
@@ -33,6 +36,7 @@ from typing import Any
 
 from otel_runnables import _bridge as bridge
 from otel_runnables._bridge import EventFilter
+from otel_runnables._errors import FollowTimeoutError
 from otel_runnables.progress.backend import Backend
 from otel_runnables.progress.feeds import (
     BATCH,
@@ -71,11 +75,25 @@ class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
     """The events of one followed run: iterate it with ``async for`` (``follow``)
     or ``for`` (``follow_sync``); ``close()`` releases its poller or thread."""
 
-    def __init__(self, feed: Feed, replayer: Replayer, *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        replayer: Replayer,
+        *,
+        timeout: float | None = None,
+        what: str = "the followed run",
+        source: str = "the record",
+        quiet_hint: str = "",
+    ) -> None:
         self._feed = feed
         self._replayer = replayer
         self._pending: collections.deque[tuple[str, dict[str, Any], int]] = collections.deque()
         self._timeout = timeout
+        self._what = what
+        self._source = source
+        self._quiet_hint = quiet_hint  # what a quiet record may mean, said by FollowTimeoutError
+        self._quiet_since: float | None = None  # monotonic time the record last grew; None: not found yet
+        self._taken = 0
         self._closed = False
         self.delivered = 0
         self._batches = 0
@@ -111,6 +129,9 @@ class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
             _, runs, events, emit = item
             self._pending.extend(self._replayer.update(runs, events, emit=emit))
             self._batches += 1
+            taken = self._replayer.taken_count
+            if taken != self._taken or self._quiet_since is None:
+                self._taken, self._quiet_since = taken, time.monotonic()
             if self._batches == 1 and self._resume_after is not None:
                 self._skip_through(self._resume_after)
 
@@ -139,9 +160,27 @@ class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
             return None
         return None
 
+    def _remaining(self, deadline: float | None) -> float | None:
+        """Seconds to wait for the feed: until the caller's deadline or the follow's quiet limit."""
+        limits = [] if deadline is None else [deadline]
+        if self._timeout is not None and self._quiet_since is not None:
+            limits.append(self._quiet_since + self._timeout)
+        return max(0.0, min(limits) - time.monotonic()) if limits else None
+
+    def _raise_if_quiet(self) -> None:
+        """``FollowTimeoutError`` once the record has not grown for ``timeout`` seconds."""
+        if self._timeout is None or self._quiet_since is None:
+            return
+        if time.monotonic() - self._quiet_since < self._timeout:
+            return
+        self.close()
+        status = self._replayer.status_of_root()
+        raise FollowTimeoutError(self._what, self._timeout, status, self._source, self._quiet_hint)
+
     async def next_event(self, timeout: float | None) -> dict[str, Any] | None:
         """The next event, or None when ``timeout`` seconds passed without one.
-        Raises StopAsyncIteration at the end (or the run's failure)."""
+        Raises StopAsyncIteration at the end (or the run's failure), and
+        ``FollowTimeoutError`` when the follow's own ``timeout`` ran out."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ready = self._next_ready()
@@ -149,11 +188,12 @@ class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
                 return ready
             if self._closed:
                 raise StopAsyncIteration
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            item = await self._feed.next(remaining)
-            if item is None:
+            self._raise_if_quiet()
+            item = await self._feed.next(self._remaining(deadline))
+            if item is not None:
+                self._take(item)
+            elif deadline is not None and time.monotonic() >= deadline:
                 return None
-            self._take(item)
 
     def next_event_sync(self, timeout: float | None) -> dict[str, Any] | None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -163,18 +203,18 @@ class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
                 return ready
             if self._closed:
                 raise StopIteration
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            item = self._feed.next_sync(remaining)
-            if item is None:
+            self._raise_if_quiet()
+            item = self._feed.next_sync(self._remaining(deadline))
+            if item is not None:
+                self._take(item)
+            elif deadline is not None and time.monotonic() >= deadline:
                 return None
-            self._take(item)
 
     # -- async iteration -----------------------------------------------------------------
 
     async def __anext__(self) -> dict[str, Any]:
-        event = await self.next_event(self._timeout)
-        if event is None:
-            raise TimeoutError(f"no event within {self._timeout} s")
+        event = await self.next_event(None)
+        assert event is not None  # without a deadline, only an event or an error ends the wait
         return event
 
     async def aclose(self) -> None:
@@ -191,9 +231,8 @@ class Follow(AsyncIterator[dict[str, Any]], Iterator[dict[str, Any]]):
     # -- sync iteration ------------------------------------------------------------------
 
     def __next__(self) -> dict[str, Any]:
-        event = self.next_event_sync(self._timeout)
-        if event is None:
-            raise TimeoutError(f"no event within {self._timeout} s")
+        event = self.next_event_sync(None)
+        assert event is not None  # without a deadline, only an event or an error ends the wait
         return event
 
     def __enter__(self) -> Follow:
@@ -220,7 +259,21 @@ def _target(id: str | uuid.UUID) -> Target:
     return Target(run_id, trace_id)
 
 
-def _check_options(since: str, wait: float, interval: float | None) -> None:
+_LOCAL_QUIET = "its process was still there when last looked at (a run whose process is gone ends as lost)"
+_REMOTE_QUIET = (
+    "it may be working quietly, or its process may be gone: Jaeger and Tempo hold no sign "
+    "of a process that stopped, so there a killed run never ends"
+)
+
+
+def _describe_source(source: Backend) -> str:
+    if isinstance(source, LocalBackend):
+        return f"the store {source.store.path}"
+    url = getattr(getattr(source, "options", None), "url", None)
+    return f"{source.name} at {url}" if isinstance(url, str) else str(source.name)
+
+
+def _check_options(since: str, wait: float, interval: float | None, timeout: float | None = None) -> None:
     if since not in ("start", "now"):
         raise ValueError(f'since must be "start" or "now", got {since!r}')
     if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
@@ -229,6 +282,10 @@ def _check_options(since: str, wait: float, interval: float | None) -> None:
         isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0
     ):
         raise ValueError(f"interval must be a number of seconds > 0, got {interval!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+    ):
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
 
 
 def _open(
@@ -244,7 +301,7 @@ def _open(
     *,
     keep_events: bool = False,
 ) -> Follow:
-    _check_options(since, wait, interval)
+    _check_options(since, wait, interval, timeout)
     target = _target(id)
     if backend is None:
         backend = "local"
@@ -256,8 +313,10 @@ def _open(
     replayer = Replayer(target.run_id, event_filter, keep_events=keep_events)
     emit_history = since == "start"
     feed: Feed
+    what, where, hint = target.describe(), _describe_source(source), _REMOTE_QUIET
     if isinstance(source, LocalBackend):
         path = source.store.path
+        hint = _LOCAL_QUIET
         flush = store_writer(path)
         if flush is not None and live_here(target):
             subscription = bridge.Subscription(
@@ -283,7 +342,7 @@ def _open(
             interval=interval if interval is not None else DEFAULT_REMOTE_INTERVAL,
             emit_history=emit_history,
         )
-    return Follow(feed, replayer, timeout=timeout)
+    return Follow(feed, replayer, timeout=timeout, what=what, source=where, quiet_hint=hint)
 
 
 def follow(
@@ -294,6 +353,8 @@ def follow(
     since: str = "start",
     wait: float = DEFAULT_WAIT,
     interval: float | None = None,
+    timeout: float | None = None,
+    request_timeout: float | None = None,
     include_names: Sequence[str] | None = None,
     include_types: Sequence[str] | None = None,
     include_tags: Sequence[str] | None = None,
@@ -306,16 +367,23 @@ def follow(
     """Follow a run (its id, a UUID) or a trace (its hex id) from its record;
     ``async for event in follow(...)``. ``backend``: ``"local"`` (default: the
     embedded store; ``path=`` another file), ``"jaeger"`` or ``"tempo"`` with
-    ``url`` and the options of ``progress.get`` (``headers``, ``timeout``,
-    ``ca_file``, ``client_cert``, ``client_key``, ``insecure_skip_verify``).
+    ``url`` and the options of ``progress.get`` (``headers``, ``ca_file``,
+    ``client_cert``, ``client_key``, ``insecure_skip_verify``; its ``timeout``
+    for each request is ``request_timeout`` here).
     ``interval``: seconds between reads of Jaeger/Tempo (default 1).
+    ``timeout``: give up with ``FollowTimeoutError`` (a ``TimeoutError``) once
+    nothing new was recorded for the followed runs for that many seconds
+    (default: follow as long as the run goes on). From Jaeger or Tempo this is
+    the only end of a run whose process was killed: they hold no sign of it.
     ``keep_events``: keep every event read, so that ``Follow.tree()`` shows each
     run's events and progress (memory grows with the run's record)."""
     event_filter = EventFilter(
         include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
     )
+    if request_timeout is not None:
+        options["timeout"] = request_timeout  # what progress.get calls it
     return _open(
-        id, backend, url, since, wait, interval, event_filter, None, dict(options), keep_events=keep_events
+        id, backend, url, since, wait, interval, event_filter, timeout, dict(options), keep_events=keep_events
     )
 
 
@@ -328,6 +396,7 @@ def follow_sync(
     wait: float = DEFAULT_WAIT,
     interval: float | None = None,
     timeout: float | None = None,
+    request_timeout: float | None = None,
     include_names: Sequence[str] | None = None,
     include_types: Sequence[str] | None = None,
     include_tags: Sequence[str] | None = None,
@@ -337,12 +406,14 @@ def follow_sync(
     keep_events: bool = False,
     **options: Any,
 ) -> Follow:
-    """``follow`` from a thread: ``for event in follow_sync(...)``; each step
-    waits at most ``timeout`` seconds (``TimeoutError`` after that; default: as
-    long as the run goes on)."""
+    """``follow`` from a thread: ``for event in follow_sync(...)``; ``timeout`` as
+    in ``follow`` (``FollowTimeoutError`` once nothing new was recorded for that
+    many seconds; default: as long as the run goes on)."""
     event_filter = EventFilter(
         include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
     )
+    if request_timeout is not None:
+        options["timeout"] = request_timeout  # what progress.get calls it
     return _open(
         id, backend, url, since, wait, interval, event_filter, timeout, dict(options), keep_events=keep_events
     )

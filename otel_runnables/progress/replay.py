@@ -179,6 +179,11 @@ class Replayer:
             return True
         return False
 
+    @property
+    def taken_count(self) -> int:
+        """How many events were taken so far: it grows while the record does."""
+        return len(self._taken)
+
     def taken_ids(self) -> set[str]:
         """The ids of every event taken so far, yielded or not (filtered, or history skipped)."""
         return set(self._taken)
