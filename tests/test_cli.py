@@ -460,3 +460,119 @@ def test_progress_follow_of_a_killed_job_exits_5(tmp_path: Path) -> None:
     assert done.returncode == 5, done.stderr
     (root,) = json.loads(done.stdout.splitlines()[-1])["runs"]
     assert root["status"] == "lost" and "gone" in root["status_message"]
+
+
+def _closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (a port the OS gave out, then closed)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+TRACE_ID = "0123456789abcdef0123456789abcdef"
+RUN_ID = "01234567-89ab-4def-8123-456789abcdef"
+
+
+@pytest.mark.parametrize("backend", ["jaeger", "tempo"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["progress", RUN_ID, "--follow", "--json"],
+        ["progress", TRACE_ID, "--follow", "--wait", "0"],  # no first look: the follow itself fails
+        ["events", TRACE_ID, "--follow"],
+        ["events", RUN_ID, "--follow", "--json", "--wait", "0"],
+    ],
+)
+@pytest.mark.parametrize("answer", ["closed port", "garbage"])
+def test_following_a_dead_or_garbage_backend_is_one_clear_line(
+    tmp_path: Path, backend: str, args: list[str], answer: str
+) -> None:
+    from tests.bad_servers import Handler, Scripted, serving
+
+    def garbage(handler: Handler) -> None:
+        handler.answer(200, b"{garbage")
+
+    paths = ["/api/v3/services", "/api/v3/traces", f"/api/v3/traces/{TRACE_ID}"]
+    paths += ["/api/search", f"/api/v2/traces/{TRACE_ID}"]
+    with serving(Scripted(routes=dict.fromkeys(paths, garbage))) as server:
+        url = _closed_port_url() if answer == "closed port" else server.url()
+        done = cli(
+            tmp_path / "traces.sqlite3", *args, "--backend", backend, "--url", url, "--interval", "0.05"
+        )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.startswith("otel-runnables: ") and done.stderr.count("\n") == 1, done.stderr
+    assert url in done.stderr
+    assert ("unreachable" if answer == "closed port" else "JSON") in done.stderr
+    if answer == "garbage":
+        assert any(seen.path in paths for seen in server.seen)  # it was asked, and answered garbage
+
+
+@pytest.mark.parametrize("args", [["progress", "--json"], ["events"]])
+def test_idle_timeout_ends_the_follow_of_a_quiet_run(tmp_path: Path, args: list[str]) -> None:
+    from tests.follow_helpers import start_worker, wait_for_line
+
+    store = tmp_path / "traces.sqlite3"
+    run_id = "01234567-89ab-7def-8123-456789abcde2"
+    worker, gate = start_worker(tmp_path, store, run_id, mode="hang", pause=0.01)
+    gate.touch()
+    wait_for_line(worker, "hanging")  # its 5 steps are recorded; it goes on, recording nothing
+    try:
+        command, *rest = args
+        done = cli(store, command, run_id, "--follow", "--idle-timeout", "1", *rest)
+    finally:
+        worker.kill()
+        worker.wait(60)
+    assert done.returncode == 6, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert f"run {run_id} has not ended" in done.stderr and "--idle-timeout" in done.stderr
+    if command == "progress":  # what it had read is there, as JSON Lines
+        last = [json.loads(line) for line in done.stdout.splitlines()][-1]
+        assert last["runs"][0]["status"] == "running" and last["runs"][0]["progress"]["done"] == 5
+    else:
+        assert done.stdout.count("progress") == 5
+
+
+def test_a_run_quiet_for_longer_than_the_request_timeout_is_still_followed(tmp_path: Path) -> None:
+    """--timeout bounds each request to a backend, not the silence of a followed run."""
+    from tests.follow_helpers import start_worker, wait_for_line
+
+    store = tmp_path / "traces.sqlite3"
+    run_id = "01234567-89ab-7def-8123-456789abcde3"
+    worker, gate = start_worker(tmp_path, store, run_id, pause=0.01)
+    wait_for_line(worker, "attach now")  # 2 steps done; it waits for the gate
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "otel_runnables.cli",
+            "events",
+            run_id,
+            "--follow",
+            "--json",
+            "--timeout",
+            "1",
+        ],
+        env=environment(store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        first = json.loads(follower.stdout.readline())  # it follows the run
+        time.sleep(2)  # the run records nothing for twice the request timeout
+        gate.touch()
+        rest = follower.stdout.read()  # to its end: the follow ended
+        assert follower.stderr is not None
+        stderr = follower.stderr.read()
+        follower.wait(60)
+        assert worker.wait(60) == 0
+    finally:
+        worker.kill()
+        follower.kill()
+    assert follower.returncode == 0, stderr
+    events = [first, *(json.loads(line) for line in rest.splitlines())]
+    assert [e["data"]["step"] for e in events if e["name"] == "progress"] == [1, 2, 3, 4, 5]
