@@ -254,3 +254,50 @@ async def test_a_subscription_collected_while_its_run_goes_on_stops_costing_it()
     gates[1].set()
     await task
     assert not bridge._by_run  # swept at the next event, at the latest when the run ended
+
+
+def test_idle_subscribers_cost_the_run_no_event_dicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,000 subscribers that never read: the run builds no v2 dict for any of
+    them (a reader builds each dict when it reads it), full buffers or not."""
+    import collections
+
+    from otel_runnables import event_dicts
+
+    built: collections.Counter[str] = collections.Counter()
+
+    def counted(name: str) -> Any:
+        build = getattr(event_dicts, name)
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            built[name] += 1
+            return build(*args, **kwargs)
+
+        return counting
+
+    for name in ("run_event", "custom_event", "start_data", "end_data"):
+        monkeypatch.setattr(event_dicts, name, counted(name))
+
+    def child(step: int) -> int:
+        dispatch_custom_event("row", {"step": step})
+        return step
+
+    def job(steps: int) -> int:
+        for step in range(steps):
+            dispatch_custom_event("progress", {"step": step, "total": steps})
+            RunnableLambda(child, name="child").invoke(step)
+        return steps
+
+    run_id = uuid.uuid4()
+    # registered before the run starts, so every event of it reaches them; never read
+    idle = [subscribe_sync(run_id, wait=10) for _ in range(500)]
+    idle += [subscribe_sync(run_id, wait=10, max_buffer=5) for _ in range(400)]  # buffers that fill
+    idle += [subscribe_sync(run_id, wait=10, include_names=["progress"]) for _ in range(100)]
+    RunnableLambda(job, name="job").invoke(20, {"run_id": run_id})
+    assert sum(built.values()) == 0, built  # 1,000 subscribers, 82 events: not one dict
+    # what an idle subscriber holds is built when it is read, once per event read
+    events = list(idle[0])
+    assert len(events) == 1 + 20 * 4 + 1
+    assert built["run_event"] + built["custom_event"] == len(events)
+    assert idle[600].dropped > 0 and len(list(idle[600])) <= 6  # a full buffer skipped, counted
+    for subscription in idle:
+        subscription.close()
