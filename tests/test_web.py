@@ -225,6 +225,30 @@ def test_a_failed_job_and_an_unknown_run_end_the_stream_with_a_status(
     assert httpx.get(f"{server.url}/api/runs/nope/events").status_code == 400
 
 
+def test_a_killed_job_ends_the_stream_with_lost(server: Server, store: Path, tmp_path: Path) -> None:
+    run_id = str(new_run_id())
+    worker, gate = start_worker(tmp_path, store, run_id, mode="hang", pause=0.01)
+    try:
+        gate.touch()
+        wait_for_line(worker, "hanging")  # its 5 steps are recorded; it never ends by itself
+        received: list[dict[str, Any]] = []
+        with httpx.stream("GET", f"{server.url}/api/runs/{run_id}/events", timeout=60) as response:
+            events = Sse(response)
+            received.append(events.next())  # following a job that is running
+            worker.kill()  # SIGKILL: its process writes nothing more, not even an end
+            worker.wait(60)
+            while (event := events.next())["event"] != "end":
+                received.append(event)
+            with pytest.raises(EOFError):
+                events.next()  # the end is the last thing the stream says
+    finally:
+        worker.kill()
+        worker.wait(60)
+    assert [(e["event"], e["data"]["name"]) for e in received] == expected_kinds()  # no end for the job
+    assert event["data"]["status"] == "lost"
+    assert run_id in event["data"]["message"] and "the process running it is gone" in event["data"]["message"]
+
+
 def test_mounted_under_a_prefix(store: Path) -> None:
     """What a framework's mount passes: the prefix in root_path, the path with or without it."""
     app = web.create_app(path=str(store))
