@@ -547,7 +547,7 @@ def test_a_run_quiet_for_longer_than_the_request_timeout_is_still_followed(tmp_p
         [
             sys.executable,
             "-m",
-            "otel_runnables.cli",
+            "otel_runnables._cli",
             "events",
             run_id,
             "--follow",

@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_runnables import RunnableLambda, conventions, dispatch_custom_event
+from otel_runnables import RunnableLambda, dispatch_custom_event
+from otel_runnables import _conventions as conventions
+from otel_runnables._runs import new_run_id
+from otel_runnables._store import LocalStoreSpanProcessor
+from otel_runnables._store.tail import StoreTail
 from otel_runnables.progress.records import EventRecord, SpanRecord
-from otel_runnables.runs import new_run_id
-from otel_runnables.store import LocalStoreSpanProcessor
-from otel_runnables.store.tail import StoreTail
 
 STEPS = 4
 

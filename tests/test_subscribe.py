@@ -261,7 +261,7 @@ def test_idle_subscribers_cost_the_run_no_event_dicts(monkeypatch: pytest.Monkey
     them (a reader builds each dict when it reads it), full buffers or not."""
     import collections
 
-    from otel_runnables import event_dicts
+    from otel_runnables import _event_dicts as event_dicts
 
     built: collections.Counter[str] = collections.Counter()
 
