@@ -160,14 +160,15 @@ def follow(
     if say_waiting:
         _say_waiting(options, run_or_trace, wait)
     followed = follow_sync(run_or_trace, wait=wait, keep_events=True, **options)
-    shown: dict[str, Any] | None = None
+    shown = ""
 
     def show_json() -> None:
         nonlocal shown
         snapshot = render.tree_json(followed.tree())
-        if snapshot["runs"] and snapshot != shown:
-            shown = snapshot
-            print(json.dumps(snapshot, ensure_ascii=False, default=str), flush=True)
+        line = render.json_text(snapshot, indent=None)  # compared as text: nested dicts compare recursively
+        if snapshot["runs"] and line != shown:
+            shown = line
+            print(line, flush=True)
 
     code = EXIT_OK
     live = (

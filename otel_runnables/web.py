@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -74,7 +73,7 @@ class _BadRequest(Exception):
 
 
 def _json_body(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, default=str).encode()
+    return render.json_text(value, indent=None).encode()  # a run tree of any depth
 
 
 async def _respond_json(send: Send, status: int, value: Any, head: bool = False) -> None:

@@ -3,6 +3,7 @@ every unusable store said in one line by the CLI; trees of any depth."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_runnables import RunnableLambda, dispatch_custom_event, progress
+from otel_runnables import RunnableLambda, dispatch_custom_event, progress, web
 from otel_runnables._cli import EXIT_BACKEND, EXIT_NOT_FOUND
 from otel_runnables._cli import main as cli
 from otel_runnables._store import LocalStore, LocalStoreSpanProcessor
@@ -273,16 +274,56 @@ def test_a_thousand_levels_are_built_found_and_shown(
     assert f"level {TEXT_DEPTH - 1}" in shown and f"level {TEXT_DEPTH} " not in shown
     assert f"… {DEPTH - TEXT_DEPTH:,} more runs below (--json shows all)" in shown
     assert cli(["progress", trace_id, "--store", str(path), "--json"]) == 0
-    text = capsys.readouterr().out
+    assert levels_of(deep_loads(capsys.readouterr().out)) == DEPTH
+    assert LocalStore(path).counts() == (DEPTH, 0)
+
+    # the web API's tree, as a mounting app serves it
+    status, body = asyncio.run(get(web.create_app(path=str(path)), f"/api/runs/{trace_id}"))
+    assert status == 200
+    assert levels_of(deep_loads(body.decode())) == DEPTH
+
+    # following the ended trace as JSON Lines, in a process of its own as a user runs it
+    followed = subprocess.run(
+        [sys.executable, "-m", "otel_runnables._cli", "progress", trace_id, "--follow", "--json"]
+        + ["--store", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert followed.stderr == "" and followed.returncode == 0
+    lines = followed.stdout.splitlines()
+    assert lines and all(levels_of(deep_loads(line)) == DEPTH for line in lines)
+
+
+def deep_loads(text: str) -> Any:
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(10 * DEPTH)  # json.loads recurses as deep as the document
     try:
-        document = json.loads(text)
+        return json.loads(text)
     finally:
         sys.setrecursionlimit(limit)
-    levels, node_json = 1, document["runs"][0]
-    while node_json["children"]:
-        (node_json,) = node_json["children"]
+
+
+def levels_of(document: dict[str, Any]) -> int:
+    levels, node = 1, document["runs"][0]
+    while node["children"]:
+        (node,) = node["children"]
         levels += 1
-    assert levels == DEPTH
-    assert LocalStore(path).counts() == (DEPTH, 0)
+    return levels
+
+
+async def get(app: Any, path: str) -> tuple[int, bytes]:
+    """One GET through an ASGI app: (status, body)."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(
+        {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": b""}, receive, send
+    )
+    return int(sent[0]["status"]), bytes(sent[1]["body"])

@@ -251,9 +251,10 @@ def tree_json(tree: RunTree) -> dict[str, Any]:
     return {"trace_id": tree.trace_id, "runs": [node_json(root) for root in tree.roots]}
 
 
-def json_text(value: Any, indent: int = 2) -> str:
+def json_text(value: Any, indent: int | None = 2) -> str:
     """``json.dumps(value, indent=indent, ensure_ascii=False, default=str)``
-    for values nested to any depth (json's own encoder recurses)."""
+    for values nested to any depth (json's own encoder recurses); with
+    ``indent=None``, one line, as JSON Lines need."""
     out: list[str] = []
     work: list[tuple[bool, Any, int]] = [(False, value, 0)]  # (text to write?, value or text, level)
     while work:
@@ -272,12 +273,16 @@ def json_text(value: Any, indent: int = 2) -> str:
         else:
             out.append(json.dumps(item, ensure_ascii=False, default=str))
             continue
-        inner = "\n" + " " * (indent * (level + 1))
+        if indent is None:
+            inner, between, last = "", ", ", ""
+        else:
+            inner = "\n" + " " * (indent * (level + 1))
+            between, last = ",", "\n" + " " * (indent * level)
         todo: list[tuple[bool, Any, int]] = [(True, opening, 0)]
         for index, (key, child) in enumerate(entries):
-            todo.append((True, ("," if index else "") + inner + key, 0))
+            todo.append((True, (between if index else "") + inner + key, 0))
             todo.append((False, child, level + 1))
-        todo.append((True, "\n" + " " * (indent * level) + closing, 0))
+        todo.append((True, last + closing, 0))
         work.extend(reversed(todo))
     return "".join(out)
 
