@@ -127,7 +127,8 @@ def one_thread(path: Path, runs: int, retention: RetentionPolicy | None = None) 
         print(f"    {writer_cpu(store, runs, 0.0)}")
         print(
             f"    writer's longest pause {store.longest_batch * 1000:.0f} ms (one batch and its retention "
-            f"step), largest retention step {store.retention_largest_step:,} rows"
+            f"step), longest retention step {store.retention_longest_step * 1000:.0f} ms, "
+            f"largest {store.retention_largest_step:,} rows"
         )
         print(f"    {check_counts(store)}")
 

@@ -1,5 +1,6 @@
 """Retention on a store at its size limit while runs are written: small steps
-between batches, whole traces, runs still going kept, the counts adding up."""
+between batches (bounded in rows and in time), whole traces, runs still going
+kept, the file back within its limit, the counts adding up."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from otel_runnables import RunnableLambda, dispatch_custom_event
 from otel_runnables._store import LocalStore, LocalStoreSpanProcessor, RetentionPolicy
-from otel_runnables._store.retention import Retention, used_bytes
+from otel_runnables._store.retention import _STATEMENT_ROWS, Retention, used_bytes
+from tests.follow_helpers import wait_until
 
 LIMIT = 1_500_000
 STEP_ROWS = 300
@@ -38,12 +40,15 @@ def live_bytes(path: Path) -> int:
         connection.close()
 
 
-@pytest.fixture
-def store(tmp_path: Path, use_provider: Callable[[Any], None]) -> Iterator[LocalStoreSpanProcessor]:
+# the default time budget, and none: every step cut short after its first statements
+@pytest.fixture(params=[RetentionPolicy.step_seconds, 0.0], ids=["default-step-time", "no-step-time"])
+def store(
+    tmp_path: Path, use_provider: Callable[[Any], None], request: pytest.FixtureRequest
+) -> Iterator[LocalStoreSpanProcessor]:
     provider = TracerProvider()
     processor = LocalStoreSpanProcessor(
         tmp_path / "traces.sqlite3",
-        retention=RetentionPolicy(max_bytes=LIMIT, step_rows=STEP_ROWS),
+        retention=RetentionPolicy(max_bytes=LIMIT, step_rows=STEP_ROWS, step_seconds=request.param),
         max_queue_size=1_000_000,  # nothing dropped however slow the machine: drops are tested elsewhere
     )
     provider.add_span_processor(processor)
@@ -88,7 +93,8 @@ def test_a_store_at_its_limit_keeps_writing_and_deletes_in_small_steps(
 
     # small steps: each at most what the batch before it wrote, twice over (or the step's rows)
     assert 0 < store.retention_largest_step <= max(STEP_ROWS, 2 * 5_000)  # a batch: 5,000 items at most
-    assert live_bytes(store.path) <= LIMIT
+    # a step cut short is followed by more before the next batch: the file gets back within its limit
+    wait_until(lambda: live_bytes(store.path) <= LIMIT)
     counts = store.counts()
     assert counts.accepted == counts.written + counts.dropped + counts.lost
     assert (counts.dropped, counts.lost, counts.queued) == (0, 0, 0)
@@ -134,3 +140,42 @@ def test_a_step_deletes_at_most_its_budget_and_stops_under_the_limit(tmp_path: P
     connection.close()
     # about 100 kB of 2,000 spans of ~1 kB: a few hundred rows went, not all
     assert total - left < total // 2
+
+
+def test_a_step_stops_once_its_time_is_spent_and_the_next_goes_on(tmp_path: Path) -> None:
+    """No time at all: a step runs its first statements only (each at most
+    ``_STATEMENT_ROWS`` rows) and says it is behind; the steps after it bring
+    the file within its limit. With time to spare, one step does it all."""
+    path = tmp_path / "traces.sqlite3"
+    provider = TracerProvider()
+    processor = LocalStoreSpanProcessor(path, retention=RetentionPolicy(max_bytes=10**9))
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    for index in range(3_000):
+        with tracer.start_as_current_span(f"span-{index}") as span:
+            span.add_event("note", {"text": "y" * 500})
+    processor.shutdown()
+    copy = tmp_path / "copy.sqlite3"
+    source = sqlite3.connect(path)
+    target = sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
+
+    connection = sqlite3.connect(path, isolation_level=None)
+    limit = used_bytes(connection) // 2  # about half the traces must go, well within a step's rows
+    hurried = Retention(RetentionPolicy(max_bytes=limit, step_rows=10**6, step_seconds=0.0))
+    first = hurried.step(connection)
+    assert 0 < first < 2 * _STATEMENT_ROWS and hurried.behind
+    steps = 1
+    while hurried.behind:
+        assert hurried.step(connection) > 0
+        steps += 1
+    assert steps > 1 and used_bytes(connection) <= limit
+    connection.close()
+
+    connection = sqlite3.connect(copy, isolation_level=None)
+    unhurried = Retention(RetentionPolicy(max_bytes=limit, step_rows=10**6, step_seconds=3_600.0))
+    assert unhurried.step(connection) > first and not unhurried.behind
+    assert used_bytes(connection) <= limit
+    connection.close()

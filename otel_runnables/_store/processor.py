@@ -158,6 +158,11 @@ class LocalStoreSpanProcessor(SpanProcessor):
         """Rows deleted by the largest retention step so far."""
         return self._writer.retention.largest_step
 
+    @property
+    def retention_longest_step(self) -> float:
+        """Seconds: the longest retention step so far (one transaction)."""
+        return self._writer.retention.longest_step
+
     # -- the caller's side: a tuple on the queue, never a wait ---------------------------------
 
     def _drop(self, state: OpenSpan | None) -> None:

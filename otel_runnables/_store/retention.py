@@ -8,14 +8,18 @@ row), skipping traces with runs still going while there are others to
 delete. The file keeps its freed pages for reuse rather than shrinking.
 
 Deletion never stalls the writer: ``Retention.step`` runs between write
-batches, in one short transaction, and deletes at most
-``max(step_rows, 2 * the rows the batch before it wrote)`` rows — enough to
-keep up with the writer, so the limits hold within one step — stopping as
-soon as the file is back within its size limit. Traces go a few per
-statement (one statement each would make thousands of statements), and the
-candidates are read as one row of text: each row read, like each statement,
-lets go of the GIL, and getting it back from a busy application thread can
-take a switch interval (5 ms).
+batches, in one short transaction, bounded twice: at most
+``max(step_rows, 2 * the rows the batch before it wrote)`` rows, and no more
+statements once ``step_seconds`` (25 ms) are spent. It stops as soon as the
+file is back within its size limit; a step that stops before is ``behind``,
+and the writer then takes further steps, each its own transaction, before
+it writes the next batch — so the file is back within its limit before more
+is written, and the write lock is never held long at a time. Traces go a few
+per statement (one statement each would make thousands of statements), rows
+at most ``_STATEMENT_ROWS`` per statement, and the candidates are read as one
+row of text: each row read, like each statement, lets go of the GIL, and
+getting it back from a busy application thread can take a switch interval
+(5 ms).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ __all__ = ["Retention", "RetentionPolicy", "apply_retention", "used_bytes"]
 
 _AGE_CANDIDATE_ROWS = 256  # the oldest span rows whose traces are looked at for their age, per look
 _CHUNK = 100  # traces per statement
+_LIVE_CHUNK = 500  # traces per look for runs still going
+_CANDIDATE_ROWS = 1_000  # span rows looked at for traces to delete, at first: more than a step deletes
+_STATEMENT_ROWS = 1_000  # rows one DELETE removes at most: the time budget is looked at between them
 _LIVE_BEATS = 3  # a writer that missed this many heartbeats no longer keeps its traces
 
 
@@ -42,6 +49,7 @@ class RetentionPolicy:
     max_bytes: int = _settings.STORE_MAX_BYTES.default
     interval: float = 60.0  # seconds between looks for traces past max_age
     step_rows: int = 2_000  # rows one step deletes, at least (more after a big batch)
+    step_seconds: float = 0.025  # a step takes no further statement once this much time is spent
 
     @classmethod
     def from_settings(cls) -> RetentionPolicy:
@@ -50,11 +58,12 @@ class RetentionPolicy:
 
 
 def used_bytes(connection: sqlite3.Connection) -> int:
-    """Bytes of live data: the file's pages less the free ones."""
-    pages = connection.execute("PRAGMA page_count").fetchone()[0]
-    free = connection.execute("PRAGMA freelist_count").fetchone()[0]
-    size = connection.execute("PRAGMA page_size").fetchone()[0]
-    return int((pages - free) * size)
+    """Bytes of live data: the file's pages less the free ones (one statement, not three)."""
+    (used,) = connection.execute(
+        "SELECT (page_count - freelist_count) * page_size "
+        "FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
+    ).fetchone()
+    return int(used)
 
 
 def _oldest_traces(connection: sqlite3.Connection, rows: int) -> list[str]:
@@ -80,8 +89,8 @@ def _marks(count: int) -> str:
 def _live_traces(connection: sqlite3.Connection, trace_ids: list[str], beating_since_ns: int) -> set[str]:
     """Those of the traces with a span not ended yet, by a writer that still beats."""
     live: set[str] = set()
-    for start in range(0, len(trace_ids), _CHUNK):
-        chunk = trace_ids[start : start + _CHUNK]
+    for start in range(0, len(trace_ids), _LIVE_CHUNK):
+        chunk = trace_ids[start : start + _LIVE_CHUNK]
         live.update(
             row[0]
             for row in connection.execute(
@@ -111,7 +120,13 @@ class Retention:
         self.beat_interval = beat_interval
         self.deleted_rows = 0
         self.largest_step = 0  # rows deleted by the largest step so far
+        self.longest_step = 0.0  # seconds: the longest step so far
+        self.behind = False  # the last step stopped (its rows or time spent) with the file still over
         self._expired: deque[str] = deque()  # traces past the age limit, still to delete
+        # while the file is over its limit, from one step to the next: the traces to delete, and
+        # how many go in one statement
+        self._victims: deque[str] = deque()
+        self._chunk = 1
         self._next_age_look = 0.0
 
     def step(
@@ -122,12 +137,16 @@ class Retention:
         now_ns: int | None = None,
         keep_trying: Callable[[], bool] = lambda: True,
     ) -> int:
-        """Delete what is due, at most ``max(step_rows, 2 * written_rows)`` rows; the rows deleted."""
+        """Delete what is due, at most ``max(step_rows, 2 * written_rows)`` rows and
+        no further statement once ``step_seconds`` are spent; the rows deleted."""
+        started = time.perf_counter()
+        self.behind = False  # until this step says otherwise (an error leaves the writer free to write)
         now_ns = time.time_ns() if now_ns is None else now_ns
         if time.monotonic() >= self._next_age_look:
             self._next_age_look = time.monotonic() + self.policy.interval
             self._look_for_expired(connection, now_ns, keep_trying)
         budget = max(self.policy.step_rows, 2 * written_rows)
+        deadline = started + self.policy.step_seconds
         with no_fork():  # every use of a connection, reads too (see schema.no_fork)
             over = not self._expired and used_bytes(connection) > self.policy.max_bytes
         if not self._expired and not over:
@@ -136,25 +155,38 @@ class Retention:
         with write_transaction(connection, keep_trying=keep_trying):
             while self._expired and deleted < budget:
                 chunk = [self._expired[index] for index in range(min(_CHUNK, len(self._expired)))]
-                done, deleted = self._delete(connection, chunk, budget, deleted)
+                done, deleted = self._delete(connection, chunk, budget, deleted, deadline)
                 for _ in range(done):
                     self._expired.popleft()
                 if not self._expired:
                     self._next_age_look = 0.0  # more may be waiting past the first candidates
-                if done < len(chunk):
+                if done < len(chunk) or time.perf_counter() >= deadline:
                     break
-            if over and deleted < budget:
-                victims = self._oldest_deletable(connection, now_ns, budget - deleted)
-                start, size = 0, 1
-                while start < len(victims) and deleted < budget:
-                    # a few traces, then more while the file is still over: big traces are not
-                    # deleted past the limit, small ones are not deleted one statement each
-                    _, deleted = self._delete(connection, victims[start : start + size], budget, deleted)
-                    start, size = start + size, min(2 * size, _CHUNK)
-                    if used_bytes(connection) <= self.policy.max_bytes:
+            victims = self._victims
+            while over and deleted < budget:  # at least one statement, however long the rest took
+                if not victims:  # the oldest traces (again, once those are gone and the file is still over)
+                    victims.extend(self._oldest_deletable(connection, now_ns, budget - deleted))
+                    if not victims:
                         break
+                # a few traces, then more while the file is still over: big traces are not
+                # deleted past the limit, small ones are not deleted one statement each
+                chunk = [victims[index] for index in range(min(self._chunk, len(victims)))]
+                done, deleted = self._delete(connection, chunk, budget, deleted, deadline)
+                for _ in range(done):
+                    victims.popleft()
+                if done:
+                    self._chunk = min(2 * self._chunk, _CHUNK)
+                over = used_bytes(connection) > self.policy.max_bytes
+                if time.perf_counter() >= deadline:
+                    break
+            if not over:  # back within the limit: the next time over, the oldest are looked for afresh
+                victims.clear()
+                self._chunk = 1
+            # cut short with the file still over: the writer takes another step before more rows
+            self.behind = over and deleted > 0
         self.deleted_rows += deleted
         self.largest_step = max(self.largest_step, deleted)
+        self.longest_step = max(self.longest_step, time.perf_counter() - started)
         return deleted
 
     def _look_for_expired(
@@ -171,36 +203,43 @@ class Retention:
             connection.execute("DELETE FROM writers WHERE last_beat_ns < ?", (cutoff,))
 
     def _oldest_deletable(self, connection: sqlite3.Connection, now_ns: int, rows: int) -> list[str]:
-        """The oldest traces, about ``rows`` rows' worth (each span has a row or two,
-        and events), those with runs going left out while there are others."""
-        candidates = _oldest_traces(connection, max(rows, 1))
-        live = _live_traces(connection, candidates, now_ns - int(_LIVE_BEATS * self.beat_interval * 1e9))
-        deletable = [trace_id for trace_id in candidates if trace_id not in live]
-        return deletable or candidates[:1]  # every one still going: the size limit holds all the same
+        """The traces of the oldest span rows (each span has a row or two, and
+        events): of the oldest ``_CANDIDATE_ROWS`` (a step seldom gets further),
+        or of ``rows`` if runs are going in all of those; traces with runs going
+        left out while there are others."""
+        beating_since = now_ns - int(_LIVE_BEATS * self.beat_interval * 1e9)
+        window = min(max(rows, 1), _CANDIDATE_ROWS)
+        while True:
+            candidates = _oldest_traces(connection, window)
+            live = _live_traces(connection, candidates, beating_since)
+            deletable = [trace_id for trace_id in candidates if trace_id not in live]
+            if deletable or window >= rows:
+                return deletable or candidates[:1]  # every one still going: the size limit holds all the same
+            window = max(rows, 1)  # runs going in all of the oldest: look further
 
     @staticmethod
     def _delete(
-        connection: sqlite3.Connection, trace_ids: list[str], budget: int, deleted: int
+        connection: sqlite3.Connection, trace_ids: list[str], budget: int, deleted: int, deadline: float
     ) -> tuple[int, int]:
-        """Rows of these traces while ``deleted`` is under ``budget``: their events
+        """Rows of these traces while ``deleted`` is under ``budget`` and the time
+        is before ``deadline`` (at least one statement is run): their events
         first (found through their span rows, which go last, so that a trace cut
-        half-way is found again). (How many of the traces are gone, ``deleted``.)"""
+        half-way is found again), at most ``_STATEMENT_ROWS`` per statement.
+        (How many of the traces are gone, ``deleted``.)"""
         marks = _marks(len(trace_ids))
-        events = connection.execute(
+        for statement in (
             "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE span_row IN "
             f"(SELECT id FROM spans WHERE trace_id IN ({marks})) LIMIT ?)",
-            (*trace_ids, budget - deleted),
-        ).rowcount
-        deleted += events
-        if deleted >= budget:
-            return 0, deleted
-        spans = connection.execute(
             f"DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE trace_id IN ({marks}) LIMIT ?)",
-            (*trace_ids, budget - deleted),
-        ).rowcount
-        deleted += spans
-        if deleted >= budget:  # perhaps cut half-way: found again by its span rows left
-            return 0, deleted
+        ):
+            while True:
+                limit = min(_STATEMENT_ROWS, budget - deleted)
+                gone = connection.execute(statement, (*trace_ids, limit)).rowcount
+                deleted += gone
+                if gone < limit:
+                    break  # these rows of the traces are all gone
+                if deleted >= budget or time.perf_counter() >= deadline:
+                    return 0, deleted  # perhaps cut half-way: found again by its span rows left
         return len(trace_ids), deleted
 
 

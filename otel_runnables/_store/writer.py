@@ -4,7 +4,9 @@ The caller's thread only appends small tuples (see ``processor.py``); here
 they become rows — ids as hex, attributes as JSON — and go to SQLite with one
 ``executemany`` per table in one transaction per batch. Between batches the
 writer beats (its ``writers`` row, while runs are going) and takes one small
-retention step. It sleeps while there is nothing to write and no run to beat
+retention step; while retention is behind (the file still over its size
+limit), it takes further steps, each its own short transaction, before the
+next batch. It sleeps while there is nothing to write and no run to beat
 for, and is woken by the first item after a pause.
 """
 
@@ -167,7 +169,8 @@ class StoreWriter:
         while True:
             self._sleep()
             with self._progress:
-                batch = list(self._take())
+                # over the size limit still: deleting comes first, so the file gets back within it
+                batch = [] if self.retention.behind and not self._stopping else list(self._take())
                 self.pulled += len(batch)
                 self._hurry = False
             started, cpu = time.perf_counter(), time.thread_time()
@@ -202,6 +205,9 @@ class StoreWriter:
         item, so that a batch gathers), a heartbeat is due, or a flush is asked."""
         queue, wake = self._queue, self._wake
         if self._stopping:
+            return
+        if self.retention.behind:
+            time.sleep(0.003)  # between two retention steps: a moment without the lock, for other processes
             return
         if not queue:
             self.idle = True
