@@ -205,6 +205,42 @@ def test_a_queue_that_fills_drops_starts_and_events_never_ends(
     assert not_stored <= counts.dropped  # the rest of the drops were run starts
 
 
+def test_past_the_waiting_ends_an_end_is_dropped_counted_logged_and_its_run_lost(
+    store_file: Path, use_store: Callable[..., LocalStoreSpanProcessor], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer stalled for good: ends fill the queue (2 x its size), then the list
+    they wait in (5 x), then are dropped; each drop counted, the first logged, and
+    a run whose end was dropped shows as lost once the writer stops."""
+    connect_writer(store_file).close()
+    blocker = sqlite3.connect(store_file, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the writer waits (with at most one batch taken): items queue
+    store = use_store(max_queue_size=10)  # ends: 20 in the queue, 50 waiting, then dropped
+    quick = RunnableLambda(lambda x: x).with_config(run_name="quick")
+    runs = 300
+
+    def long_job(x: int) -> int:  # its start is queued first; its end comes last, past every bound
+        for index in range(runs):
+            quick.invoke(index)
+        return x
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_runnables"):
+            RunnableLambda(long_job).with_config(run_name="long").invoke(1)
+            warnings = [record.getMessage() for record in caplog.records]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert sum("dropping run ends too" in message for message in warnings) == 1
+    store.shutdown()
+    counts = store.counts()
+    assert counts.accepted == 2 * (runs + 1) and counts.lost == 0
+    assert counts.accepted == counts.written + counts.dropped
+    # starts alone are at most runs + 1 drops: past that, ends were dropped and counted
+    assert counts.dropped > runs + 1
+    (long_run,) = [record for record in LocalStore(store_file).recent_root_runs(10) if record.name == "long"]
+    assert long_run.end_ns is None and long_run.lost
+
+
 def test_past_the_bound_with_the_queue_full_the_run_ends_with_its_latest_events(
     store_file: Path, use_store: Callable[..., LocalStoreSpanProcessor]
 ) -> None:

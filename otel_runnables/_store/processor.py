@@ -13,10 +13,11 @@ What is kept, and what shows when something is not:
   16 names), so progress stays current. The run's row counts the events not
   kept (``events_not_stored``), and every reader shows that count.
 - Past ``max_queue_size`` queued items, new starts and events are dropped
-  (counted per run and in ``dropped``); ends have the room of a second queue
-  (a stalled writer only: past it they too are dropped and counted). At
-  shutdown, every run this process started and did not end is ended in the
-  store as an error.
+  (counted per run and in ``dropped``); ends have the room of a second queue,
+  then wait in a list of ``5 * max_queue_size`` (a stalled writer only: past
+  it they too are dropped, counted in ``dropped`` and logged once; such a run
+  shows as ``lost`` once this process's writer stops). At shutdown, every run
+  this process started and did not end is ended in the store as an error.
 - ``accepted`` (all it was handed) = ``written`` + ``dropped`` + ``lost``
   (a write failed) once the queue is empty: logged at shutdown.
 
@@ -108,6 +109,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
         self._closed = False
         self._warned_drop = False
         self._warned_stall = False
+        self._warned_end_drop = False
         self._listener = bridge.RunListener(event=self._on_event)
         bridge.add_listener(self._listener)
         _processors.add(self)
@@ -214,11 +216,21 @@ class LocalStoreSpanProcessor(SpanProcessor):
         """No room even for an end: the writer is stalled. The end waits here
         (bounded) for room in the queue, or for shutdown."""
         with self._count_lock:
-            if len(self._deferred) >= _DEFERRED_ENDS * self.max_queue_size:
+            dropping = len(self._deferred) >= _DEFERRED_ENDS * self.max_queue_size
+            if dropping:
                 waiting = state.waiting_tails if state is not None else None
                 self.dropped += 1 + len(waiting or ())
-                return
-            self._deferred.append((state, span))
+            else:
+                self._deferred.append((state, span))
+        if dropping:
+            if not self._warned_end_drop:
+                self._warned_end_drop = True
+                logger.warning(
+                    "the local trace store's writer is stalled past %d run ends waiting; dropping run ends "
+                    "too (counted; those runs show as lost once this process's writer stops)",
+                    len(self._deferred),
+                )
+            return
         if not self._warned_stall:
             self._warned_stall = True
             logger.warning(
