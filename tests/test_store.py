@@ -245,9 +245,14 @@ def test_retention_deletes_old_and_oversized_traces(store_file: Path) -> None:
         (f"{i:032x}", f"{i:016x}", "r", "run", str(i), now - i * 3_600 * 10**9, now, "ok", "{}")
         for i in range(48)
     ]
+    mixed = "f" * 32  # a trace whose first span is two days old and whose newest is not: it stays
+    rows += [(mixed, "f" * 16, "r", "run", "m1", now - 48 * 3_600 * 10**9, now, "ok", "{}")]
+    rows += [(mixed, "e" * 16, "r", "run", "m2", now - 10**9, now, "ok", "{}")]
     connection.executemany(_SPAN, rows)
     deleted = apply_retention(connection, RetentionPolicy(max_age=24 * 3600, max_bytes=10**9), now_ns=now)
     assert deleted == 48 - 25  # hours 0..24 stay
+    assert connection.execute("SELECT COUNT(*) FROM spans WHERE trace_id = ?", (mixed,)).fetchone() == (2,)
+    connection.execute("DELETE FROM spans WHERE trace_id = ?", (mixed,))
     big = "x" * 50_000
     connection.executemany(
         _SPAN,
