@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -76,6 +77,26 @@ def test_the_demo_ends_with_one_summary_naming_each_id_once(demo_run: tuple[Path
         "recent runs:            otel-runnables runs\n"
         f"in a browser:           otel-runnables serve, then http://127.0.0.1:8321/runs/{run['run_id']}\n"
     )
+
+
+def _steps_shown(tree_text: str) -> list[tuple[str, float]]:
+    """(name, seconds) of each step line of a drawn demo tree, top to bottom."""
+    found = re.findall(r"[├└]── \S+ (\w+)\s+chain\s+([\d.]+) (ms|s)\b", tree_text)
+    return [(name, float(value) / (1000 if unit == "ms" else 1)) for name, value, unit in found]
+
+
+def test_the_demo_and_progress_show_the_steps_in_start_order_with_their_durations(
+    demo_run: tuple[Path, str],
+) -> None:
+    store, output = demo_run
+    (run,) = json.loads(cli(store, "runs", "--json").stdout)
+    live_tree = output.split("\n\n")[0]  # drawn from the run bus as the job ran in this process
+    stored_tree = cli(store, "progress", run["run_id"]).stdout  # read back from the store
+    for tree in (live_tree, stored_tree):
+        steps = _steps_shown(tree)
+        assert [name for name, _ in steps] == ["fetch", "transform", "load"], tree
+        transform = dict(steps)["transform"]
+        assert transform >= 3 * 0.05 * 0.9, tree  # three chunks of 0.05 s, not the instant it was heard
 
 
 def test_the_demo_keeps_a_service_name_the_environment_gives(tmp_path: Path) -> None:

@@ -127,8 +127,8 @@ def tree_view(tree: RunTree) -> RenderableType:
                     )
                 )
                 continue
-            for child in reversed(node.children):  # popped in start order
-                stack.append((branch.add(_label(child)), child, depth + 1))
+            added = [(branch.add(_label(child)), child) for child in node.children]  # in start order
+            stack.extend((sub, child, depth + 1) for sub, child in reversed(added))  # popped in start order
         views.append(view)
     footer = Text(f"trace {tree.trace_id}", style="dim")
     return Group(*views, footer)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from otel_runnables import _event_dicts as event_dicts
@@ -243,9 +243,11 @@ class Replayer:
 
 
 def _merged(known: RecordedRun, newer: RecordedRun) -> RecordedRun:
-    """The newer record, keeping what only the earlier one held (a pending span's input)."""
-    if newer.inputs is MISSING and known.inputs is not MISSING:
-        from dataclasses import replace
-
-        return replace(newer, inputs=known.inputs)
-    return newer
+    """The newer record, keeping what only the earlier one held: a pending span's
+    input, and the start (a run's end heard on the bus carries the time it was
+    heard, not when the run started)."""
+    start_ns = min(known.start_ns, newer.start_ns)
+    inputs = known.inputs if newer.inputs is MISSING else newer.inputs
+    if start_ns == newer.start_ns and inputs is newer.inputs:
+        return newer
+    return replace(newer, start_ns=start_ns, inputs=inputs)
