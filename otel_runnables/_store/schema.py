@@ -288,17 +288,18 @@ def _check_is_file(path: Path) -> None:
         raise UnusableStoreError(f"{path} is a directory, not a store file")
 
 
-def _tables(connection: sqlite3.Connection) -> set[str]:
-    return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-
 def _kind(connection: sqlite3.Connection, path: Path) -> tuple[str, int]:
-    """("ours" | "empty" | "version 1", schema version), or ForeignStoreError."""
-    application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    """("ours" | "empty" | "version 1", schema version), or ForeignStoreError.
+
+    One statement, so one snapshot: read one by one, a store another process
+    creates meanwhile could show its tables but not yet its mark."""
+    application_id, version, names = connection.execute(
+        "SELECT (SELECT application_id FROM pragma_application_id), (SELECT user_version FROM "
+        "pragma_user_version), (SELECT group_concat(name, char(10)) FROM sqlite_master WHERE type = 'table')"
+    ).fetchone()
     if application_id == APPLICATION_ID:
         return "ours", version
-    tables = _tables(connection)
+    tables = set(names.split("\n")) if names else set()
     if application_id == 0 and version == 0 and not tables:
         return "empty", 0
     if application_id == 0 and version == 1 and tables == _VERSION_1_TABLES:
