@@ -16,7 +16,8 @@ like the SDK's BatchSpanProcessor, with what that one lacks:
 An export in flight cannot be interrupted (a dripping server keeps it going
 until its socket gives up); the worker is a daemon thread, so it never holds
 the process. ``CountingExporter`` counts the spans an exporter failed to
-deliver (an error result or an exception), logged the same way. The user's call
+deliver (an error result or an exception), logged the same way
+(``CountedExport``, which counts log records too). The user's call
 never waits on either: spans only go onto a bounded queue on the caller's thread.
 """
 
@@ -28,43 +29,73 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
+from typing import Generic, Protocol, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-__all__ = ["BoundedBatchSpanProcessor", "CountingExporter", "call_within"]
+__all__ = ["BoundedBatchSpanProcessor", "CountedExport", "CountingExporter", "call_within"]
 
 logger = logging.getLogger(__name__)
 
+Batch = TypeVar("Batch", bound=Sized)
+Result = TypeVar("Result")
+Batch_contra = TypeVar("Batch_contra", contravariant=True)
+Result_co = TypeVar("Result_co", covariant=True)
 
-class CountingExporter(SpanExporter):
-    """Wraps an exporter; ``failed`` counts the spans it did not deliver."""
 
-    def __init__(self, exporter: SpanExporter) -> None:
+class _Exporter(Protocol[Batch_contra, Result_co]):
+    """What the SDK's span and log record exporters share."""
+
+    def export(self, batch: Batch_contra, /) -> Result_co: ...
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool: ...
+
+    def shutdown(self) -> None: ...
+
+
+class CountedExport(Generic[Batch, Result]):
+    """Wraps an exporter; ``failed`` counts the items it did not deliver (an error
+    result or an exception): the first failure is logged at once, the total at
+    shutdown. Spans and log records are counted the same way."""
+
+    def __init__(
+        self,
+        exporter: _Exporter[Batch, Result],
+        items: str,
+        success: Result,
+        failure: Result,
+        log: logging.Logger,
+    ) -> None:
         self.exporter = exporter
         self.failed = 0
+        self._items = items
+        self._success = success
+        self._failure = failure
+        self._log = log
         self._warned = False
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def export(self, batch: Batch) -> Result:
         try:
-            result = self.exporter.export(spans)
+            result = self.exporter.export(batch)
         except Exception as exc:
-            self._lost(len(spans), f"{type(exc).__name__}: {exc}")
-            return SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
-            self._lost(len(spans), "the exporter reported a failure")
+            self._lost(len(batch), f"{type(exc).__name__}: {exc}")
+            return self._failure
+        if result is not self._success:
+            self._lost(len(batch), "the exporter reported a failure")
         return result
 
     def _lost(self, count: int, why: str) -> None:
         self.failed += count
         if not self._warned:
             self._warned = True
-            logger.warning(
-                "%s could not export %d spans (%s); further failures are counted and reported at shutdown",
+            self._log.warning(
+                "%s could not export %d %s (%s); further failures are counted and reported at shutdown",
                 type(self.exporter).__name__,
                 count,
+                self._items,
                 why,
             )
 
@@ -74,7 +105,16 @@ class CountingExporter(SpanExporter):
     def shutdown(self) -> None:
         self.exporter.shutdown()
         if self.failed:
-            logger.warning("%s failed to export %d spans in all", type(self.exporter).__name__, self.failed)
+            self._log.warning(
+                "%s failed to export %d %s in all", type(self.exporter).__name__, self.failed, self._items
+            )
+
+
+class CountingExporter(CountedExport[Sequence[ReadableSpan], SpanExportResult], SpanExporter):
+    """Wraps a span exporter; ``failed`` counts the spans it did not deliver."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        super().__init__(exporter, "spans", SpanExportResult.SUCCESS, SpanExportResult.FAILURE, logger)
 
 
 def call_within(function: Callable[[], object], seconds: float, what: str) -> bool:

@@ -23,6 +23,7 @@ from opentelemetry.sdk._logs.export import (
     LogRecordExportResult,
 )
 
+from otel_runnables._export_health import CountedExport
 from otel_runnables._exporting import (
     LOGS,
     ExportSettings,
@@ -62,41 +63,13 @@ def build_log_exporters(settings: ExportSettings) -> list[CountingLogExporter]:
     ]
 
 
-class CountingLogExporter(LogRecordExporter):
+class CountingLogExporter(
+    CountedExport[Sequence[ReadableLogRecord], LogRecordExportResult], LogRecordExporter
+):
     """Wraps a log exporter; ``failed`` counts the records it did not deliver,
     the first failure logged at once and the total at shutdown."""
 
     def __init__(self, exporter: LogRecordExporter) -> None:
-        self.exporter = exporter
-        self.failed = 0
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        try:
-            result = self.exporter.export(batch)
-        except Exception as exc:
-            self._lost(len(batch), f"{type(exc).__name__}: {exc}")
-            return LogRecordExportResult.FAILURE
-        if result is not LogRecordExportResult.SUCCESS:
-            self._lost(len(batch), "the exporter reported a failure")
-        return result
-
-    def _lost(self, count: int, why: str) -> None:
-        first = not self.failed
-        self.failed += count
-        if first:
-            logger.warning(
-                "%s could not export %d log records (%s); "
-                "further failures are counted and reported at shutdown",
-                type(self.exporter).__name__,
-                count,
-                why,
-            )
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.exporter.force_flush(timeout_millis)
-
-    def shutdown(self) -> None:
-        self.exporter.shutdown()  # type: ignore[no-untyped-call]
-        if self.failed:
-            name = type(self.exporter).__name__
-            logger.warning("%s failed to export %d log records in all", name, self.failed)
+        super().__init__(
+            exporter, "log records", LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE, logger
+        )
