@@ -12,9 +12,9 @@ import socket
 import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.live import Live
@@ -390,54 +390,46 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
 # -- arguments ----------------------------------------------------------------------------
 
 
-def _seconds(text: str, *, zero: bool) -> float:
+Number = TypeVar("Number", int, float)
+
+
+def _parsed(
+    text: str, parse: Callable[[str], Number], accepts: Callable[[Number], bool], expected: str
+) -> Number:
+    """``parse(text)`` when it parses and ``accepts`` the value; else argparse's
+    error, naming what was ``expected``."""
     try:
-        value = float(text)
+        value = parse(text)
     except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seconds {'>= 0' if zero else '> 0'}, got {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not accepts(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 
 
 def _positive_seconds(text: str) -> float:
-    return _seconds(text, zero=False)
+    return _parsed(text, float, lambda value: math.isfinite(value) and value > 0, "a number of seconds > 0")
 
 
 def _seconds_or_zero(text: str) -> float:
-    return _seconds(text, zero=True)
+    return _parsed(text, float, lambda value: math.isfinite(value) and value >= 0, "a number of seconds >= 0")
 
 
 def _positive_megabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value * 1024 * 1024 < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of MiB, got {text!r}")
-    return value
+    return _parsed(
+        text,
+        float,
+        lambda value: math.isfinite(value) and value * 1024 * 1024 >= 1,
+        "a positive number of MiB",
+    )
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
-    return value
+    return _parsed(text, int, lambda value: 0 <= value <= 65535, "a port number 0-65535")
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
+    return _parsed(text, int, lambda value: value >= 1, "a positive whole number")
 
 
 def _idle_timeout_option(command: argparse.ArgumentParser) -> None:
