@@ -208,8 +208,18 @@ def event_json(event: RunEvent) -> dict[str, Any]:
     return shown
 
 
+def _times_json(start_ns: int, end_ns: int | None, duration_ns: int | None) -> dict[str, Any]:
+    """A run's start, end and duration, as a run tree and a run summary show them."""
+    return {
+        "start": iso(start_ns),
+        "start_ns": start_ns,
+        "end": iso(end_ns),
+        "end_ns": end_ns,
+        "duration_ms": None if duration_ns is None else duration_ns / 1e6,
+    }
+
+
 def _own_json(node: RunNode) -> dict[str, Any]:
-    duration = node.duration_ns
     return {
         "run_id": node.run_id,
         "parent_run_id": node.parent_run_id,
@@ -219,11 +229,7 @@ def _own_json(node: RunNode) -> dict[str, Any]:
         "run_type": node.run_type,
         "status": node.status,
         "status_message": node.status_message,
-        "start": iso(node.start_ns),
-        "start_ns": node.start_ns,
-        "end": iso(node.end_ns),
-        "end_ns": node.end_ns,
-        "duration_ms": None if duration is None else duration / 1e6,
+        **_times_json(node.start_ns, node.end_ns, node.duration_ns),
         "tags": list(node.tags),
         "metadata": dict(node.metadata),
         "progress": _progress_json(node.progress),
@@ -288,18 +294,13 @@ def json_text(value: Any, indent: int | None = 2) -> str:
 
 
 def summary_json(summary: RunSummary) -> dict[str, Any]:
-    duration = summary.duration_ns
     return {
         "run_id": summary.run_id,
         "trace_id": summary.trace_id,
         "name": summary.name,
         "run_type": summary.run_type,
         "status": summary.status,
-        "start": iso(summary.start_ns),
-        "start_ns": summary.start_ns,
-        "end": iso(summary.end_ns),
-        "end_ns": summary.end_ns,
-        "duration_ms": None if duration is None else duration / 1e6,
+        **_times_json(summary.start_ns, summary.end_ns, summary.duration_ns),
         "service_name": summary.service_name,
         "events_not_stored": summary.events_not_stored,
     }
