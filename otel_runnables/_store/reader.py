@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from otel_runnables._store.processes import ProcessIdentity, process_is_gone, th
 from otel_runnables._store.schema import UnusableStoreError, connect_reader, no_fork
 from otel_runnables.progress.records import EventRecord, SpanRecord, SpanStatus
 
-__all__ = ["LOST", "LOST_AFTER_BEATS", "LocalStore", "lost_writers"]
+__all__ = ["LOST", "LOST_AFTER_BEATS", "LocalStore", "lost_writers", "record_attributes", "span_record"]
 
 LOST_AFTER_BEATS = 3  # a writer that missed this many heartbeats is gone
 LOST = "the process running it is gone"
@@ -38,12 +38,35 @@ _STATUSES: dict[str, SpanStatus] = {"unset": "unset", "ok": "ok", "error": "erro
 _Row = tuple[Any, ...]
 
 
-def _attributes(text: str) -> dict[str, Any]:
+def record_attributes(text: str) -> dict[str, Any]:
+    """A stored ``attributes`` column (a JSON object) as a dict; ``{}`` for anything else."""
     try:
         value = json.loads(text)
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def span_record(
+    row: Sequence[Any], *, events: Sequence[EventRecord] = (), lost: bool = False, events_not_stored: int = 0
+) -> SpanRecord:
+    """The record of a span row whose first columns are ``spans``' from ``id`` to
+    ``service_name``, in that order (as ``_SPAN_COLUMNS`` has them)."""
+    return SpanRecord(
+        trace_id=row[1],
+        span_id=row[2],
+        parent_span_id=row[3],
+        name=row[4],
+        start_ns=row[5],
+        end_ns=row[6],
+        status=_STATUSES.get(row[7], "unset"),
+        status_message=row[8],
+        attributes=record_attributes(row[9]),
+        events=events,
+        service_name=row[10],
+        lost=lost,
+        events_not_stored=events_not_stored,
+    )
 
 
 def _chunks(items: list[int], size: int = 400) -> Iterator[list[int]]:
@@ -129,7 +152,9 @@ class LocalStore:
                     chunk,
                 ):
                     by_row.setdefault(span_row, []).append(
-                        EventRecord(name=name, time_ns=time_ns, attributes=_attributes(attributes), seq=seq)
+                        EventRecord(
+                            name=name, time_ns=time_ns, attributes=record_attributes(attributes), seq=seq
+                        )
                     )
         live_writers = {row[11] for row in rows if row[6] is None and row[11] is not None}
         lost = lost_writers(connection, live_writers)
@@ -147,18 +172,9 @@ class LocalStore:
                     ).fetchone()
                 not_stored = max(0, last_seq - kept)
             records.append(
-                SpanRecord(
-                    trace_id=row[1],
-                    span_id=row[2],
-                    parent_span_id=row[3],
-                    name=row[4],
-                    start_ns=row[5],
-                    end_ns=row[6],
-                    status=_STATUSES.get(row[7], "unset"),
-                    status_message=row[8],
-                    attributes=_attributes(row[9]),
+                span_record(
+                    row,
                     events=tuple(span_events),  # in the order they happened
-                    service_name=row[10],
                     lost=row[6] is None and row[11] in lost,
                     events_not_stored=not_stored,
                 )

@@ -14,18 +14,16 @@ never taken for a store with no news.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from otel_runnables._store.reader import lost_writers
+from otel_runnables._store.reader import lost_writers, record_attributes, span_record
 from otel_runnables._store.schema import connect_reader, no_fork
 from otel_runnables.progress.backend import BackendUnavailableError
-from otel_runnables.progress.records import EventRecord, SpanRecord, SpanStatus
+from otel_runnables.progress.records import EventRecord, SpanRecord
 
 __all__ = ["StoreGoneError", "StoreTail"]
 
@@ -34,7 +32,6 @@ _SPAN_COLUMNS = (
     "attributes, service_name"
 )
 _EVENT_COLUMNS = "rowid, trace_id, span_id, name, time_ns, attributes, seq"
-_STATUSES: dict[str, SpanStatus] = {"unset": "unset", "ok": "ok", "error": "error"}
 _CHUNK = 400  # ids per IN (...) list, under SQLite's bound on parameters
 
 
@@ -42,32 +39,9 @@ class StoreGoneError(BackendUnavailableError):
     """The store file being read was removed or replaced by another file."""
 
 
-def _attributes(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _span(row: Sequence[Any]) -> SpanRecord:
-    return SpanRecord(
-        trace_id=row[1],
-        span_id=row[2],
-        parent_span_id=row[3],
-        name=row[4],
-        start_ns=row[5],
-        end_ns=row[6],
-        status=_STATUSES.get(row[7], "unset"),
-        status_message=row[8],
-        attributes=_attributes(row[9]),
-        service_name=row[10],
-    )
-
-
 def _event(row: Sequence[Any]) -> EventRecord:
     # seq tells two events of a run apart (the bus carries the same number), not name and time
-    return EventRecord(name=row[3], time_ns=row[4], attributes=_attributes(row[5]), seq=row[6])
+    return EventRecord(name=row[3], time_ns=row[4], attributes=record_attributes(row[5]), seq=row[6])
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -77,6 +51,23 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
 
 def _marks(count: int) -> str:
     return ",".join("?" * count)
+
+
+def _rows_since(
+    connection: sqlite3.Connection, table: str, columns: str, cursor: int, trace_ids: Sequence[str]
+) -> tuple[list[Any], int]:
+    """The rows of ``table`` (spans or events) past ``cursor``, of these traces, in
+    the order they were written; and the cursor past them."""
+    last = int(connection.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}").fetchone()[0])
+    rows: list[Any] = []
+    if last > cursor and trace_ids:
+        for chunk in _chunks(sorted(trace_ids)):
+            rows += connection.execute(
+                f"SELECT {columns} FROM {table} WHERE rowid > ? AND rowid <= ? "
+                f"AND trace_id IN ({_marks(len(chunk))}) ORDER BY rowid",
+                (cursor, last, *chunk),
+            ).fetchall()
+    return rows, max(cursor, last)
 
 
 class StoreTail:
@@ -160,20 +151,8 @@ class StoreTail:
 
     def new_spans(self, connection: sqlite3.Connection, trace_ids: Sequence[str]) -> list[SpanRecord]:
         """Span rows added since the cursor, of these traces; moves the cursor."""
-        last = int(connection.execute("SELECT COALESCE(MAX(rowid), 0) FROM spans").fetchone()[0])
-        found: list[SpanRecord] = []
-        if last > self.span_cursor and trace_ids:
-            for chunk in _chunks(sorted(trace_ids)):
-                found += [
-                    _span(row)
-                    for row in connection.execute(
-                        f"SELECT {_SPAN_COLUMNS} FROM spans WHERE rowid > ? AND rowid <= ? "
-                        f"AND trace_id IN ({_marks(len(chunk))}) ORDER BY rowid",
-                        (self.span_cursor, last, *chunk),
-                    )
-                ]
-        self.span_cursor = max(self.span_cursor, last)
-        return found
+        rows, self.span_cursor = _rows_since(connection, "spans", _SPAN_COLUMNS, self.span_cursor, trace_ids)
+        return [span_record(row) for row in rows]
 
     def ended_spans(
         self, connection: sqlite3.Connection, trace_id: str, span_ids: Iterable[str]
@@ -186,7 +165,7 @@ class StoreTail:
                 f"AND span_id IN ({_marks(len(chunk))})",
                 (trace_id, *chunk),
             ).fetchall()
-            found += [_span(row) for row in rows]
+            found += [span_record(row) for row in rows]
         return found
 
     def lost_spans(
@@ -203,33 +182,23 @@ class StoreTail:
                 latest[row[2]] = row
         open_rows = [row for row in latest.values() if row[6] is None and row[-1] is not None]
         gone = lost_writers(connection, {row[-1] for row in open_rows})
-        return [replace(_span(row), lost=True) for row in open_rows if row[-1] in gone]
+        return [span_record(row, lost=True) for row in open_rows if row[-1] in gone]
 
     def new_events(
         self, connection: sqlite3.Connection, trace_ids: Sequence[str]
     ) -> list[tuple[str, str, EventRecord]]:
         """(trace id, span id, event) rows added since the cursor; moves the cursor."""
-        last = int(connection.execute("SELECT COALESCE(MAX(rowid), 0) FROM events").fetchone()[0])
-        found: list[tuple[str, str, EventRecord]] = []
-        if last > self.event_cursor and trace_ids:
-            for chunk in _chunks(sorted(trace_ids)):
-                found += [
-                    (row[1], row[2], _event(row))
-                    for row in connection.execute(
-                        f"SELECT {_EVENT_COLUMNS} FROM events WHERE rowid > ? AND rowid <= ? "
-                        f"AND trace_id IN ({_marks(len(chunk))}) ORDER BY rowid",
-                        (self.event_cursor, last, *chunk),
-                    )
-                ]
-        self.event_cursor = max(self.event_cursor, last)
-        return found
+        rows, self.event_cursor = _rows_since(
+            connection, "events", _EVENT_COLUMNS, self.event_cursor, trace_ids
+        )
+        return [(row[1], row[2], _event(row)) for row in rows]
 
     def trace(
         self, connection: sqlite3.Connection, trace_id: str
     ) -> tuple[list[SpanRecord], list[tuple[str, str, EventRecord]]]:
         """Every span row and event row of a trace, as of this snapshot."""
         spans = [
-            _span(row)
+            span_record(row)
             for row in connection.execute(
                 f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id,)
             )
