@@ -38,7 +38,9 @@ class _TracedRunnable(Runnable[Any, Any]):
     @property
     def tracing(self) -> Tracing:
         """How calls become runs (name, run type, what is recorded)."""
-        raise NotImplementedError
+        # wrapt keeps the wrapper, a method bound to the Tracing, in _self_wrapper
+        tracing: Tracing = self._self_wrapper.__self__  # type: ignore[attr-defined]
+        return tracing
 
     def _target(self) -> tuple[Callable[..., Any], Any]:
         """The callable to call and the instance wrapt would hand the wrapper."""
@@ -145,11 +147,6 @@ _WRAPPER_OF_KIND = {
 class TracedMethod(wrapt.BoundFunctionWrapper[..., Any], _TracedRunnable):
     """A traced method bound to its instance (or class), made by wrapt on access."""
 
-    @property
-    def tracing(self) -> Tracing:
-        tracing: Tracing = self._self_wrapper.__self__  # type: ignore[union-attr]
-        return tracing
-
     def _target(self) -> tuple[Callable[..., Any], Any]:
         wrapped = self.__wrapped__
         if self._self_binding in ("function", "callable"):
@@ -171,11 +168,6 @@ class TracedFunction(wrapt.FunctionWrapper[..., Any], _TracedRunnable):
     def __init__(self, wrapped: Any, tracing: Tracing) -> None:
         wrapper = _WRAPPER_OF_KIND[tracing.kind].__get__(tracing)
         wrapt.FunctionWrapper.__init__(self, wrapped, wrapper)
-
-    @property
-    def tracing(self) -> Tracing:
-        tracing: Tracing = self._self_wrapper.__self__  # type: ignore[union-attr]
-        return tracing
 
     def _target(self) -> tuple[Callable[..., Any], Any]:
         wrapped = self.__wrapped__
