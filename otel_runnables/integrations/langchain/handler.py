@@ -204,6 +204,9 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
     def on_chain_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         self._fail(run_id, error, kwargs)
 
+    # every kind of LangChain run fails the same way
+    on_tool_error = on_retriever_error = on_llm_error = on_chain_error
+
     # -- tools and retrievers ----------------------------------------------------
 
     def on_tool_start(
@@ -228,9 +231,6 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
     def on_tool_end(self, output: Any, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         self._end(run_id, output, kwargs, content.tool_result_attributes(output))
 
-    def on_tool_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error, kwargs)
-
     def on_retriever_start(
         self,
         serialized: dict[str, Any] | None,
@@ -248,9 +248,6 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
 
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: uuid.UUID, **kwargs: Any) -> None:
         self._end(run_id, documents, kwargs, content.retrieval_attributes(documents))
-
-    def on_retriever_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error, kwargs)
 
     # -- models ----------------------------------------------------------------
 
@@ -296,9 +293,6 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
         if run is None:
             return
         self._end(run_id, content.model_output(response), kwargs, content.response_attributes(run, response))
-
-    def on_llm_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error, kwargs)
 
     # -- custom events -----------------------------------------------------------
 

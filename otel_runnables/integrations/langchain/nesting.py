@@ -83,18 +83,18 @@ class ForwardToLangChain(BaseCallbackHandler):
             self._managers[run_id] = await pending
 
     def on_chain_end(self, outputs: Any, *, run_id: uuid.UUID, **kwargs: Any) -> Any:
-        run_manager = self._managers.pop(run_id, None)
-        if run_manager is None:
-            return None
-        extra = {"inputs": kwargs["inputs"]} if "inputs" in kwargs else {}
-        return _forwarded(lambda: run_manager.on_chain_end(outputs, **extra))
+        return self._finish(run_id, "on_chain_end", outputs, kwargs)
 
     def on_chain_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> Any:
+        return self._finish(run_id, "on_chain_error", error, kwargs)
+
+    def _finish(self, run_id: uuid.UUID, callback: str, outcome: Any, kwargs: dict[str, Any]) -> Any:
+        """Report the run's end or error (``callback``) to its LangChain run manager."""
         run_manager = self._managers.pop(run_id, None)
         if run_manager is None:
             return None
         extra = {"inputs": kwargs["inputs"]} if "inputs" in kwargs else {}
-        return _forwarded(lambda: run_manager.on_chain_error(error, **extra))
+        return _forwarded(lambda: getattr(run_manager, callback)(outcome, **extra))
 
     def on_custom_event(
         self,
