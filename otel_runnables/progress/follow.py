@@ -365,7 +365,8 @@ def follow(
     **options: Any,
 ) -> Follow:
     """Follow a run (its id, a UUID) or a trace (its hex id) from its record;
-    ``async for event in follow(...)``. ``backend``: ``"local"`` (default: the
+    ``async for event in follow(...)``, or from a thread ``for event in
+    follow_sync(...)`` (the same function). ``backend``: ``"local"`` (default: the
     embedded store; ``path=`` another file), ``"jaeger"`` or ``"tempo"`` with
     ``url`` and the options of ``progress.get`` (``headers``, ``ca_file``,
     ``client_cert``, ``client_key``, ``insecure_skip_verify``; its ``timeout``
@@ -387,33 +388,6 @@ def follow(
     )
 
 
-def follow_sync(
-    id: str | uuid.UUID,
-    *,
-    backend: str | Backend | None = None,
-    url: str | None = None,
-    since: str = "start",
-    wait: float = DEFAULT_WAIT,
-    interval: float | None = None,
-    timeout: float | None = None,
-    request_timeout: float | None = None,
-    include_names: Sequence[str] | None = None,
-    include_types: Sequence[str] | None = None,
-    include_tags: Sequence[str] | None = None,
-    exclude_names: Sequence[str] | None = None,
-    exclude_types: Sequence[str] | None = None,
-    exclude_tags: Sequence[str] | None = None,
-    keep_events: bool = False,
-    **options: Any,
-) -> Follow:
-    """``follow`` from a thread: ``for event in follow_sync(...)``; ``timeout`` as
-    in ``follow`` (``FollowTimeoutError`` once nothing new was recorded for that
-    many seconds; default: as long as the run goes on)."""
-    event_filter = EventFilter(
-        include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
-    )
-    if request_timeout is not None:
-        options["timeout"] = request_timeout  # what progress.get calls it
-    return _open(
-        id, backend, url, since, wait, interval, event_filter, timeout, dict(options), keep_events=keep_events
-    )
+follow_sync = follow
+"""``follow`` from a thread: ``for event in follow_sync(...)``. The same call: the
+``Follow`` it returns is iterated with ``for`` as well as ``async for``."""
