@@ -11,7 +11,7 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, overload
 
 from otel_runnables import _conventions as conventions
 from otel_runnables._instrumentation._calls import (
@@ -26,7 +26,18 @@ from otel_runnables._instrumentation._calls import (
 from otel_runnables._instrumentation._signature import CallShape
 from otel_runnables._instrumentation.wrappers import TracedFunction, TracedMethod
 
-__all__ = ["TracingOptions", "is_traced", "method_options", "public_methods", "trace_callable", "traceable"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11
+
+__all__ = [
+    "TracingKeywords",
+    "TracingOptions",
+    "is_traced",
+    "method_options",
+    "public_methods",
+    "trace_callable",
+    "traceable",
+]
 
 T = TypeVar("T")
 
@@ -37,7 +48,7 @@ class TracingOptions:
 
     name: str | None = None
     run_type: str = "chain"
-    tags: Sequence[str] = ()
+    tags: Sequence[str] | None = ()  # None: no tags
     metadata: Mapping[str, Any] | None = None
     capture_input: bool = True
     capture_output: bool = True
@@ -50,6 +61,8 @@ class TracingOptions:
             raise TypeError(f"traceable name must be a non-empty str, got {self.name!r}")
         if not isinstance(self.run_type, str) or not self.run_type:
             raise TypeError(f"traceable run_type must be a non-empty str, got {self.run_type!r}")
+        if self.tags is None:
+            object.__setattr__(self, "tags", ())
         if isinstance(self.tags, str) or not isinstance(self.tags, Sequence):
             raise TypeError(f"traceable tags must be a list of str, got {self.tags!r}")
         if not all(isinstance(t, str) for t in self.tags):
@@ -68,60 +81,47 @@ class TracingOptions:
                 raise TypeError(f"traceable {processor} must be a callable, got {value!r}")
 
 
+class TracingKeywords(TypedDict, total=False):
+    """The options `traceable` and `instrument` take by keyword (`traceable` says
+    what each does; ``tags=None`` is no tags)."""
+
+    name: str | None
+    run_type: str
+    tags: Sequence[str] | None
+    metadata: Mapping[str, Any] | None
+    capture_input: bool
+    capture_output: bool
+    process_inputs: Processor | None
+    process_outputs: Processor | None
+    reduce: Reducer | None
+
+
+_KEYWORDS = TracingKeywords.__optional_keys__
+
+
+def tracing_options(caller: str, keywords: TracingKeywords) -> TracingOptions:
+    """The options ``caller`` (`traceable`, `instrument`) was given by keyword, validated."""
+    for keyword in keywords:
+        if keyword not in _KEYWORDS:  # as Python says it for a function's own parameters
+            raise TypeError(f"{caller}() got an unexpected keyword argument {keyword!r}")
+    return TracingOptions(**keywords)
+
+
 # -- the decorator ---------------------------------------------------------------
 
 
 @overload
-def traceable(
-    target: T,
-    /,
-    *,
-    name: str | None = None,
-    run_type: str = "chain",
-    tags: Sequence[str] | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    capture_input: bool = True,
-    capture_output: bool = True,
-    process_inputs: Processor | None = None,
-    process_outputs: Processor | None = None,
-    reduce: Reducer | None = None,
-) -> T: ...
+def traceable(target: T, /, **options: Unpack[TracingKeywords]) -> T: ...
 
 
 @overload
-def traceable(
-    target: None = None,
-    /,
-    *,
-    name: str | None = None,
-    run_type: str = "chain",
-    tags: Sequence[str] | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    capture_input: bool = True,
-    capture_output: bool = True,
-    process_inputs: Processor | None = None,
-    process_outputs: Processor | None = None,
-    reduce: Reducer | None = None,
-) -> Callable[[T], T]: ...
+def traceable(target: None = None, /, **options: Unpack[TracingKeywords]) -> Callable[[T], T]: ...
 
 
-def traceable(
-    target: Any = None,
-    /,
-    *,
-    name: str | None = None,
-    run_type: str = "chain",
-    tags: Sequence[str] | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    capture_input: bool = True,
-    capture_output: bool = True,
-    process_inputs: Processor | None = None,
-    process_outputs: Processor | None = None,
-    reduce: Reducer | None = None,
-) -> Any:
+def traceable(target: Any = None, /, **options: Unpack[TracingKeywords]) -> Any:
     """Trace every call of a function, method or class as a run (one span).
 
-    Bare (``@traceable``) or with options. Works on functions, coroutine
+    Bare (``@traceable``) or with options (all by keyword). Works on functions, coroutine
     functions, generators, async generators, instance/class/static methods,
     and classes (every public method; dunders and ``_private`` ones are left
     alone). How the callable is called does not change: same arguments, same
@@ -145,20 +145,10 @@ def traceable(
     applied, ``self``/``cls`` left out). Put ``@traceable`` above
     ``@classmethod``/``@staticmethod``.
     """
-    options = TracingOptions(
-        name=name,
-        run_type=run_type,
-        tags=tags or (),
-        metadata=metadata,
-        capture_input=capture_input,
-        capture_output=capture_output,
-        process_inputs=process_inputs,
-        process_outputs=process_outputs,
-        reduce=reduce,
-    )
+    tracing = tracing_options("traceable", options)
     if target is None:
-        return lambda decorated: trace_callable(decorated, options)
-    return trace_callable(target, options)
+        return lambda decorated: trace_callable(decorated, tracing)
+    return trace_callable(target, tracing)
 
 
 def trace_callable(target: Any, options: TracingOptions) -> Any:
@@ -225,7 +215,7 @@ def _tracing_for(target: Any, options: TracingOptions) -> Tracing:
         name=name,
         run_type=options.run_type,
         kind=_kind(function),
-        tags=tuple(options.tags),
+        tags=tuple(options.tags or ()),
         metadata=dict(options.metadata or {}),
         capture_input=options.capture_input,
         capture_output=options.capture_output,

@@ -21,19 +21,24 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 
 from otel_runnables._errors import OtelRunnablesError
 from otel_runnables._instrumentation.decorator import (
+    TracingKeywords,
     TracingOptions,
     is_traced,
     method_options,
     public_methods,
     trace_callable,
+    tracing_options,
 )
 from otel_runnables._instrumentation.main_module import MAIN, is_main_module, watch_main
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11
 
 __all__ = ["InstrumentationError", "instrument", "instrumented_targets", "uninstrument"]
 
@@ -87,19 +92,7 @@ _watching_main = False
 _exit_check = False
 
 
-def instrument(
-    target: str,
-    *,
-    name: str | None = None,
-    run_type: str = "chain",
-    tags: list[str] | tuple[str, ...] | None = None,
-    metadata: dict[str, Any] | None = None,
-    capture_input: bool = True,
-    capture_output: bool = True,
-    process_inputs: Any = None,
-    process_outputs: Any = None,
-    reduce: Any = None,
-) -> None:
+def instrument(target: str, **options: Unpack[TracingKeywords]) -> None:
     """Trace ``target`` (``"package.module:Class.method"``) as `traceable`
     would, with the same options, now or when its module is first imported.
 
@@ -108,18 +101,7 @@ def instrument(
     already imported), or it is instrumented already.
     """
     module, path = _parse(target)
-    options = TracingOptions(
-        name=name,
-        run_type=run_type,
-        tags=tags or (),
-        metadata=metadata,
-        capture_input=capture_input,
-        capture_output=capture_output,
-        process_inputs=process_inputs,
-        process_outputs=process_outputs,
-        reduce=reduce,
-    )
-    entry = _Instrumentation(target, module, path, options)
+    entry = _Instrumentation(target, module, path, tracing_options("instrument", options))
     with _lock:
         if target in _registry:
             raise InstrumentationError(f"{target!r} is already instrumented; uninstrument it first")
