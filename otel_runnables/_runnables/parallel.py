@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from otel_runnables._config import RunnableConfig, patch_config
 from otel_runnables._runnables._execution import (
@@ -108,13 +108,7 @@ class RunnableParallel(StreamingRunnable[Any, dict[str, Any]]):
             pending = {pull(gen): (key, gen) for key, gen in generators.items()}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    key, generator = pending.pop(future)
-                    chunk = future.result()
-                    if chunk is MISSING:
-                        continue
-                    yield AddableDict({key: chunk})
-                    pending[pull(generator)] = (key, generator)
+                yield from _taken(done, pending, pull)
 
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
@@ -134,22 +128,44 @@ class RunnableParallel(StreamingRunnable[Any, dict[str, Any]]):
             key: step.atransform(tee.branch(), self._branch_config(config, run, key))
             for key, step in self.steps.items()
         }
-        pending: dict[asyncio.Task[Any], tuple[str, AsyncIterator[Any]]] = {
-            asyncio.create_task(_next_chunk(gen)): (key, gen) for key, gen in generators.items()
-        }
+
+        def pull(generator: AsyncIterator[Any]) -> asyncio.Task[Any]:
+            return asyncio.create_task(_next_chunk(generator))
+
+        pending = {pull(gen): (key, gen) for key, gen in generators.items()}
         try:
             while pending:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    key, generator = pending.pop(task)
-                    chunk = task.result()
-                    if chunk is MISSING:
-                        continue
-                    yield AddableDict({key: chunk})
-                    pending[asyncio.create_task(_next_chunk(generator))] = (key, generator)
+                for chunk in _taken(done, pending, pull):
+                    yield chunk
         finally:
             for task in pending:
                 task.cancel()
+
+
+class _Pull(Protocol):
+    """A branch asked for its next chunk: a future (threads) or a task (asyncio)."""
+
+    def result(self) -> Any: ...
+
+
+Pull = TypeVar("Pull", bound=_Pull)
+Branch = TypeVar("Branch")
+
+
+def _taken(
+    done: Iterable[Pull], pending: dict[Pull, tuple[str, Branch]], pull: Callable[[Branch], Pull]
+) -> Iterator[AddableDict]:
+    """The map's output for the branches whose pull is ``done``: each chunk under
+    its branch's key. A branch is pulled again once its chunk was taken, and
+    dropped when it has ended."""
+    for finished in done:
+        key, branch = pending.pop(finished)
+        chunk = finished.result()
+        if chunk is MISSING:
+            continue
+        yield AddableDict({key: chunk})
+        pending[pull(branch)] = (key, branch)
 
 
 def _next_or_missing(generator: Iterator[Any]) -> Any:
@@ -160,24 +176,40 @@ async def _next_chunk(generator: AsyncIterator[Any]) -> Any:
     return await anext(generator, MISSING)
 
 
-class _ThreadSafeTee:
+class _Tee:
+    """What both tees share: the chunks read from the source so far, kept for
+    every branch, and whether the source is exhausted."""
+
+    def __init__(self) -> None:
+        self._buffer: list[Any] = []
+        self._done = False
+
+    def _needs_more(self, index: int) -> bool:
+        return index >= len(self._buffer) and not self._done
+
+    def _add(self, chunk: Any) -> None:
+        if chunk is MISSING:
+            self._done = True
+        else:
+            self._buffer.append(chunk)
+
+    def _at(self, index: int) -> Any:
+        return self._buffer[index] if index < len(self._buffer) else MISSING
+
+
+class _ThreadSafeTee(_Tee):
     """Copies of one iterator for branches pulled from different threads."""
 
     def __init__(self, source: Iterator[Any]) -> None:
+        super().__init__()
         self._source = source
-        self._buffer: list[Any] = []
-        self._done = False
         self._lock = threading.Lock()
 
     def _get(self, index: int) -> Any:
         with self._lock:
-            while index >= len(self._buffer) and not self._done:
-                chunk = next(self._source, MISSING)
-                if chunk is MISSING:
-                    self._done = True
-                else:
-                    self._buffer.append(chunk)
-            return self._buffer[index] if index < len(self._buffer) else MISSING
+            while self._needs_more(index):
+                self._add(next(self._source, MISSING))
+            return self._at(index)
 
     def branch(self) -> Iterator[Any]:
         index = 0
@@ -189,24 +221,19 @@ class _ThreadSafeTee:
             yield chunk
 
 
-class _AsyncTee:
+class _AsyncTee(_Tee):
     """Copies of one async iterator for concurrently running branches."""
 
     def __init__(self, source: AsyncIterator[Any]) -> None:
+        super().__init__()
         self._source = source
-        self._buffer: list[Any] = []
-        self._done = False
         self._lock = asyncio.Lock()
 
     async def _get(self, index: int) -> Any:
         async with self._lock:
-            while index >= len(self._buffer) and not self._done:
-                chunk = await anext(self._source, MISSING)
-                if chunk is MISSING:
-                    self._done = True
-                else:
-                    self._buffer.append(chunk)
-            return self._buffer[index] if index < len(self._buffer) else MISSING
+            while self._needs_more(index):
+                self._add(await anext(self._source, MISSING))
+            return self._at(index)
 
     async def branch(self) -> AsyncIterator[Any]:
         index = 0
