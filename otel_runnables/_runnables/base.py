@@ -305,6 +305,12 @@ class RunnableBinding(Runnable[Input, Output]):
     def _merged(self, config: RunnableConfig | None) -> RunnableConfig:
         return merge_configs(self.config, config)
 
+    def _merged_each(
+        self, config: RunnableConfig | Sequence[RunnableConfig] | None
+    ) -> RunnableConfig | list[RunnableConfig]:
+        """A batch's config, or each of its items' configs, merged with the bound one."""
+        return [self._merged(c) for c in config] if isinstance(config, Sequence) else self._merged(config)
+
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         return self.bound.invoke(input, self._merged(config), **self._with_bound(kwargs))
 
@@ -319,9 +325,8 @@ class RunnableBinding(Runnable[Input, Output]):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[Any]:
-        configs = [self._merged(c) for c in config] if isinstance(config, Sequence) else self._merged(config)
         return self.bound.batch(
-            inputs, configs, return_exceptions=return_exceptions, **self._with_bound(kwargs)
+            inputs, self._merged_each(config), return_exceptions=return_exceptions, **self._with_bound(kwargs)
         )
 
     async def abatch(
@@ -332,9 +337,8 @@ class RunnableBinding(Runnable[Input, Output]):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[Any]:
-        configs = [self._merged(c) for c in config] if isinstance(config, Sequence) else self._merged(config)
         return await self.bound.abatch(
-            inputs, configs, return_exceptions=return_exceptions, **self._with_bound(kwargs)
+            inputs, self._merged_each(config), return_exceptions=return_exceptions, **self._with_bound(kwargs)
         )
 
     def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Output]:

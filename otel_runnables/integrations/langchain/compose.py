@@ -65,6 +65,14 @@ def _langchain_config(config: RunnableConfig | None) -> LcConfig:
     return lc_config  # type: ignore[return-value]
 
 
+def _langchain_configs(
+    config: RunnableConfig | Sequence[RunnableConfig] | None, count: int
+) -> list[LcConfig]:
+    """LangChain's configs for a batch of ``count`` inputs: one config for all, or one each."""
+    configs = config if isinstance(config, Sequence) else [config] * count
+    return [_langchain_config(c) for c in configs]
+
+
 def _with_run_id(lc_config: LcConfig) -> LcConfig:
     if lc_config.get("run_id") is None:
         lc_config["run_id"] = new_run_id()
@@ -134,8 +142,7 @@ class LangChainStep(Runnable[Any, Any]):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[Any]:
-        configs = config if isinstance(config, Sequence) else [config] * len(inputs)
-        lc_configs = [_langchain_config(c) for c in configs]
+        lc_configs = _langchain_configs(config, len(inputs))
         return self.bound.batch(list(inputs), lc_configs, return_exceptions=return_exceptions, **kwargs)
 
     async def abatch(
@@ -146,8 +153,7 @@ class LangChainStep(Runnable[Any, Any]):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[Any]:
-        configs = config if isinstance(config, Sequence) else [config] * len(inputs)
-        lc_configs = [_langchain_config(c) for c in configs]
+        lc_configs = _langchain_configs(config, len(inputs))
         return await self.bound.abatch(
             list(inputs), lc_configs, return_exceptions=return_exceptions, **kwargs
         )
