@@ -121,19 +121,19 @@ def traceable(target: None = None, /, **options: Unpack[TracingKeywords]) -> Cal
 def traceable(target: Any = None, /, **options: Unpack[TracingKeywords]) -> Any:
     """Trace every call of a function, method or class as a run (one span).
 
-    Bare (``@traceable``) or with options (all by keyword). Works on functions, coroutine
-    functions, generators, async generators, instance/class/static methods,
+    Bare (``@traceable``) or with options, by keyword. Works on functions,
+    coroutine functions, generators, async generators, instance/class/static methods,
     and classes (every public method; dunders and ``_private`` ones are left
     alone). How the callable is called does not change: same arguments, same
     result, same exceptions (which also mark the span as failed).
 
     - ``name``: the run and span name (default: the function's name, or
       ``Class.method``; for a class, the prefix of its methods' names).
-    - ``run_type``: ``chain``, ``tool``, ``retriever``, ... (span attributes
-      ``otel_runnables.run.type`` and ``openinference.span.kind``).
+    - ``run_type``: ``chain`` (the default), ``tool``, ``retriever``, ... (span
+      attributes ``otel_runnables.run.type`` and ``openinference.span.kind``).
     - ``tags``, ``metadata``: added to each run, inherited by its child runs.
-    - ``capture_input``, ``capture_output``: False records nothing of the
-      inputs (``{}``) or of the output (``None``).
+    - ``capture_input``, ``capture_output`` (default True): False records
+      nothing of the inputs (``{}``) or of the output (``None``).
     - ``process_inputs(inputs_dict)``, ``process_outputs(output)``: return what
       is recorded instead (e.g. redacted); the call itself is unaffected.
     - ``reduce(items)``: for generators, their output from the list of the
