@@ -7,7 +7,8 @@ Fixtures:
 - ``use_provider``: point the library at another provider for one test;
 - ``sampled_out`` / ``sdk_disabled``: a provider that samples nothing, and one built
   under ``OTEL_SDK_DISABLED=true``; each yields its own (empty) exporter;
-- ``setenv``: set an ``OTEL_RUNNABLES_*`` variable and read the settings again.
+- ``setenv``: set an ``OTEL_RUNNABLES_*`` variable and read the settings again;
+- ``store_at``: send the library's spans to an embedded store at a path, with options.
 The default pipeline and settings are restored after each of them.
 """
 
@@ -16,11 +17,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
 from hypothesis import settings
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
@@ -37,6 +41,7 @@ os.environ.setdefault("OTEL_RUNNABLES_LIVENESS_SPANS", "false")
 from otel_runnables import _conventions as conventions
 from otel_runnables import _settings
 from otel_runnables import _telemetry as telemetry
+from otel_runnables._store import LocalStoreSpanProcessor
 
 # property tests check properties, not speed: a loaded machine must not fail them
 settings.register_profile("suite", deadline=None)
@@ -63,11 +68,18 @@ def spans() -> Iterator[GetSpans]:
     EXPORTER.clear()
 
 
-def _provider_with_exporter(**kwargs: object) -> tuple[TracerProvider, InMemorySpanExporter]:
+@contextmanager
+def _library_on_own_provider(**kwargs: object) -> Iterator[InMemorySpanExporter]:
+    """The library's spans go to a new provider built with ``kwargs``, and its own
+    exporter, until the block ends; then to the suite's provider again."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(**kwargs)  # type: ignore[arg-type]
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
+    telemetry.set_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        telemetry.set_tracer_provider(PROVIDER)
 
 
 @pytest.fixture
@@ -79,23 +91,38 @@ def use_provider() -> Iterator[Callable[[TracerProvider | None], None]]:
 
 @pytest.fixture
 def sampled_out() -> Iterator[InMemorySpanExporter]:
-    provider, exporter = _provider_with_exporter(sampler=ALWAYS_OFF)
-    telemetry.set_tracer_provider(provider)
-    try:
+    with _library_on_own_provider(sampler=ALWAYS_OFF) as exporter:
         yield exporter
-    finally:
-        telemetry.set_tracer_provider(PROVIDER)
 
 
 @pytest.fixture
 def sdk_disabled() -> Iterator[InMemorySpanExporter]:
-    with mock.patch.dict(os.environ, {"OTEL_SDK_DISABLED": "true"}):
-        provider, exporter = _provider_with_exporter()
-        telemetry.set_tracer_provider(provider)
-        try:
-            yield exporter
-        finally:
-            telemetry.set_tracer_provider(PROVIDER)
+    # the provider is built while the variable is set: that is when the SDK reads it
+    with mock.patch.dict(os.environ, {"OTEL_SDK_DISABLED": "true"}), _library_on_own_provider() as exporter:
+        yield exporter
+
+
+StoreAt = Callable[..., LocalStoreSpanProcessor]
+
+
+@pytest.fixture
+def store_at(use_provider: Callable[[TracerProvider | None], None]) -> Iterator[StoreAt]:
+    """``store_at(path, span_limits=None, **options)``: until the test ends, the library's
+    spans go to a new provider whose one processor is a store at ``path`` with these
+    options; every store made is shut down after the test."""
+    made: list[LocalStoreSpanProcessor] = []
+
+    def make(path: Path, span_limits: SpanLimits | None = None, **options: Any) -> LocalStoreSpanProcessor:
+        provider = TracerProvider(span_limits=span_limits)
+        processor = LocalStoreSpanProcessor(path, **options)
+        provider.add_span_processor(processor)
+        use_provider(provider)
+        made.append(processor)
+        return processor
+
+    yield make
+    for processor in made:
+        processor.shutdown()
 
 
 @pytest.fixture

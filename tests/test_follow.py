@@ -30,6 +30,7 @@ from otel_runnables._runs import new_run_id
 from otel_runnables._store import LocalStoreSpanProcessor
 from otel_runnables.progress import InvalidIdError, UnknownBackendError
 from otel_runnables.progress.store_poller import StorePoller
+from tests.conftest import StoreAt
 from tests.follow_helpers import (
     expected_kinds,
     lines_of,
@@ -187,13 +188,8 @@ def normalised(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store_provider(use_provider: Callable[[Any], None], tmp_path: Path) -> LocalStoreSpanProcessor:
-    provider = TracerProvider()
-    processor = LocalStoreSpanProcessor(tmp_path / "traces.sqlite3", flush_interval=0.01)
-    provider.add_span_processor(processor)
-    use_provider(provider)
-    yield processor
-    processor.shutdown()
+def store_provider(store_at: StoreAt, tmp_path: Path) -> LocalStoreSpanProcessor:
+    return store_at(tmp_path / "traces.sqlite3", flush_interval=0.01)
 
 
 def nested_job(gate: threading.Event | None = None) -> RunnableLambda:

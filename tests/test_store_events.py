@@ -7,19 +7,20 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import SpanLimits
 
 from otel_runnables import RunnableLambda, dispatch_custom_event, progress
 from otel_runnables import _runs as runs
 from otel_runnables._cli import main as cli
 from otel_runnables._store import LocalStore, LocalStoreSpanProcessor
 from otel_runnables._store.schema import APPLICATION_ID, SCHEMA_VERSION, connect_writer
+from tests.conftest import StoreAt
 
 
 @pytest.fixture
@@ -28,23 +29,13 @@ def store_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def use_store(
-    store_file: Path, use_provider: Callable[[Any], None]
-) -> Iterator[Callable[..., LocalStoreSpanProcessor]]:
+def use_store(store_file: Path, store_at: StoreAt) -> Callable[..., LocalStoreSpanProcessor]:
     """``use_store(**options)``: the library's spans go to a store with these options."""
-    made: list[LocalStoreSpanProcessor] = []
 
     def make(**options: Any) -> LocalStoreSpanProcessor:
-        provider = TracerProvider(span_limits=SpanLimits(max_events=128))  # the SDK's default cap
-        processor = LocalStoreSpanProcessor(store_file, **options)
-        provider.add_span_processor(processor)
-        use_provider(provider)
-        made.append(processor)
-        return processor
+        return store_at(store_file, SpanLimits(max_events=128), **options)  # the SDK's default cap
 
-    yield make
-    for processor in made:
-        processor.shutdown()
+    return make
 
 
 def emitting(count: int, names: tuple[str, ...] = ("progress",)) -> RunnableLambda[int, int]:

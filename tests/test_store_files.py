@@ -11,7 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +27,6 @@ from otel_runnables.progress.render import TEXT_DEPTH
 
 ROOT = Path(__file__).resolve().parent.parent
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
-
-
-@pytest.fixture
-def store_at(use_provider: Callable[[Any], None]) -> Iterator[Callable[[Path], LocalStoreSpanProcessor]]:
-    made: list[LocalStoreSpanProcessor] = []
-
-    def make(path: Path) -> LocalStoreSpanProcessor:
-        provider = TracerProvider()
-        processor = LocalStoreSpanProcessor(path)
-        provider.add_span_processor(processor)
-        use_provider(provider)
-        made.append(processor)
-        return processor
-
-    yield make
-    for processor in made:
-        processor.shutdown()
 
 
 def work(x: int) -> int:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -16,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_runnables import RunnableLambda, dispatch_custom_event
 from otel_runnables._store import LocalStore, LocalStoreSpanProcessor, RetentionPolicy
 from otel_runnables._store.retention import _STATEMENT_ROWS, Retention, used_bytes
+from tests.conftest import StoreAt
 from tests.follow_helpers import wait_until
 
 LIMIT = 1_500_000
@@ -42,18 +41,24 @@ def live_bytes(path: Path) -> int:
 
 # the default time budget, and none: every step cut short after its first statements
 @pytest.fixture(params=[RetentionPolicy.step_seconds, 0.0], ids=["default-step-time", "no-step-time"])
-def store(
-    tmp_path: Path, use_provider: Callable[[Any], None], request: pytest.FixtureRequest
-) -> Iterator[LocalStoreSpanProcessor]:
-    provider = TracerProvider()
-    processor = LocalStoreSpanProcessor(
+def store(tmp_path: Path, store_at: StoreAt, request: pytest.FixtureRequest) -> LocalStoreSpanProcessor:
+    return store_at(
         tmp_path / "traces.sqlite3",
         retention=RetentionPolicy(max_bytes=LIMIT, step_rows=STEP_ROWS, step_seconds=request.param),
         max_queue_size=1_000_000,  # nothing dropped however slow the machine: drops are tested elsewhere
     )
+
+
+def write_spans(path: Path, count: int) -> None:
+    """``count`` spans of about 1 kB each (a 500-character event), written to a store
+    at ``path`` that retention leaves alone (a limit of 1 GB)."""
+    provider = TracerProvider()
+    processor = LocalStoreSpanProcessor(path, retention=RetentionPolicy(max_bytes=10**9))
     provider.add_span_processor(processor)
-    use_provider(provider)
-    yield processor
+    tracer = provider.get_tracer("test")
+    for index in range(count):
+        with tracer.start_as_current_span(f"span-{index}") as span:
+            span.add_event("note", {"text": "y" * 500})
     processor.shutdown()
 
 
@@ -117,14 +122,7 @@ def test_a_step_deletes_at_most_its_budget_and_stops_under_the_limit(tmp_path: P
     """Against a file written once: a step never deletes more rows than its budget,
     and deletes no more traces than bring the file under its limit."""
     path = tmp_path / "traces.sqlite3"
-    provider = TracerProvider()
-    processor = LocalStoreSpanProcessor(path, retention=RetentionPolicy(max_bytes=10**9))
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer("test")
-    for index in range(2_000):
-        with tracer.start_as_current_span(f"span-{index}") as span:
-            span.add_event("note", {"text": "y" * 500})
-    processor.shutdown()
+    write_spans(path, 2_000)
     total = sum(LocalStore(path).counts())
     connection = sqlite3.connect(path, isolation_level=None)
     full = used_bytes(connection)
@@ -147,14 +145,7 @@ def test_a_step_stops_once_its_time_is_spent_and_the_next_goes_on(tmp_path: Path
     ``_STATEMENT_ROWS`` rows) and says it is behind; the steps after it bring
     the file within its limit. With time to spare, one step does it all."""
     path = tmp_path / "traces.sqlite3"
-    provider = TracerProvider()
-    processor = LocalStoreSpanProcessor(path, retention=RetentionPolicy(max_bytes=10**9))
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer("test")
-    for index in range(3_000):
-        with tracer.start_as_current_span(f"span-{index}") as span:
-            span.add_event("note", {"text": "y" * 500})
-    processor.shutdown()
+    write_spans(path, 3_000)
     copy = tmp_path / "copy.sqlite3"
     source = sqlite3.connect(path)
     target = sqlite3.connect(copy)

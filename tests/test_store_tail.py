@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 
 from otel_runnables import RunnableLambda, dispatch_custom_event
 from otel_runnables import _conventions as conventions
@@ -21,18 +19,14 @@ from otel_runnables._runs import new_run_id
 from otel_runnables._store import LocalStoreSpanProcessor
 from otel_runnables._store.tail import StoreTail
 from otel_runnables.progress.records import EventRecord, SpanRecord
+from tests.conftest import StoreAt
 
 STEPS = 4
 
 
 @pytest.fixture
-def store(use_provider: Callable[[Any], None], tmp_path: Path) -> Iterator[LocalStoreSpanProcessor]:
-    provider = TracerProvider()
-    processor = LocalStoreSpanProcessor(tmp_path / "traces.sqlite3", flush_interval=0.01)
-    provider.add_span_processor(processor)
-    use_provider(provider)
-    yield processor
-    processor.shutdown()
+def store(store_at: StoreAt, tmp_path: Path) -> LocalStoreSpanProcessor:
+    return store_at(tmp_path / "traces.sqlite3", flush_interval=0.01)
 
 
 class SteppedJob:
