@@ -10,7 +10,6 @@ exactly that point. Modes: ``ok``, ``fail`` (raises at the end), ``hang``
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.child_process import clean_environment
 
 WORKER = """
 import sys, time, uuid, pathlib
@@ -77,9 +76,7 @@ except otel_runnables.OtelRunnablesError as exc:
 
 
 def environment(store: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    env.update(OTEL_RUNNABLES_STORE=str(store), PYTHONPATH=str(ROOT), OTEL_RUNNABLES_LIVENESS_SPANS="false")
-    return env
+    return clean_environment(OTEL_RUNNABLES_STORE=str(store), OTEL_RUNNABLES_LIVENESS_SPANS="false")
 
 
 def start_worker(

@@ -18,25 +18,22 @@ from typing import Any
 import pytest
 
 from otel_runnables._store.schema import connect_writer
+from tests.child_process import clean_environment, run_captured, run_code, start_captured
 
-ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "otel_runnables._cli"]
 
 
 def environment(store: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    env.update(OTEL_RUNNABLES_STORE=str(store), PYTHONPATH=str(ROOT), NO_COLOR="1")
-    return env
+    return clean_environment(OTEL_RUNNABLES_STORE=str(store), NO_COLOR="1")
 
 
 def cli(store: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "otel_runnables._cli", *args],
-        capture_output=True,
-        text=True,
-        env=environment(store),
-        timeout=timeout,
-        check=False,
-    )
+    return run_captured([*CLI, *args], environment(store), timeout)
+
+
+def start_cli(store: Path, *args: str, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    """The command started on ``store``; its stdout (and by default its stderr) a text pipe."""
+    return start_captured([*CLI, *args], environment(store), stderr=stderr)
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +98,9 @@ def test_the_demo_and_progress_show_the_steps_in_start_order_with_their_duration
 
 def test_the_demo_keeps_a_service_name_the_environment_gives(tmp_path: Path) -> None:
     store = tmp_path / "traces.sqlite3"
-    done = subprocess.run(
-        [sys.executable, "-m", "otel_runnables._cli", "demo", "--steps", "1", "--delay", "0"],
-        capture_output=True,
-        text=True,
-        env={**environment(store), "OTEL_SERVICE_NAME": "nightly-billing"},
-        timeout=60,
-        check=False,
+    done = run_captured(
+        [*CLI, "demo", "--steps", "1", "--delay", "0"],
+        {**environment(store), "OTEL_SERVICE_NAME": "nightly-billing"},
     )
     assert done.returncode == 0, done.stderr
     assert "as service nightly-billing;" in done.stdout
@@ -140,13 +133,8 @@ def test_ctrl_c_in_the_demo_ends_with_one_clean_line(tmp_path: Path) -> None:
     from otel_runnables import progress
 
     store = tmp_path / "traces.sqlite3"
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "otel_runnables._cli", "demo", "--steps", "500", "--delay", "0.1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # one stream, as a terminal shows them
-        text=True,
-        env=environment(store),
-    )
+    # one stream, as a terminal shows them
+    demo = start_cli(store, "demo", "--steps", "500", "--delay", "0.1", stderr=subprocess.STDOUT)
     try:
         backend = progress.make_backend("local", path=str(store))
         while True:  # until the job is under way and the live view follows it
@@ -188,13 +176,7 @@ def _running_transform(backend: Any) -> Any:
 
 def test_follow_of_an_unknown_id_says_at_once_how_long_it_waits(tmp_path: Path) -> None:
     run_id = "01234567-89ab-7def-8123-456789abcdef"
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "otel_runnables._cli", "progress", run_id, "--follow", "--wait", "600"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment(tmp_path / "traces.sqlite3"),
-    )
+    follower = start_cli(tmp_path / "traces.sqlite3", "progress", run_id, "--follow", "--wait", "600")
     try:
         assert follower.stderr is not None
         # told before the 600 s wait is over: the line arrives while it still waits
@@ -343,23 +325,7 @@ def test_follow_a_job_running_in_another_process(tmp_path: Path, outcome: str, c
         while not any(run["run_id"] == run_id and run["status"] == "running" for run in stored_runs(store)):
             assert job.poll() is None and time.monotonic() < deadline, "the job never showed as running"
             time.sleep(0.05)
-        follower = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "otel_runnables._cli",
-                "progress",
-                run_id,
-                "--follow",
-                "--interval",
-                "0.1",
-                "--json",
-            ],
-            env=environment(store),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        follower = start_cli(store, "progress", run_id, "--follow", "--interval", "0.1", "--json")
         # let the job go on once the follower has the store open: it follows a running job
         while not has_open(follower.pid, store):
             assert follower.poll() is None and time.monotonic() < deadline, "no follower read the store"
@@ -389,13 +355,7 @@ def test_events_follow_prints_each_event_as_it_is_recorded(tmp_path: Path) -> No
     run_id = "01234567-89ab-7def-8123-456789abcde1"
     worker, gate = start_worker(tmp_path, store, run_id, pause=0.02)
     wait_for_line(worker, "attach now")
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "otel_runnables._cli", "events", run_id, "--follow", "--json"],
-        env=environment(store),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follower = start_cli(store, "events", run_id, "--follow", "--json")
     assert follower.stdout is not None
     first = json.loads(follower.stdout.readline())  # the history comes first
     gate.touch()
@@ -431,13 +391,7 @@ def test_serve_answers_over_http_and_says_how_to_install_it(tmp_path: Path) -> N
     import urllib.request
 
     store = tmp_path / "traces.sqlite3"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "otel_runnables._cli", "serve", "--port", "0", "--store", str(store)],
-        env=environment(store),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = start_cli(store, "serve", "--port", "0", "--store", str(store))
     try:
         assert server.stdout is not None
         line = server.stdout.readline()
@@ -449,18 +403,10 @@ def test_serve_answers_over_http_and_says_how_to_install_it(tmp_path: Path) -> N
     finally:
         server.terminate()
         server.communicate(timeout=30)
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.modules['uvicorn'] = None; "  # as if the web extra were not installed
-            "from otel_runnables._cli import main; sys.exit(main(['serve']))",
-        ],
-        env=environment(store),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    missing = run_code(
+        "import sys; sys.modules['uvicorn'] = None; "  # as if the web extra were not installed
+        "from otel_runnables._cli import main; sys.exit(main(['serve']))",
+        environment(store),
     )
     assert missing.returncode == 2
     assert "pip install 'otel-runnables[web]'" in missing.stderr
@@ -564,23 +510,7 @@ def test_a_run_quiet_for_longer_than_the_request_timeout_is_still_followed(tmp_p
     run_id = "01234567-89ab-7def-8123-456789abcde3"
     worker, gate = start_worker(tmp_path, store, run_id, pause=0.01)
     wait_for_line(worker, "attach now")  # 2 steps done; it waits for the gate
-    follower = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "otel_runnables._cli",
-            "events",
-            run_id,
-            "--follow",
-            "--json",
-            "--timeout",
-            "1",
-        ],
-        env=environment(store),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follower = start_cli(store, "events", run_id, "--follow", "--json", "--timeout", "1")
     try:
         assert follower.stdout is not None
         first = json.loads(follower.stdout.readline())  # it follows the run

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,10 +29,9 @@ from otel_runnables import (
     _telemetry as telemetry,
 )
 from otel_runnables._errors import ConfigurationError
+from tests.child_process import clean_environment, run_code
 from tests.conftest import PROVIDER
 from tests.otlp_receiver import Received, ReceivedLog, ReceivedSpan, grpc_receiver, http_receiver
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -266,15 +263,10 @@ def test_bad_event_modes_are_named(exporting: None) -> None:
 
 
 def run_script(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    environment.update(env, PYTHONPATH=str(ROOT), OTEL_RUNNABLES_STORE="none", OTEL_BLRP_SCHEDULE_DELAY="50")
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-        check=False,
+    return run_code(
+        code,
+        clean_environment(**{**env, "OTEL_RUNNABLES_STORE": "none", "OTEL_BLRP_SCHEDULE_DELAY": "50"}),
+        120,
     )
 
 

@@ -10,8 +10,6 @@ exit took a timeout per batch, and a dripping collector held the process forever
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 import time
@@ -24,10 +22,10 @@ from otel_runnables import RunnableLambda, dispatch_custom_event
 from otel_runnables import _telemetry as telemetry
 from otel_runnables._export_health import BoundedBatchSpanProcessor
 from tests.bad_servers import BlackHole, Drip
+from tests.child_process import clean_environment, run_captured
 from tests.conftest import PROVIDER
 from tests.otlp_receiver import grpc_receiver, http_receiver
 
-ROOT = Path(__file__).resolve().parent.parent
 # a loaded machine: interpreter teardown, thread wake-ups (5.2 s was seen for a 2 s
 # timeout with ten processes competing for two cores; unbounded took 10 s to forever)
 SLACK_S = 5.0
@@ -166,17 +164,13 @@ def exit_seconds(
     endpoint: str, protocol: str, runs: int, tmp_path: Path, **variables: str
 ) -> tuple[float, str]:
     """Seconds from the script's last line to the end of its process, and its stderr."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
+    env = clean_environment(
         OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
         OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
         OTEL_RUNNABLES_STORE=str(tmp_path / "traces.sqlite3"),
         **variables,
     )
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(runs)], capture_output=True, text=True, env=env, timeout=300
-    )
+    done = run_captured([sys.executable, "-c", SCRIPT, str(runs)], env, 300)
     ended = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process on the machine
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("END ")]

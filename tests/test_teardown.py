@@ -7,8 +7,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
-import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,9 +16,8 @@ from opentelemetry.trace import StatusCode
 from otel_runnables import RunnableLambda, dispatch_custom_event
 from otel_runnables import _bridge as bridge
 from otel_runnables._store import LocalStore
+from tests.child_process import clean_environment, run_code
 from tests.conftest import GetSpans
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_keyboard_interrupt_inside_a_run(spans: GetSpans) -> None:
@@ -79,16 +76,7 @@ async def test_a_timeout_mid_event_ends_the_run_as_an_error(spans: GetSpans) -> 
 
 
 def run_script(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    environment.update(PYTHONPATH=str(ROOT), **env)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
+    return run_code(code, clean_environment(**env))
 
 
 def test_interpreter_shutdown_with_a_run_still_live(tmp_path: Path) -> None:

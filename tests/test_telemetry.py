@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,26 +21,14 @@ import otel_runnables
 from otel_runnables import RunnableLambda, dispatch_custom_event
 from otel_runnables import _telemetry as telemetry
 from otel_runnables._exporting import LOGS, TRACES, ConfigurationError, ExportSettings, exporter_names
+from tests.child_process import clean_environment, run_code
 from tests.conftest import PROVIDER
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_script(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OTEL_", "OTEL_RUNNABLES_")) or key == "OTEL_RUNNABLES_STORE"
-    }
-    environment.update(env)
-    environment["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=60,
-        check=False,
+    # the suite's own store (conftest) unless the test names one: never the user's
+    return run_code(
+        code, clean_environment(**{"OTEL_RUNNABLES_STORE": os.environ["OTEL_RUNNABLES_STORE"], **env})
     )
 
 

@@ -284,22 +284,12 @@ def test_mounted_under_a_prefix(store: Path) -> None:
     ],
 )
 def test_examples(example: str, expected: list[str], tmp_path: Path) -> None:
-    import os
-    import subprocess
     import sys
 
-    from tests.follow_helpers import ROOT
+    from tests.child_process import ROOT, clean_environment, run_captured
 
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    env.update(OTEL_RUNNABLES_STORE=str(tmp_path / "traces.sqlite3"), PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / example)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    env = clean_environment(OTEL_RUNNABLES_STORE=str(tmp_path / "traces.sqlite3"))
+    done = run_captured([sys.executable, str(ROOT / "examples" / example)], env, 120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert [line for line in lines if line in expected] == expected  # all of them, in order

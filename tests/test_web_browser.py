@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from tests.browser import chromium_context
+from tests.child_process import clean_environment, run_captured
 
-ROOT = Path(__file__).resolve().parent.parent
 WAIT_MS = 30_000  # an upper bound for a slow machine, not an expected time
 pytestmark = pytest.mark.browser
 
@@ -69,9 +69,7 @@ JOB = """
 
 
 def environment(store: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    env.update(OTEL_RUNNABLES_STORE=str(store), PYTHONPATH=str(ROOT), NO_COLOR="1")
-    return env
+    return clean_environment(OTEL_RUNNABLES_STORE=str(store), NO_COLOR="1")
 
 
 def otel_runnables_command() -> list[str]:
@@ -338,16 +336,8 @@ def test_the_readme_path_demo_then_serve_and_its_screenshot(watched: Watched, tm
     (OTEL_RUNNABLES_SCREENSHOT=docs/run-page.png writes it there)."""
     check = expect()
     page = watched.page
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    env.update(XDG_DATA_HOME=str(tmp_path / "data"), PYTHONPATH=str(ROOT), NO_COLOR="1")
-    demo = subprocess.run(
-        [*otel_runnables_command(), "demo", "--steps", "6", "--delay", "0.05"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    env = clean_environment(XDG_DATA_HOME=str(tmp_path / "data"), NO_COLOR="1")
+    demo = run_captured([*otel_runnables_command(), "demo", "--steps", "6", "--delay", "0.05"], env, 120)
     assert demo.returncode == 0, demo.stderr
     assert str(tmp_path / "data" / "otel_runnables" / "traces.sqlite3") in demo.stdout
     found = re.search(
