@@ -8,7 +8,8 @@ Fixtures:
 - ``sampled_out`` / ``sdk_disabled``: a provider that samples nothing, and one built
   under ``OTEL_SDK_DISABLED=true``; each yields its own (empty) exporter;
 - ``setenv``: set an ``OTEL_RUNNABLES_*`` variable and read the settings again;
-- ``store_at``: send the library's spans to an embedded store at a path, with options.
+- ``store_at``: send the library's spans to an embedded store at a path, with options;
+- ``exporting``: for tests that configure export (OTLP) themselves.
 The default pipeline and settings are restored after each of them.
 """
 
@@ -39,6 +40,8 @@ os.environ.setdefault(
 os.environ.setdefault("OTEL_RUNNABLES_LIVENESS_SPANS", "false")
 
 from otel_runnables import _conventions as conventions
+from otel_runnables import _event_logs as event_logs
+from otel_runnables import _liveness as liveness
 from otel_runnables import _settings
 from otel_runnables import _telemetry as telemetry
 from otel_runnables._store import LocalStoreSpanProcessor
@@ -123,6 +126,24 @@ def store_at(use_provider: Callable[[TracerProvider | None], None]) -> Iterator[
     yield make
     for processor in made:
         processor.shutdown()
+
+
+@pytest.fixture
+def exporting(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No exporter or OTLP endpoint from the environment, batches of spans and log
+    records sent within 50 ms; afterwards the suite's provider, span events and
+    liveness are back."""
+    for key in list(os.environ):
+        if key.startswith("OTEL_EXPORTER_OTLP") or key in ("OTEL_TRACES_EXPORTER", "OTEL_LOGS_EXPORTER"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "50")
+    before = liveness.liveness_delay()
+    yield
+    telemetry.shutdown()
+    telemetry.set_tracer_provider(PROVIDER)
+    liveness.configure_liveness(before is not None, before)
+    assert event_logs.events_mode() == "span"
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +23,11 @@ from otel_runnables import (
     _event_logs as event_logs,
 )
 from otel_runnables import (
-    _liveness as liveness,
-)
-from otel_runnables import (
     _telemetry as telemetry,
 )
 from otel_runnables._errors import ConfigurationError
 from tests.child_process import clean_environment, run_code
-from tests.conftest import PROVIDER
 from tests.otlp_receiver import Received, ReceivedLog, ReceivedSpan, grpc_receiver, http_receiver
-
-
-@pytest.fixture
-def exporting(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Export quickly; afterwards the suite's provider, span events and liveness are back."""
-    for key in list(os.environ):
-        if key.startswith("OTEL_EXPORTER_OTLP") or key in ("OTEL_TRACES_EXPORTER", "OTEL_LOGS_EXPORTER"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
-    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "50")
-    before = liveness.liveness_delay()
-    yield
-    telemetry.shutdown()
-    telemetry.set_tracer_provider(PROVIDER)
-    liveness.configure_liveness(before is not None, before)
-    assert event_logs.events_mode() == "span"
 
 
 def job(events: int = 2) -> Any:

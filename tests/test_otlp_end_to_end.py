@@ -4,34 +4,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from otel_runnables import RunnableLambda, dispatch_custom_event
-from otel_runnables import _liveness as liveness
 from otel_runnables import _telemetry as telemetry
-from tests.conftest import PROVIDER
 from tests.otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
 
 RECEIVERS = {"http/protobuf": http_receiver, "grpc": grpc_receiver}
-
-
-@pytest.fixture
-def exporting(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Export quickly; afterwards the suite's provider and the liveness defaults are back."""
-    for key in list(os.environ):
-        if key.startswith("OTEL_EXPORTER_OTLP") or key == "OTEL_TRACES_EXPORTER":
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
-    before = liveness.liveness_delay()
-    yield
-    telemetry.shutdown()
-    telemetry.set_tracer_provider(PROVIDER)
-    liveness.configure_liveness(before is not None, before)
 
 
 def job() -> Any:
