@@ -22,42 +22,11 @@ from pathlib import Path
 from typing import Any
 
 
-class BlackHole:
-    """Accepts connections and never answers (nor closes them)."""
+class _Listener:
+    """A socket listening on an ephemeral loopback port, and a thread handing each
+    connection it accepts to ``_accepted`` until ``close``."""
 
     def __init__(self) -> None:
-        self.server = socket.socket()
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(128)
-        self.port = int(self.server.getsockname()[1])
-        self.accepted: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        self.server.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                self.accepted.append(self.server.accept()[0])
-            except OSError:
-                continue
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        for connection in self.accepted:
-            connection.close()
-        self.server.close()
-
-
-class Drip:
-    """Reads what it is sent, then answers one byte per ``every`` seconds for up to
-    ``lasting`` seconds: ``head`` (the status line and headers) and then an endless body.
-    With ``in_headers``, the drip starts inside the headers."""
-
-    def __init__(self, every: float = 0.2, lasting: float = 30.0, *, in_headers: bool = False) -> None:
-        self.every, self.lasting, self.in_headers = every, lasting, in_headers
         self.server = socket.socket()
         self.server.bind(("127.0.0.1", 0))
         self.server.listen(128)
@@ -73,7 +42,44 @@ class Drip:
                 connection = self.server.accept()[0]
             except OSError:
                 continue
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+            self._accepted(connection)
+
+    def _accepted(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.server.close()
+
+
+class BlackHole(_Listener):
+    """Accepts connections and never answers (nor closes them)."""
+
+    def __init__(self) -> None:
+        self.accepted: list[socket.socket] = []
+        super().__init__()
+
+    def _accepted(self, connection: socket.socket) -> None:
+        self.accepted.append(connection)
+
+    def close(self) -> None:
+        super().close()
+        for connection in self.accepted:
+            connection.close()
+
+
+class Drip(_Listener):
+    """Reads what it is sent, then answers one byte per ``every`` seconds for up to
+    ``lasting`` seconds: ``head`` (the status line and headers) and then an endless body.
+    With ``in_headers``, the drip starts inside the headers."""
+
+    def __init__(self, every: float = 0.2, lasting: float = 30.0, *, in_headers: bool = False) -> None:
+        self.every, self.lasting, self.in_headers = every, lasting, in_headers
+        super().__init__()
+
+    def _accepted(self, connection: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
 
     def _serve(self, connection: socket.socket) -> None:
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n"
@@ -91,11 +97,6 @@ class Drip:
                     time.sleep(self.every)
             except OSError:
                 return  # the client gave up: what the tests want
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        self.server.close()
 
 
 @dataclass
@@ -138,7 +139,28 @@ class Scripted:
         self.server.server_close()
 
 
-class Handler(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing, with one call for a whole answer."""
+
+    def send_whole(
+        self, status: int, data: bytes, content_type: str = "application/json", *, length: bool = True
+    ) -> None:
+        """The status, the body's type and length (without ``length``: the connection
+        closes after it, its end marks the body's), then the body."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if length:
+            self.send_header("Content-Length", str(len(data)))
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class Handler(QuietHandler):
     scripted: Scripted
 
     def do_GET(self) -> None:
@@ -154,24 +176,13 @@ class Handler(BaseHTTPRequestHandler):
             route(self)
 
     def answer(self, status: int, body: Any, *, length: bool = True) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        if length:
-            self.send_header("Content-Length", str(len(data)))
-        else:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_whole(status, body if isinstance(body, bytes) else json.dumps(body).encode(), length=length)
 
     def redirect(self, location: str, status: int = 302) -> None:
         self.send_response(status)
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,17 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
+from typing import Any, TypeVar
 
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tests.bad_servers import QuietHandler
+
+T = TypeVar("T")
 
 
 def plain(value: AnyValue) -> Any:
@@ -114,13 +118,7 @@ class Received:
     def wait_for_logs(
         self, check: Callable[[list[ReceivedLog]], bool], timeout: float = 15.0
     ) -> list[ReceivedLog]:
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while not check(self.logs):
-                remaining = deadline - time.monotonic()
-                assert remaining > 0, f"not received in time; got {len(self.logs)} log records"
-                self.lock.wait(remaining)
-            return list(self.logs)
+        return self._wait(self.logs, check, timeout, "log records")
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest, headers: dict[str, str]) -> None:
         decoded = []
@@ -157,13 +155,19 @@ class Received:
     def wait_for(
         self, check: Callable[[list[ReceivedSpan]], bool], timeout: float = 15.0
     ) -> list[ReceivedSpan]:
+        return self._wait(self.spans, check, timeout, "spans")
+
+    def _wait(
+        self, received: list[T], check: Callable[[list[T]], bool], timeout: float, what: str
+    ) -> list[T]:
+        """A copy of ``received`` once ``check`` holds for it; fails after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         with self.lock:
-            while not check(self.spans):
+            while not check(received):
                 remaining = deadline - time.monotonic()
-                assert remaining > 0, f"not received in time; got {len(self.spans)} spans"
+                assert remaining > 0, f"not received in time; got {len(received)} {what}"
                 self.lock.wait(remaining)
-            return list(self.spans)
+            return list(received)
 
 
 @contextmanager
@@ -172,7 +176,7 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
     yields (base endpoint, received)."""
     received = Received()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.headers.get("Content-Encoding") == "gzip":
@@ -191,14 +195,7 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
             else:
                 self.send_error(404)
                 return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args: Any) -> None:
-            pass
+            self.send_whole(200, answer, "application/x-protobuf")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

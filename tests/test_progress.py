@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -38,6 +38,7 @@ from otel_runnables.progress import (
     UnknownBackendError,
     build_tree,
 )
+from tests.bad_servers import QuietHandler
 
 # -- a job, exported ----------------------------------------------------------------
 
@@ -269,7 +270,7 @@ class FakeBackend:
         self.requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 url = urlparse(self.path)
                 query = parse_qs(url.query)
@@ -281,15 +282,7 @@ class FakeBackend:
                 if status == "hang":
                     time.sleep(3)
                     return
-                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
+                self.send_whole(status, body.encode() if isinstance(body, str) else json.dumps(body).encode())
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
