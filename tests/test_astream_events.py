@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from otel_runnables import RunnableLambda, adispatch_custom_event
-from tests.libs import OURS, REFERENCE
+from tests.libs import OURS, REFERENCE, async_callables, evented_leaf
 from tests.recorder import make_recorder, normalise, plain
 
 Program = Callable[[Any], Awaitable[list[Any]]]
@@ -58,11 +58,7 @@ async def seed(lib: Any) -> list[Any]:
 
 @program
 async def nested_three_levels_with_config(lib: Any) -> list[Any]:
-    async def leaf(x: int) -> int:
-        await lib.adispatch_custom_event("leaf", {"x": x})
-        return x + 1
-
-    leaf_r = lib.RunnableLambda(leaf)
+    leaf_r = evented_leaf(lib)
     mid_r = lib.RunnableLambda(lambda x: leaf_r.invoke(x) if False else x).with_config(tags=["m"])
 
     async def top(x: int) -> int:
@@ -142,11 +138,6 @@ async def errors_mid_stream(lib: Any) -> list[Any]:
 async def async_callable_objects(lib: Any) -> list[Any]:
     import functools
 
-    class Awaits:
-        async def __call__(self, x: int) -> int:
-            await lib.adispatch_custom_event("awaits", x)
-            return x + 1
-
     class Yields:
         async def __call__(self, x: int) -> Any:
             yield x
@@ -156,7 +147,8 @@ async def async_callable_objects(lib: Any) -> list[Any]:
     async def scaled(x: int, factor: int) -> int:
         return x * factor
 
-    seq = lib.RunnableLambda(Awaits()) | lib.RunnableLambda(Yields()) | functools.partial(scaled, factor=3)
+    awaits = async_callables(lib)["awaits"]  # an object whose __call__ is async: dispatches, returns x + 1
+    seq = lib.RunnableLambda(awaits) | lib.RunnableLambda(Yields()) | functools.partial(scaled, factor=3)
     return await events(seq, 1) + await events(lib.RunnableLambda(Yields()), 5)
 
 
@@ -209,14 +201,6 @@ async def nested_streams(lib: Any, inner: Any, make_outer: Any, value: Any, **in
 
     outer_events = await events(make_outer(consume), value)
     return [{"inner": inner_events}, {"outer": outer_events}]
-
-
-def evented_leaf(lib: Any) -> Any:
-    async def leaf(x: int) -> int:
-        await lib.adispatch_custom_event("leaf", {"x": x})
-        return x + 1
-
-    return lib.RunnableLambda(leaf)
 
 
 @program

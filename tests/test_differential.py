@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.libs import OURS, REFERENCE
+from tests.libs import OURS, REFERENCE, async_callables, evented_leaf, recovering_parent
 from tests.recorder import make_recorder, normalise, per_run, plain
 
 os.environ.pop("LANGCHAIN_TRACING_V2", None)
@@ -107,11 +107,7 @@ async def inheritance_sync_implicit_and_explicit(lib: Any) -> list[Any]:
 
 @program
 async def inheritance_async_implicit_and_explicit(lib: Any) -> list[Any]:
-    async def leaf(x: int) -> int:
-        await lib.adispatch_custom_event("leaf", {"x": x})
-        return x + 1
-
-    leaf_r = lib.RunnableLambda(leaf)
+    leaf_r = evented_leaf(lib)
 
     async def implicit(x: int) -> int:
         await lib.adispatch_custom_event("before", x)
@@ -1005,17 +1001,8 @@ async def a_failing_branch_under_sync_invoke_waits_for_the_others(lib: Any) -> l
 
 @program
 async def error_caught_inside_the_parent(lib: Any) -> list[Any]:
-    fail_r = lib.RunnableLambda(lambda x: 1 / 0)
-
-    def tolerant(x: int) -> str:
-        try:
-            fail_r.invoke(x)
-        except ZeroDivisionError:
-            return "recovered"
-        return "no"
-
     h = sync_recorder(lib)
-    return [outcome(lambda: lib.RunnableLambda(tolerant).invoke(1, {"callbacks": [h]}))] + h.records
+    return [outcome(lambda: recovering_parent(lib).invoke(1, {"callbacks": [h]}))] + h.records
 
 
 @program
@@ -1115,22 +1102,14 @@ async def raising_handler_on_the_async_path_does_not_stop_the_others(lib: Any) -
         await lib.adispatch_custom_event("e", x)
         return x
 
-    loud = async_recorder(lib, fail_in=("on_custom_event",), raise_error=True)
-    other = async_recorder(lib)
-    out = [await aoutcome(lambda: lib.RunnableLambda(fn).ainvoke(1, {"callbacks": [loud, other]}))]
-    return out + loud.records + other.records
-
-
-@program
-async def raising_sync_handler_on_the_async_path_does_not_stop_the_others(lib: Any) -> list[Any]:
-    async def fn(x: int) -> int:
-        await lib.adispatch_custom_event("e", x)
-        return x
-
-    loud = sync_recorder(lib, fail_in=("on_custom_event",), raise_error=True)
-    other = sync_recorder(lib)
-    out = [await aoutcome(lambda: lib.RunnableLambda(fn).ainvoke(1, {"callbacks": [loud, other]}))]
-    return out + loud.records + other.records
+    out: list[Any] = []
+    for recorder in (async_recorder, sync_recorder):  # async handlers, then sync ones
+        loud = recorder(lib, fail_in=("on_custom_event",), raise_error=True)
+        other = recorder(lib)
+        callbacks = {"callbacks": [loud, other]}
+        out.append(await aoutcome(lambda c=callbacks: lib.RunnableLambda(fn).ainvoke(1, c)))
+        out += loud.records + other.records
+    return out
 
 
 @program
@@ -1947,63 +1926,10 @@ async def dispatch_with_an_explicit_config_from_elsewhere(lib: Any) -> list[Any]
     return out + h.records + h2.records
 
 
-def _async_callables(lib: Any) -> dict[str, Any]:
-    """Callables that are async without being ``async def`` functions."""
-    import functools
-
-    class Awaits:
-        async def __call__(self, x: int) -> int:
-            await lib.adispatch_custom_event("awaits", x)
-            return x + 1
-
-    class Yields:
-        async def __call__(self, x: int) -> Any:
-            await lib.adispatch_custom_event("yields", x)
-            yield x
-            yield x * 10
-
-    class TakesConfig:
-        async def __call__(self, x: int, config: Any) -> Any:
-            return {"x": x, "tags": config["tags"]}
-
-    class ReturnsARunnable:
-        async def __call__(self, x: int) -> Any:
-            return lib.RunnableLambda(lambda y: y - 1)
-
-    class Service:
-        def __init__(self, factor: int) -> None:
-            self.factor = factor
-
-        async def scale(self, x: int) -> int:
-            return x * self.factor
-
-        async def repeat(self, x: int) -> Any:
-            for _ in range(self.factor):
-                yield x
-
-    async def add(x: int, y: int) -> int:
-        return x + y
-
-    async def count(x: int, up_to: int) -> Any:
-        for n in range(x, up_to):
-            yield n
-
-    return {
-        "awaits": Awaits(),
-        "yields": Yields(),
-        "takes_config": TakesConfig(),
-        "returns_a_runnable": ReturnsARunnable(),
-        "bound_method": Service(3).scale,
-        "bound_generator_method": Service(2).repeat,
-        "partial": functools.partial(add, y=5),
-        "partial_generator": functools.partial(count, up_to=4),
-    }
-
-
 @program
 async def async_callables_that_are_not_functions(lib: Any) -> list[Any]:
     out: list[Any] = []
-    for label, func in _async_callables(lib).items():
+    for label, func in async_callables(lib).items():
         runnable = lib.RunnableLambda(func)
         h = async_recorder(lib)
         config = {"callbacks": [h], "tags": [label]}
@@ -2020,7 +1946,7 @@ async def async_callables_that_are_not_functions(lib: Any) -> list[Any]:
 
 @program
 async def async_callables_composed_and_given_as_afunc(lib: Any) -> list[Any]:
-    funcs = _async_callables(lib)
+    funcs = async_callables(lib)
     # (an async generator in | or a dict would be a RunnableGenerator in langchain_core)
     seq = (
         lib.RunnableLambda(lambda x: x)

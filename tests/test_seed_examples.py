@@ -18,6 +18,14 @@ from tests.libs import OURS, REFERENCE
 RUN_ID = re.compile(r"and run_id: (\S+)$")
 
 
+def print_received(name: Any, data: Any, run_id: Any, tags: Any, metadata: Any) -> None:
+    """What the guide's handlers, sync and async, print for each event."""
+    print(
+        f"Received event {name} with data: {data}, with tags: {tags}, with metadata: {metadata} "
+        f"and run_id: {run_id}"
+    )
+
+
 def seed_sync(lib: SimpleNamespace) -> tuple[Any, Any]:
     """Seed example: a sync handler; ``foo`` takes config but does not pass it on."""
     RunnableConfig = lib.RunnableConfig
@@ -26,10 +34,7 @@ def seed_sync(lib: SimpleNamespace) -> tuple[Any, Any]:
         def on_custom_event(
             self, name: Any, data: Any, *, run_id: Any, tags: Any = None, metadata: Any = None, **kwargs: Any
         ) -> None:
-            print(
-                f"Received event {name} with data: {data}, with tags: {tags}, with metadata: {metadata} "
-                f"and run_id: {run_id}"
-            )
+            print_received(name, data, run_id, tags, metadata)
             assert not kwargs
 
     @lib.RunnableLambda
@@ -50,10 +55,7 @@ def seed_async(lib: SimpleNamespace) -> tuple[Any, Any, Any]:
         async def on_custom_event(
             self, name: Any, data: Any, *, run_id: Any, tags: Any = None, metadata: Any = None, **kwargs: Any
         ) -> None:
-            print(
-                f"Received event {name} with data: {data}, with tags: {tags}, with metadata: {metadata} "
-                f"and run_id: {run_id}"
-            )
+            print_received(name, data, run_id, tags, metadata)
             assert not kwargs
 
     @lib.RunnableLambda

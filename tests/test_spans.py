@@ -25,6 +25,7 @@ from otel_runnables import (
     _telemetry as telemetry,
 )
 from tests.conftest import PROVIDER, GetSpans, run_spans
+from tests.libs import OURS, recovering_parent
 
 
 def by_name(spans: list[ReadableSpan]) -> dict[str, ReadableSpan]:
@@ -602,16 +603,7 @@ def test_an_error_marks_the_failing_run_and_every_ancestor(spans: GetSpans) -> N
 
 
 def test_an_error_caught_by_the_parent_marks_only_the_child(spans: GetSpans) -> None:
-    failing = RunnableLambda(lambda x: 1 / 0, name="failing")
-
-    def tolerant(x: int) -> str:
-        try:
-            failing.invoke(x)
-        except ZeroDivisionError:
-            return "recovered"
-        return "unreachable"
-
-    assert RunnableLambda(tolerant).invoke(1) == "recovered"
+    assert recovering_parent(OURS).invoke(1) == "recovered"  # its child "failing" raised
     named = by_name(spans())
     assert named["failing"].status.status_code == StatusCode.ERROR
     assert named["tolerant"].status.status_code == StatusCode.UNSET
