@@ -3,7 +3,6 @@ every unusable store said in one line by the CLI; trees of any depth."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from otel_runnables._cli import main as cli
 from otel_runnables._store import LocalStore, LocalStoreSpanProcessor
 from otel_runnables._store.schema import connect_writer
 from otel_runnables.progress.render import TEXT_DEPTH
+from tests.asgi import asgi_request
 
 ROOT = Path(__file__).resolve().parent.parent
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
@@ -261,9 +261,9 @@ def test_a_thousand_levels_are_built_found_and_shown(
     assert LocalStore(path).counts() == (DEPTH, 0)
 
     # the web API's tree, as a mounting app serves it
-    status, body = asyncio.run(get(web.create_app(path=str(path)), f"/api/runs/{trace_id}"))
-    assert status == 200
-    assert levels_of(deep_loads(body.decode())) == DEPTH
+    start, body = asgi_request(web.create_app(path=str(path)), f"/api/runs/{trace_id}")
+    assert start["status"] == 200
+    assert levels_of(deep_loads(body["body"].decode())) == DEPTH
 
     # following the ended trace as JSON Lines, in a process of its own as a user runs it
     followed = subprocess.run(
@@ -294,19 +294,3 @@ def levels_of(document: dict[str, Any]) -> int:
         (node,) = node["children"]
         levels += 1
     return levels
-
-
-async def get(app: Any, path: str) -> tuple[int, bytes]:
-    """One GET through an ASGI app: (status, body)."""
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(
-        {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": b""}, receive, send
-    )
-    return int(sent[0]["status"]), bytes(sent[1]["body"])

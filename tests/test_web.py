@@ -19,6 +19,7 @@ import uvicorn
 from otel_runnables import web
 from otel_runnables._runs import new_run_id
 from otel_runnables.progress.store_poller import StorePoller
+from tests.asgi import asgi_request
 from tests.follow_helpers import expected_kinds, start_worker, wait_for_line, wait_until
 
 
@@ -253,27 +254,12 @@ def test_mounted_under_a_prefix(store: Path) -> None:
     """What a framework's mount passes: the prefix in root_path, the path with or without it."""
     app = web.create_app(path=str(store))
 
-    async def call(path: str, root_path: str) -> tuple[int, bytes]:
-        sent: list[dict[str, Any]] = []
+    def call(path: str, root_path: str) -> tuple[int, bytes]:
+        start, body = asgi_request(app, path, root_path=root_path, query_string=b"last=1")
+        return start["status"], body["body"]
 
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": path,
-            "root_path": root_path,
-            "query_string": b"last=1",
-        }
-        await app(scope, receive, send)
-        return sent[0]["status"], sent[1]["body"]
-
-    assert asyncio.run(call("/otel/api/runs", "/otel")) == (200, b"[]")
-    assert asyncio.run(call("/api/runs", "/otel")) == (200, b"[]")
+    assert call("/otel/api/runs", "/otel") == (200, b"[]")
+    assert call("/api/runs", "/otel") == (200, b"[]")
 
 
 @pytest.mark.parametrize(

@@ -4,18 +4,17 @@ what, the security headers, read-only methods, the static files' own rules
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 import sys
 import urllib.parse
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from otel_runnables import _web_pages as web_pages
+from tests.asgi import asgi_request
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "otel_runnables" / "web_static"
@@ -24,24 +23,7 @@ PAGES = ("index.html", "run.html")
 
 def call(method: str, path: str, root_path: str = "") -> tuple[int, dict[str, str], bytes]:
     """One request through the ASGI application (mounted at ``root_path``)."""
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "root_path": root_path,
-        "query_string": b"",
-        "headers": [],
-    }
-    asyncio.run(web_pages.app(scope, receive, send))
-    start, body = sent
+    start, body = asgi_request(web_pages.app, path, method=method, root_path=root_path)
     headers = {name.decode(): value.decode() for name, value in start["headers"]}
     return start["status"], headers, body["body"]
 

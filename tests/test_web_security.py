@@ -3,13 +3,13 @@ address (DNS rebinding), the security headers on every response."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 from otel_runnables import _web_pages as web_pages
 from otel_runnables._web_security import guarded, is_loopback
+from tests.asgi import asgi_request
 
 
 class Inner:
@@ -28,18 +28,8 @@ class Inner:
 
 
 def call(app: Any, method: str = "GET", host: bytes | None = b"127.0.0.1:8321", kind: str = "http") -> Any:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     headers = [] if host is None else [(b"host", host)]
-    scope = {"type": kind, "method": method, "path": "/api/runs", "query_string": b"", "headers": headers}
-    asyncio.run(app(scope, receive, send))
-    return sent
+    return asgi_request(app, "/api/runs", method=method, headers=headers, kind=kind)
 
 
 def status_and_headers(sent: list[dict[str, Any]]) -> tuple[int, dict[str, str]]:
