@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Tracer
 
-from otel_runnables import AsyncCallbackHandler, BaseCallbackHandler
+from otel_runnables import AsyncCallbackHandler, BaseCallbackHandler, traceable
 from otel_runnables import _conventions as conventions
 from otel_runnables._runs import new_run_id_text
 
@@ -91,6 +91,25 @@ def content_span_decorator(tracer: Tracer, function: Callable[..., Any]) -> Call
             return result
 
     return traced
+
+
+def work(x: int, scale: int = 2) -> int:
+    return x * scale
+
+
+def decorated_work(tracer: Tracer) -> dict[str, Callable[[], Any]]:
+    """``work(1)`` plain, under a bare OpenTelemetry span decorator, under a span
+    decorator writing what a run writes (``content_span_decorator``) and under
+    ``@traceable``: the variants ``@traceable``'s target is measured on."""
+    bare = tracer.start_as_current_span("work")(work)
+    same_content = content_span_decorator(tracer, work)
+    traced = traceable(work)
+    return {
+        "plain": lambda: work(1),
+        "bare otel span decorator": lambda: bare(1),
+        "span decorator, same content": lambda: same_content(1),
+        "@traceable": lambda: traced(1),
+    }
 
 
 class CountingHandler(BaseCallbackHandler):

@@ -40,12 +40,13 @@ from benchmarks._harness import (
     acompare,
     batch_provider,
     compare,
-    content_span_decorator,
+    decorated_work,
     drain,
     programs,
     raw_spans,
     report,
     stream_floor_of,
+    work,
 )
 from benchmarks.bench_memory import QUEUE_SPANS, peak_above_queue, peak_without_queue, retained_bytes
 
@@ -91,10 +92,6 @@ class LcCountingHandler(lc_callbacks.BaseCallbackHandler):
 
 MINE = programs(ours, ours.dispatch_custom_event, ours.adispatch_custom_event)
 REF = programs(lc_runnables, lc_manager.dispatch_custom_event, lc_manager.adispatch_custom_event)
-
-
-def work(x: int, scale: int = 2) -> int:
-    return x * scale
 
 
 # -- reporting --------------------------------------------------------------------
@@ -243,19 +240,7 @@ def streaming(settings: Settings) -> list[Verdict]:
 
 
 def decorator(settings: Settings) -> list[Verdict]:
-    bare = tracer.start_as_current_span("work")(work)
-    same_content = content_span_decorator(tracer, work)
-    traced = ours.traceable(work)
-    decorated = compare(
-        {
-            "plain": lambda: work(1),
-            "bare otel span decorator": lambda: bare(1),
-            "span decorator, same content": lambda: same_content(1),
-            "@traceable": lambda: traced(1),
-        },
-        per_round=settings.per_round(300),
-        rounds=settings.rounds,
-    )
+    decorated = compare(decorated_work(tracer), per_round=settings.per_round(300), rounds=settings.rounds)
     report("one decorator on a sync function", decorated, "span decorator, same content", per="call")
     ratio = decorated.ratio("@traceable", "span decorator, same content")
     return [Verdict("@traceable", ratio, 1.3, "x same-content span")]
