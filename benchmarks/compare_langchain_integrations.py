@@ -33,22 +33,20 @@ os.environ.pop("LANGCHAIN_TRACING_V2", None)
 os.environ["TRACELOOP_TRACE_CONTENT"] = "true"
 
 from langchain_core.callbacks.manager import dispatch_custom_event
-from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.output_parsers.openai_tools import JsonOutputToolsParser
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
-from langchain_core.tools import tool
 from openinference.instrumentation.langchain import LangChainInstrumentor as OpenInference
 from opentelemetry.instrumentation.langchain import LangchainInstrumentor as OpenLLMetry
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from benchmarks._harness import batch_provider
+from benchmarks.langchain_llm_app import METADATA, PROMPT, Shelf, lookup, tool_call_answer
 from otel_runnables import _telemetry as telemetry
 from otel_runnables.integrations.langchain import instrument_langchain, uninstrument_langchain
 
@@ -76,32 +74,13 @@ def program() -> Any:
 # -- the attribute coverage table ---------------------------------------------------
 
 
-@tool
-def lookup(city: str) -> str:
-    """Look up the weather of a city."""
-    return f"sunny in {city}"
-
-
-class Shelf(BaseRetriever):
-    def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
-        return [Document(page_content=f"{query} is in France", id="doc-1", metadata={"score": 0.9})]
-
-
 def llm_app() -> None:
     """prompt → fake chat model answering with a tool call → parser → the tool; then a retriever."""
-    answer = AIMessage(
-        content="Let me look that up.",
-        tool_calls=[{"name": "lookup", "args": {"city": "Paris"}, "id": "call_1"}],
-        usage_metadata={"input_tokens": 12, "output_tokens": 5, "total_tokens": 17},
-        response_metadata={"model_name": "fake-gpt-1", "finish_reason": "tool_calls"},
-    )
-    model = GenericFakeChatModel(messages=iter([answer]))
-    prompt = ChatPromptTemplate.from_messages([("system", "You are terse."), ("human", "Weather in {city}?")])
+    model = GenericFakeChatModel(messages=iter([tool_call_answer()]))
     run_tool = RunnableLambda(lambda calls: lookup.invoke(calls[0]["args"]), name="run_tool")
-    app = prompt | model | JsonOutputToolsParser() | run_tool
-    metadata = {"session_id": "session-42", "user_id": "user-7"}
-    app.invoke({"city": "Paris"}, {"metadata": metadata})
-    Shelf().invoke("Paris", {"metadata": metadata})
+    app = PROMPT | model | JsonOutputToolsParser() | run_tool
+    app.invoke({"city": "Paris"}, {"metadata": METADATA})
+    Shelf().invoke("Paris", {"metadata": METADATA})
 
 
 KINDS = (("model", "FakeChatModel"), ("tool", "lookup"), ("retriever", "Shelf"))
@@ -119,19 +98,24 @@ def _key(attribute: str) -> str:
     )
 
 
+def recorded(variant: Variant, program: Callable[[], Any]) -> list[ReadableSpan]:
+    """The spans ``variant`` records of one run of ``program``."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    variant.on(provider)
+    try:
+        program()
+    finally:
+        variant.off()
+    return list(exporter.get_finished_spans())
+
+
 def coverage() -> dict[str, dict[str, set[str]]]:
     """Attribute key -> variant -> the run kinds (model, tool, retriever, chain) carrying it."""
     table: dict[str, dict[str, set[str]]] = {}
     for variant in VARIANTS[1:]:
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        variant.on(provider)
-        try:
-            llm_app()
-        finally:
-            variant.off()
-        for span in exporter.get_finished_spans():
+        for span in recorded(variant, llm_app):
             kind = _kind(span.name)
             for attribute in span.attributes or {}:
                 table.setdefault(_key(attribute), {}).setdefault(variant.name, set()).add(kind)
@@ -211,16 +195,9 @@ VARIANTS = [
 
 def what_each_records() -> None:
     for variant in VARIANTS[1:]:
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        variant.on(provider)
-        try:
-            program().invoke({"name": "Ada"})
-        finally:
-            variant.off()
-        print(f"\n== {variant.name}: {len(exporter.get_finished_spans())} spans")
-        for span in sorted(exporter.get_finished_spans(), key=lambda s: s.start_time or 0):
+        spans = recorded(variant, lambda: program().invoke({"name": "Ada"}))
+        print(f"\n== {variant.name}: {len(spans)} spans")
+        for span in sorted(spans, key=lambda s: s.start_time or 0):
             keys = sorted(span.attributes or {})
             print(f"  {span.name}: {', '.join(keys)}")
             for event in span.events:

@@ -210,33 +210,15 @@ def _attribute(span: dict[str, Any], key: str) -> Any:
 
 
 def test_a_langchain_llm_app_reads_back_from_phoenix(exporting_to: str) -> None:
-    from langchain_core.documents import Document
+    """The parts of the LLM app (prompt, model answer, tool, retriever) are those of
+    benchmarks/langchain_llm_app.py, on which the coverage table is measured too."""
     from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-    from langchain_core.messages import AIMessage
-    from langchain_core.prompts import ChatPromptTemplate
-    from langchain_core.retrievers import BaseRetriever
     from langchain_core.runnables import RunnableLambda as LcLambda
-    from langchain_core.tools import tool
 
+    from benchmarks.langchain_llm_app import METADATA, PROMPT, Shelf, lookup, tool_call_answer
     from otel_runnables.integrations.langchain import instrument_langchain, uninstrument_langchain
 
-    @tool
-    def lookup(city: str) -> str:
-        """Look up the weather of a city."""
-        return f"sunny in {city}"
-
-    class Shelf(BaseRetriever):
-        def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
-            return [Document(page_content=f"{query} is in France", id="doc-1", metadata={"score": 0.9})]
-
-    answer = AIMessage(
-        content="Let me look that up.",
-        tool_calls=[{"name": "lookup", "args": {"city": "Paris"}, "id": "call_1"}],
-        usage_metadata={"input_tokens": 12, "output_tokens": 5, "total_tokens": 17},
-        response_metadata={"model_name": "fake-gpt-1", "finish_reason": "tool_calls"},
-    )
-    model = GenericFakeChatModel(messages=iter([answer]))
-    prompt = ChatPromptTemplate.from_messages([("system", "You are terse."), ("human", "Weather in {city}?")])
+    model = GenericFakeChatModel(messages=iter([tool_call_answer()]))
     trace_ids: list[str] = []
 
     def remember_trace(message: Any) -> Any:
@@ -248,14 +230,14 @@ def test_a_langchain_llm_app_reads_back_from_phoenix(exporting_to: str) -> None:
     # ours first: the LangChain steps nest under it, in one trace
     app = (
         RunnableLambda(remember_trace, name="weather_job")
-        | prompt
+        | PROMPT
         | model
         | LcLambda(lambda message: lookup.invoke(message.tool_calls[0]), name="run_tools")
     )
     retrieve = RunnableLambda(lambda query: Shelf().invoke(query), name="find")
     instrument_langchain()
     try:
-        app.invoke({"city": "Paris"}, {"metadata": {"session_id": "session-42", "user_id": "user-7"}})
+        app.invoke({"city": "Paris"}, {"metadata": METADATA})  # session-42, user-7
         (retrieve | RunnableLambda(remember_trace)).invoke("Paris")
     finally:
         uninstrument_langchain()
