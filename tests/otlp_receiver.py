@@ -108,17 +108,9 @@ class Received:
                             scope=scope,
                         )
                     )
-        with self.lock:
-            self.logs.extend(decoded)
-            self.log_headers.append(headers)
+        with self.lock:  # before the records: whoever sees them sees their request too
             self.log_bodies.append(request.SerializeToString())
-            self.requests += 1
-            self.lock.notify_all()
-
-    def wait_for_logs(
-        self, check: Callable[[list[ReceivedLog]], bool], timeout: float = 15.0
-    ) -> list[ReceivedLog]:
-        return self._wait(self.logs, check, timeout, "log records")
+        self._arrived(self.logs, decoded, self.log_headers, headers)
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest, headers: dict[str, str]) -> None:
         decoded = []
@@ -146,16 +138,27 @@ class Received:
                             service_name=resource.get("service.name"),
                         )
                     )
-        with self.lock:
-            self.spans.extend(decoded)
-            self.headers.append(headers)
-            self.requests += 1
-            self.lock.notify_all()
+        self._arrived(self.spans, decoded, self.headers, headers)
 
     def wait_for(
         self, check: Callable[[list[ReceivedSpan]], bool], timeout: float = 15.0
     ) -> list[ReceivedSpan]:
         return self._wait(self.spans, check, timeout, "spans")
+
+    def wait_for_logs(
+        self, check: Callable[[list[ReceivedLog]], bool], timeout: float = 15.0
+    ) -> list[ReceivedLog]:
+        return self._wait(self.logs, check, timeout, "log records")
+
+    def _arrived(
+        self, received: list[T], decoded: list[T], headers_seen: list[dict[str, str]], headers: dict[str, str]
+    ) -> None:
+        """One export request's items and headers are in; whoever waits for them is woken."""
+        with self.lock:
+            received.extend(decoded)
+            headers_seen.append(headers)
+            self.requests += 1
+            self.lock.notify_all()
 
     def _wait(
         self, received: list[T], check: Callable[[list[T]], bool], timeout: float, what: str
@@ -207,22 +210,16 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
         server.server_close()
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-    def __init__(self, received: Received) -> None:
-        self.received = received
+def _servicer(base: type, add: Callable[[Any, dict[str, str]], None], response: Callable[[], Any]) -> Any:
+    """A gRPC servicer of ``base`` whose Export hands the request and its metadata
+    to ``add`` and answers an empty ``response``."""
 
-    def Export(self, request: Any, context: Any) -> Any:
-        self.received.add(request, {key: value for key, value in context.invocation_metadata()})
-        return trace_service_pb2.ExportTraceServiceResponse()
+    class Servicer(base):  # type: ignore[misc,valid-type]
+        def Export(self, request: Any, context: Any) -> Any:
+            add(request, {key: value for key, value in context.invocation_metadata()})
+            return response()
 
-
-class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
-    def __init__(self, received: Received) -> None:
-        self.received = received
-
-    def Export(self, request: Any, context: Any) -> Any:
-        self.received.add_logs(request, {key: value for key, value in context.invocation_metadata()})
-        return logs_service_pb2.ExportLogsServiceResponse()
+    return Servicer()
 
 
 @contextmanager
@@ -230,8 +227,18 @@ def grpc_receiver() -> Iterator[tuple[str, Received]]:
     """An OTLP/gRPC receiver on loopback (traces and logs): yields (endpoint, received)."""
     received = Received()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(received), server)
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(received), server)
+    traces = _servicer(
+        trace_service_pb2_grpc.TraceServiceServicer,
+        received.add,
+        trace_service_pb2.ExportTraceServiceResponse,
+    )
+    logs = _servicer(
+        logs_service_pb2_grpc.LogsServiceServicer,
+        received.add_logs,
+        logs_service_pb2.ExportLogsServiceResponse,
+    )
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(traces, server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(logs, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
