@@ -8,24 +8,13 @@ child runs (TOOL spans); a rejected charge marks its span as an error.
 
 from __future__ import annotations
 
-import queue
-import threading
-from dataclasses import dataclass
+import functools
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from _print_spans import printing_provider
+from _shop import ORDERS, PRICES, Order, run_worker
 
 from otel_runnables import _telemetry as telemetry
 from otel_runnables import traceable
-
-PRICES = {"book": 12, "pen": 2}
-
-
-@dataclass(frozen=True)
-class Order:
-    id: int
-    sku: str
-    quantity: int
 
 
 @traceable(run_type="tool")  # every public method is a traced run
@@ -55,28 +44,9 @@ def process_order(service: OrderService, order: Order) -> str:
     return f"{receipt} {service.ship(order)}"
 
 
-def worker(service: OrderService, jobs: queue.Queue[Order | None], results: list[str]) -> None:
-    while (order := jobs.get()) is not None:
-        try:
-            results.append(process_order(service, order))
-        except ValueError as exc:
-            results.append(f"order {order.id} rejected: {exc}")
-
-
 def run_service(orders: list[Order]) -> list[str]:
-    """Feed the orders to one worker thread; its results, in order."""
-    jobs: queue.Queue[Order | None] = queue.Queue()
-    results: list[str] = []
-    thread = threading.Thread(target=worker, args=(OrderService(), jobs, results), name="orders")
-    thread.start()
-    for order in orders:
-        jobs.put(order)
-    jobs.put(None)
-    thread.join()
-    return results
-
-
-ORDERS = [Order(1, "book", 2), Order(2, "pen", 10), Order(3, "book", 9)]
+    """Every order processed by one worker thread; its results, in order."""
+    return run_worker(functools.partial(process_order, OrderService()), orders)
 
 
 def main() -> None:
@@ -84,18 +54,7 @@ def main() -> None:
         print(line)
 
 
-def one_line(span: ReadableSpan) -> str:
-    attributes = span.attributes or {}
-    status = "ERROR" if not span.status.is_ok else "ok"
-    return (
-        f"span {span.name:<20} {attributes.get('openinference.span.kind')!s:<6} {status:<5} "
-        f"input={attributes.get('input.value')}\n"
-    )
-
-
 if __name__ == "__main__":
     # spans printed one line each as they end (children before their parent)
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(formatter=one_line)))
-    telemetry.set_tracer_provider(provider)
+    telemetry.set_tracer_provider(printing_provider())
     main()

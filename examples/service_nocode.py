@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import importlib
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from _print_spans import printing_provider
 
 import otel_runnables
 
@@ -36,18 +35,7 @@ def uninstrument_service() -> None:
         otel_runnables.uninstrument(target)
 
 
-def one_line(span: ReadableSpan) -> str:
-    attributes = span.attributes or {}
-    status = "ERROR" if not span.status.is_ok else "ok"
-    return (
-        f"span {span.name:<20} {attributes.get('openinference.span.kind')!s:<6} {status:<5} "
-        f"input={attributes.get('input.value')}\n"
-    )
-
-
 if __name__ == "__main__":
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(formatter=one_line)))
-    otel_runnables.configure(tracer_provider=provider, store=False)  # this provider only
+    otel_runnables.configure(tracer_provider=printing_provider(), store=False)  # this provider only
     instrument_service()
     importlib.import_module("service_plain").main()  # the unchanged service

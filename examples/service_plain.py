@@ -1,6 +1,7 @@
-"""An order service as it exists before anyone thought of tracing: a queue, a
-worker thread and a service class. Standard library only; it imports nothing
-of otel_runnables or OpenTelemetry.
+"""An order service as it exists before anyone thought of tracing: a service
+class and the function that handles one order, run for each order by a worker
+thread (the orders and the worker's queue are in `_shop.py`). Standard library
+only; it imports nothing of otel_runnables or OpenTelemetry.
 
     .venv/bin/python examples/service_plain.py
 
@@ -10,18 +11,9 @@ of otel_runnables or OpenTelemetry.
 
 from __future__ import annotations
 
-import queue
-import threading
-from dataclasses import dataclass
+import functools
 
-PRICES = {"book": 12, "pen": 2}
-
-
-@dataclass(frozen=True)
-class Order:
-    id: int
-    sku: str
-    quantity: int
+from _shop import ORDERS, PRICES, Order, run_worker
 
 
 class OrderService:
@@ -49,28 +41,9 @@ def process_order(service: OrderService, order: Order) -> str:
     return f"{receipt} {service.ship(order)}"
 
 
-def worker(service: OrderService, jobs: queue.Queue[Order | None], results: list[str]) -> None:
-    while (order := jobs.get()) is not None:
-        try:
-            results.append(process_order(service, order))
-        except ValueError as exc:
-            results.append(f"order {order.id} rejected: {exc}")
-
-
 def run_service(orders: list[Order]) -> list[str]:
-    """Feed the orders to one worker thread; its results, in order."""
-    jobs: queue.Queue[Order | None] = queue.Queue()
-    results: list[str] = []
-    thread = threading.Thread(target=worker, args=(OrderService(), jobs, results), name="orders")
-    thread.start()
-    for order in orders:
-        jobs.put(order)
-    jobs.put(None)
-    thread.join()
-    return results
-
-
-ORDERS = [Order(1, "book", 2), Order(2, "pen", 10), Order(3, "book", 9)]
+    """Every order processed by one worker thread; its results, in order."""
+    return run_worker(functools.partial(process_order, OrderService()), orders)
 
 
 def main() -> None:
