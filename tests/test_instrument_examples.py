@@ -30,7 +30,7 @@ EXPECTED_TREE = "\n".join(
 def examples(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.syspath_prepend(str(EXAMPLES))
     yield
-    for name in ("service_plain", "service_decorated", "service_nocode"):
+    for name in ("service_plain", "service_decorated", "service_nocode", "_shop", "_print_spans"):
         sys.modules.pop(name, None)
 
 
