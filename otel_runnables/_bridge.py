@@ -57,6 +57,7 @@ __all__ = [
     "discarded",
     "ended",
     "failed",
+    "filter_of",
     "has_listeners",
     "live_run",
     "live_runs_in_trace",
@@ -124,6 +125,23 @@ class EventFilter:
 
 
 ALL_EVENTS = EventFilter()
+_NO_RULES = (None,) * 6
+
+
+def filter_of(
+    include_names: Sequence[str] | None = None,
+    include_types: Sequence[str] | None = None,
+    include_tags: Sequence[str] | None = None,
+    exclude_names: Sequence[str] | None = None,
+    exclude_types: Sequence[str] | None = None,
+    exclude_tags: Sequence[str] | None = None,
+) -> EventFilter:
+    """The filter of these rules; ``ALL_EVENTS`` itself when there are none (the
+    usual astream_events call: a frozen dataclass costs 10.8k instructions to make)."""
+    rules = (include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags)
+    if rules == _NO_RULES:
+        return ALL_EVENTS
+    return EventFilter(*rules)
 
 
 class FilteredLog(EventLog):
@@ -135,7 +153,7 @@ class FilteredLog(EventLog):
         # only a shared log is looked up by its filter
         super().__init__(event_filter.key() if shared else None, ends_with_root=ends_with_root, shared=shared)
         self.filter = event_filter
-        self.accepts_all = event_filter == ALL_EVENTS
+        self.accepts_all = event_filter is ALL_EVENTS or event_filter == ALL_EVENTS
 
     def offer(self, entry: tuple[Any, ...], name: str, event_type: str, tags: Sequence[str]) -> None:
         if self.accepts_all or self.filter.accepts(name, event_type, tags):
@@ -168,6 +186,7 @@ class Subscription:
         self,
         *,
         root_id: uuid.UUID | None = None,
+        root_key: str | None = None,
         trace_id: int | None = None,
         event_filter: EventFilter = ALL_EVENTS,
         max_buffer: int = 0,
@@ -177,7 +196,11 @@ class Subscription:
         own_chunks_only: bool = False,
     ) -> None:
         self.root_id = root_id
-        self.root_key = None if root_id is None else str(root_id)  # runs are looked up by id text
+        # runs are looked up by id text: ``root_key`` is root_id's, when the caller has it
+        # already (str() of a UUID costs 8.3k instructions)
+        if root_key is None and root_id is not None:
+            root_key = str(root_id)
+        self.root_key = root_key
         self.trace_id = trace_id
         self.filter = event_filter
         self.max_buffer = max_buffer
@@ -203,17 +226,17 @@ class Subscription:
         """Ancestors seen by this subscription, root first. With
         ``sees_root_parent`` (astream_events) the root's own parent counts
         too: langchain_core's stream learns it from the root's start."""
-        ids: list[str] = []
         root = self.root_key
-        ancestor: Run | None = run
-        while ancestor is not None and ancestor.id_text != root:
-            ancestor = ancestor.parent
-            if ancestor is not None:
-                ids.append(ancestor.id_text)
-        if self.sees_root_parent and ancestor is not None and ancestor.parent is not None:
-            ids.append(ancestor.parent.id_text)
-        ids.reverse()
-        return ids
+        if run.id_text == root:
+            parent = run.parent
+            return [parent.id_text] if self.sees_root_parent and parent is not None else []
+        ancestors = run.ancestor_ids()  # worked out once per run, not per event
+        if root is None or root not in ancestors:
+            return list(ancestors)
+        start = ancestors.index(root)
+        if self.sees_root_parent and start > 0:
+            start -= 1
+        return list(ancestors[start:])
 
     def render(self, entry: tuple[Any, ...]) -> dict[str, Any] | None:
         """The v2 dictionary of one log entry (None for a failure, which has
@@ -309,7 +332,6 @@ def unsubscribe(subscription: Subscription) -> None:
         subscription._finalizer = None
     if reader is None:
         return
-    subscription.reader = None
     last = reader.leave()
     if last:
         log = reader.log
@@ -329,21 +351,24 @@ def _remove_locked(log: FilteredLog) -> None:
 def _remove_at(registry: dict[Any, tuple[FilteredLog, ...]], key: Any, log: FilteredLog) -> None:
     logs = registry.get(key)
     if logs is not None and log in logs:
-        kept = tuple(other for other in logs if other is not log)
-        if kept:
-            registry[key] = kept
-        else:
-            del registry[key]
+        _keep_others(registry, key, logs, log)
 
 
 def _remove_from(registry: dict[Any, tuple[FilteredLog, ...]], log: FilteredLog) -> None:
     for key, logs in list(registry.items()):
         if log in logs:
-            kept = tuple(other for other in logs if other is not log)
-            if kept:
-                registry[key] = kept
-            else:
-                del registry[key]
+            _keep_others(registry, key, logs, log)
+
+
+def _keep_others(
+    registry: dict[Any, tuple[FilteredLog, ...]], key: Any, logs: tuple[FilteredLog, ...], log: FilteredLog
+) -> None:
+    """``registry[key]`` without ``log`` (which it holds once), or no entry when that leaves none."""
+    if len(logs) == 1:
+        del registry[key]
+    else:
+        at = logs.index(log)
+        registry[key] = logs[:at] + logs[at + 1 :]
 
 
 def _sweep_locked() -> None:

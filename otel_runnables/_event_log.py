@@ -114,12 +114,14 @@ class EventLog:
 
     def _join(self, reader: LogReader) -> int:
         """The reader's first position: the next entry to be appended."""
+        if not self.shared:
+            # its only reader, which joins before the log is registered, so before any
+            # append: no lock, and no set of readers to keep (astream_events opens one per call)
+            self._capacity = reader.max_buffer or None
+            return self._base + len(self._entries)
         with self._lock:
-            if self.shared:
-                self._readers.add(reader)
-                self._resize()
-            else:  # its only reader: no set of readers to keep (astream_events opens one per call)
-                self._capacity = reader.max_buffer or None
+            self._readers.add(reader)
+            self._resize()
             return self._base + len(self._entries)
 
     def _leave(self, reader: LogReader) -> bool:

@@ -34,6 +34,7 @@ __all__ = [
     "emit_custom_event",
     "new_run_id",
     "new_run_id_text",
+    "run_id_text",
     "start_run",
 ]
 
@@ -71,9 +72,25 @@ def new_run_id_text() -> str:
     return f"{prefix}{rand[:3]}-{_VARIANT_DIGIT[rand[3]]}{rand[4:7]}-{rand[8:]}"
 
 
+# the id new_run_id() made last, with its text: astream_events makes its root's id
+# up front, and the stream and the run then take the text as it is
+_last_made: tuple[uuid.UUID | None, str] = (None, "")
+
+
 def new_run_id() -> uuid.UUID:
     """The same kind of id as a UUID, for a caller that needs one up front."""
-    return uuid.UUID(new_run_id_text())
+    global _last_made
+    text = new_run_id_text()
+    made = uuid.UUID(text)
+    _last_made = (made, text)
+    return made
+
+
+def run_id_text(run_id: uuid.UUID) -> str:
+    """``str(run_id)``, without formatting it again when new_run_id() just made it
+    (str() of a UUID costs 8.3k instructions, 0.9 % of an astream_events call)."""
+    made, text = _last_made
+    return text if made is run_id else str(run_id)
 
 
 # samplers that record every root span and every span whose parent is sampled:
@@ -134,6 +151,7 @@ class Run:
         "capture",
         "id_text",
         "custom_events",
+        "_ancestor_ids",
     )
 
     def __init__(
@@ -172,7 +190,7 @@ class Run:
         given_id = config.get("run_id")
         # the text is what spans and the bridge use; the UUID is made when asked for
         self._id: uuid.UUID | None = given_id
-        self.id_text = new_run_id_text() if given_id is None else str(given_id)
+        self.id_text = new_run_id_text() if given_id is None else run_id_text(given_id)
         self.parent = parent
         self.name = name
         self.run_type = run_type
@@ -187,6 +205,7 @@ class Run:
         self.custom_events = 0
         self.ended = False
         self.announced = False
+        self._ancestor_ids: tuple[str, ...] | None = None
         # read once per run; an integration may decide for its kind of run
         self.capture = _settings.CAPTURE_CONTENT.value if capture is None else capture
         self.span = self._start_span(attributes)
@@ -203,6 +222,20 @@ class Run:
     @property
     def parent_id(self) -> uuid.UUID | None:
         return None if self.parent is None else self.parent.id
+
+    def ancestor_ids(self) -> tuple[str, ...]:
+        """The ids of this run's ancestors, outermost first; worked out once, when
+        a subscriber first needs the parent_ids of this run's events."""
+        ids = self._ancestor_ids
+        if ids is None:
+            chain: list[str] = []
+            ancestor = self.parent
+            while ancestor is not None:
+                chain.append(ancestor.id_text)
+                ancestor = ancestor.parent
+            chain.reverse()
+            ids = self._ancestor_ids = tuple(chain)
+        return ids
 
     def _start_span(self, extra: Mapping[str, Any] | None) -> Span:
         parent = self.parent

@@ -199,12 +199,12 @@ class Runnable(Generic[Input, Output]):
         """Stream this run's subtree as langchain_core's v2 event dictionaries:
         on_chain_start/stream/end and on_custom_event, in the order they happen.
         Closing the iterator early cancels the run."""
-        from otel_runnables._bridge import EventFilter
+        from otel_runnables._bridge import filter_of
         from otel_runnables._event_stream import stream_events
 
         if version != "v2":
             return _unsupported_version(version)
-        event_filter = EventFilter(
+        event_filter = filter_of(
             include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
         )
         return stream_events(self, input, config, event_filter, **kwargs)
