@@ -34,6 +34,7 @@ from otel_runnables._sentinel import MISSING
 
 if TYPE_CHECKING:
     from otel_runnables._runs import Run
+    from otel_runnables.callbacks import BaseCallbackHandler
 
 __all__ = [
     "CUSTOM",
@@ -50,13 +51,11 @@ __all__ = [
     "achunk",
     "acustom_event",
     "aended",
-    "afailed",
     "astarted",
     "chunk",
     "custom_event",
     "discarded",
     "ended",
-    "failed",
     "filter_of",
     "has_listeners",
     "live_run",
@@ -128,17 +127,9 @@ ALL_EVENTS = EventFilter()
 _NO_RULES = (None,) * 6
 
 
-def filter_of(
-    include_names: Sequence[str] | None = None,
-    include_types: Sequence[str] | None = None,
-    include_tags: Sequence[str] | None = None,
-    exclude_names: Sequence[str] | None = None,
-    exclude_types: Sequence[str] | None = None,
-    exclude_tags: Sequence[str] | None = None,
-) -> EventFilter:
-    """The filter of these rules; ``ALL_EVENTS`` itself when there are none (the
+def filter_of(*rules: Sequence[str] | None) -> EventFilter:
+    """``EventFilter(*rules)``, or ``ALL_EVENTS`` itself when every rule is None (the
     usual astream_events call: a frozen dataclass costs 10.8k instructions to make)."""
-    rules = (include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags)
     if rules == _NO_RULES:
         return ALL_EVENTS
     return EventFilter(*rules)
@@ -458,7 +449,11 @@ def _register(run: Run) -> None:
         _publish(run, (START, run, MISSING, MISSING), run.name, run.run_type, run.tags)
 
 
-def _unregister(run: Run, outputs: Any, inputs: Any, error: BaseException | None) -> None:
+def _unregister(
+    run: Run, outputs: Any, inputs: Any, error: BaseException | None
+) -> Sequence[BaseCallbackHandler]:
+    """Take the run off the bus, its end (or failure) told to the logs; the
+    handlers that hear it (on_chain_end, or on_chain_error)."""
     _live.pop(run.id_text, None)
     if _by_run or _by_trace:
         if error is None:
@@ -466,6 +461,18 @@ def _unregister(run: Run, outputs: Any, inputs: Any, error: BaseException | None
         else:
             _publish_failure(run, error)
         _close_finished(run)
+    if not run.handlers:
+        return ()
+    return listening(run.handlers, "on_chain_end" if error is None else "on_chain_error")
+
+
+def _end_call(
+    run: Run, outputs: Any, inputs: Any, error: BaseException | None
+) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The handlers' callback for the run's end or failure: its name and arguments."""
+    if error is None:
+        return "on_chain_end", (outputs,), _end_kwargs(run, inputs)
+    return "on_chain_error", (error,), _end_kwargs(run, inputs)
 
 
 def started(run: Run, handler_extra: Mapping[str, Any] | None = None) -> None:
@@ -488,35 +495,22 @@ def chunk(run: Run, value: Any) -> None:
 achunk = chunk  # no handler callback for chunks: nothing to await
 
 
-def ended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
-    _unregister(run, outputs, inputs, None)
-    if run.handlers and (hearing := listening(run.handlers, "on_chain_end")):
-        notify(hearing, "on_chain_end", (outputs,), _end_kwargs(run, inputs))
+def ended(run: Run, outputs: Any, inputs: Any = MISSING, error: BaseException | None = None) -> None:
+    """The run returned ``outputs``, or raised ``error``: v2 has no error event,
+    subscribers see the stream stop."""
+    if hearing := _unregister(run, outputs, inputs, error):
+        notify(hearing, *_end_call(run, outputs, inputs, error))
 
 
-async def aended(run: Run, outputs: Any, inputs: Any = MISSING) -> None:
-    _unregister(run, outputs, inputs, None)
-    if run.handlers and (hearing := listening(run.handlers, "on_chain_end")):
-        await anotify(hearing, "on_chain_end", (outputs,), _end_kwargs(run, inputs))
+async def aended(run: Run, outputs: Any, inputs: Any = MISSING, error: BaseException | None = None) -> None:
+    if hearing := _unregister(run, outputs, inputs, error):
+        await anotify(hearing, *_end_call(run, outputs, inputs, error))
 
 
 def discarded(run: Run) -> None:
-    """A run whose start a handler refused: gone, without an error callback."""
+    """A run whose start a handler refused: gone, and its handlers hear no error."""
     refused = RuntimeError(f"a callback handler refused the start of run {run.id_text}")
     _unregister(run, None, MISSING, refused)
-
-
-def failed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:
-    # v2 has no error event: subscribers see the stream stop
-    _unregister(run, None, inputs, error)
-    if run.handlers and (hearing := listening(run.handlers, "on_chain_error")):
-        notify(hearing, "on_chain_error", (error,), _end_kwargs(run, inputs))
-
-
-async def afailed(run: Run, error: BaseException, inputs: Any = MISSING) -> None:
-    _unregister(run, None, inputs, error)
-    if run.handlers and (hearing := listening(run.handlers, "on_chain_error")):
-        await anotify(hearing, "on_chain_error", (error,), _end_kwargs(run, inputs))
 
 
 def _offer_custom(

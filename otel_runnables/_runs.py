@@ -252,20 +252,24 @@ class Run:
         tracer = get_tracer()
         if _likely_recorded(tracer, parent_span):
             # everything in one go: the SDK validates attributes per call and per value
-            attributes.update(self._content_attributes(extra))
+            self._add_content_attributes(attributes, extra)
             return tracer.start_span(self.name, context=context, kind=_INTERNAL, attributes=attributes)
         span = tracer.start_span(self.name, context=context, kind=_INTERNAL, attributes=attributes)
         if span.is_recording():  # a sampler that records what its parent did not
-            span.set_attributes(self._content_attributes(extra))
+            span.set_attributes(self._add_content_attributes({}, extra))
         return span
 
-    def _content_attributes(self, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-        more = conventions.run_attributes(self.tags, self.metadata)
+    def _add_content_attributes(
+        self, attributes: dict[str, Any], extra: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """Tags, metadata, ``extra`` and the inputs, added to ``attributes`` (returned)."""
+        if self.tags or self.metadata:
+            attributes.update(conventions.run_attributes(self.tags, self.metadata))
         if extra:
-            more.update(extra)
+            attributes.update(extra)
         if not self.streaming:
-            more.update(conventions.io_attributes("input", self.inputs, capture=self.capture))
-        return more
+            attributes.update(conventions.io_attributes("input", self.inputs, capture=self.capture))
+        return attributes
 
     def child_scope(self, local_tag: str | None = None) -> RunScope:
         """What a child of this run inherits; ``local_tag`` reaches only the child."""
@@ -359,11 +363,11 @@ class Run:
     def fail(self, error: BaseException, *, inputs: Any = MISSING) -> None:
         """The run raised ``error``."""
         if self._fail_span(error):
-            bridge.failed(self, error, inputs)
+            bridge.ended(self, None, inputs, error)
 
     async def afail(self, error: BaseException, *, inputs: Any = MISSING) -> None:
         if self._fail_span(error):
-            await bridge.afailed(self, error, inputs)
+            await bridge.aended(self, None, inputs, error)
 
     def discard(self, error: BaseException) -> None:
         """A handler refused the start: the span ends as an error, but (as in
@@ -400,7 +404,7 @@ def start_run(
     """Start a run from sync code: span first, then the handlers."""
     run = Run(config, name=name, inputs=inputs, run_type=run_type, streaming=streaming, attributes=attributes)
     try:
-        run.notify_start(handler_extra)
+        bridge.started(run, handler_extra)
     except BaseException as exc:  # a raise_error handler refused the start
         run.discard(exc)
         raise
@@ -420,7 +424,7 @@ async def astart_run(
     """Start a run from async code."""
     run = Run(config, name=name, inputs=inputs, run_type=run_type, streaming=streaming, attributes=attributes)
     try:
-        await run.anotify_start(handler_extra)
+        await bridge.astarted(run, handler_extra)
     except BaseException as exc:
         run.discard(exc)
         raise
