@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from otel_runnables._runnables.base import Runnable
 
 T = TypeVar("T")
+It = TypeVar("It")  # a sync or an async iterator
 
 # what handlers receive besides the standard arguments, as in langchain_core
 INVOKE_EXTRA: Mapping[str, Any] = {"run_type": None}
@@ -63,9 +64,12 @@ def _entries(run: Run) -> list[Callable[[], None]]:
     return undo
 
 
-def enter_run(run: Run, child_config: RunnableConfig) -> object:
-    """Make ``run`` current: its span and its child config."""
-    token = otel_context.attach(context_with_child_config(child_config, run.span))
+def enter_run(run: Run, child_config: RunnableConfig, span_is_current: bool = False) -> object:
+    """Make ``run`` current: its span and its child config. ``span_is_current``: the
+    run's own code hands over another child config (a sequence between its steps)."""
+    token = otel_context.attach(
+        context_with_child_config(child_config, None if span_is_current else run.span)
+    )
     if RUN_ENTRIES:
         undo = _entries(run)
         if undo:
@@ -256,6 +260,29 @@ class _RecordingIterator(Iterator[T]):
             pass
 
 
+def _streamed_run(runnable: Runnable[Any, Any], ensured: RunnableConfig) -> dict[str, Any]:
+    """How a streamed run starts: its inputs come in chunks, recorded at its end."""
+    return {
+        "name": run_name(runnable, ensured),
+        "inputs": dict(STREAM_START_MARKER),
+        "run_type": runnable.run_type,
+        "streaming": True,
+        "handler_extra": STREAM_EXTRA,
+    }
+
+
+def _begin_transform(
+    run: Run, ensured: RunnableConfig, transformer: Callable[[Any, RunnableConfig, Run], It], chunks: Any
+) -> tuple[RunnableConfig, It]:
+    """The run's child config, and the transformer's iterator, made with the run current."""
+    child = patch_config(ensured, callbacks=run.child_scope())
+    token = enter_run(run, child)
+    try:
+        return child, transformer(chunks, child, run)
+    finally:
+        exit_run(token)
+
+
 def transform_stream_with_config(
     runnable: Runnable[Any, Any],
     inputs: Iterator[Any],
@@ -267,22 +294,10 @@ def transform_stream_with_config(
     recorded = _RecordingIterator(inputs, total_in)
     recorded.prime()
     ensured = ensure_config(config)
-    run = start_run(
-        ensured,
-        name=run_name(runnable, ensured),
-        inputs=dict(STREAM_START_MARKER),
-        run_type=runnable.run_type,
-        streaming=True,
-        handler_extra=STREAM_EXTRA,
-    )
+    run = start_run(ensured, **_streamed_run(runnable, ensured))
     total_out = ChunkTotal(sticky=True)
     try:
-        child = patch_config(ensured, callbacks=run.child_scope())
-        token = enter_run(run, child)
-        try:
-            iterator = transformer(recorded, child, run)
-        finally:
-            exit_run(token)
+        child, iterator = _begin_transform(run, ensured, transformer, recorded)
         try:
             while True:
                 token = enter_run(run, child)
@@ -337,27 +352,16 @@ async def atransform_stream_with_config(
     recorded = _RecordingAsyncIterator(inputs, total_in)
     await recorded.prime()
     ensured = ensure_config(config)
-    run = await astart_run(
-        ensured,
-        name=run_name(runnable, ensured),
-        inputs=dict(STREAM_START_MARKER),
-        run_type=runnable.run_type,
-        streaming=True,
-        handler_extra=STREAM_EXTRA,
-    )
+    run = await astart_run(ensured, **_streamed_run(runnable, ensured))
     total_out = ChunkTotal(sticky=True)
-    iterator: AsyncIterator[T] | None = None
+    iterator: AsyncIterator[T] | None = None  # closed at the end, once made
     try:
-        child = patch_config(ensured, callbacks=run.child_scope())
-        token = enter_run(run, child)
-        try:
-            iterator = transformer(recorded, child, run)
-        finally:
-            exit_run(token)
+        child, stream = _begin_transform(run, ensured, transformer, recorded)
+        iterator = stream
         while True:
             token = enter_run(run, child)
             try:
-                chunk = await iterator.__anext__()
+                chunk = await stream.__anext__()
             except StopAsyncIteration:
                 break
             finally:

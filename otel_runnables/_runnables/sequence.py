@@ -110,7 +110,7 @@ class RunnableSequence(StreamingRunnable[Any, Any]):
         for index, step in enumerate(self.steps):
             step_config = self._step_config(config, run, index)
             # code between steps sees the step's config, as in langchain_core
-            token = enter_run(run, step_config)
+            token = enter_run(run, step_config, span_is_current=True)
             try:
                 value = step.invoke(value, step_config, **(kwargs if index == 0 else NO_KWARGS))
             finally:
@@ -126,7 +126,7 @@ class RunnableSequence(StreamingRunnable[Any, Any]):
     ) -> Any:
         for index, step in enumerate(self.steps):
             step_config = self._step_config(config, run, index)
-            token = enter_run(run, step_config)
+            token = enter_run(run, step_config, span_is_current=True)
             try:
                 value = await step.ainvoke(value, step_config, **(kwargs if index == 0 else NO_KWARGS))
             finally:
