@@ -21,7 +21,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.trace import Span
@@ -151,6 +151,7 @@ class FilteredLog(EventLog):
             self.append(entry)
 
 
+@dataclass(eq=False, kw_only=True)
 class Subscription:
     """A reader of the v2 events of one run subtree (``root_id``) or one trace
     (``trace_id``). It reads a log it may share with other subscriptions of the
@@ -158,49 +159,23 @@ class Subscription:
     ``max_buffer`` (0: unbounded) bounds its undelivered events; past it the
     oldest are skipped and counted in ``dropped``: the publisher never waits."""
 
-    __slots__ = (
-        "__weakref__",
-        "_finalizer",
-        "ends_with_root",
-        "filter",
-        "max_buffer",
-        "own_chunks_only",
-        "reader",
-        "root_id",
-        "root_key",
-        "sees_root_parent",
-        "shared",
-        "trace_id",
-    )
+    root_id: uuid.UUID | None = None
+    root_key: str | None = None
+    """root_id's text, by which runs are looked up: given when the caller has it
+    (str() of a UUID costs 8.3k instructions), else made from root_id."""
+    trace_id: int | None = None
+    event_filter: EventFilter = ALL_EVENTS
+    max_buffer: int = 0
+    ends_with_root: bool = False
+    shared: bool = False
+    sees_root_parent: bool = False
+    own_chunks_only: bool = False  # stream events of the root run only
+    reader: LogReader | None = field(default=None, init=False)
+    _finalizer: weakref.finalize[Any, Any] | None = field(default=None, init=False, repr=False)
 
-    def __init__(
-        self,
-        *,
-        root_id: uuid.UUID | None = None,
-        root_key: str | None = None,
-        trace_id: int | None = None,
-        event_filter: EventFilter = ALL_EVENTS,
-        max_buffer: int = 0,
-        ends_with_root: bool = False,
-        shared: bool = False,
-        sees_root_parent: bool = False,
-        own_chunks_only: bool = False,
-    ) -> None:
-        self.root_id = root_id
-        # runs are looked up by id text: ``root_key`` is root_id's, when the caller has it
-        # already (str() of a UUID costs 8.3k instructions)
-        if root_key is None and root_id is not None:
-            root_key = str(root_id)
-        self.root_key = root_key
-        self.trace_id = trace_id
-        self.filter = event_filter
-        self.max_buffer = max_buffer
-        self.ends_with_root = ends_with_root
-        self.shared = shared
-        self.sees_root_parent = sees_root_parent
-        self.own_chunks_only = own_chunks_only  # stream events of the root run only
-        self.reader: LogReader | None = None
-        self._finalizer: weakref.finalize[Any, Any] | None = None
+    def __post_init__(self) -> None:
+        if self.root_key is None and self.root_id is not None:
+            self.root_key = str(self.root_id)
 
     @property
     def dropped(self) -> int:
@@ -276,7 +251,7 @@ def live_runs_in_trace(trace_id: int) -> list[Run]:
 
 def _attach(registry: dict[Any, tuple[FilteredLog, ...]], key: Any, subscription: Subscription) -> None:
     if not subscription.shared:  # its own log, read until it unsubscribes (astream_events)
-        own = FilteredLog(subscription.filter, ends_with_root=subscription.ends_with_root, shared=False)
+        own = FilteredLog(subscription.event_filter, ends_with_root=subscription.ends_with_root, shared=False)
         subscription.reader = LogReader(own, subscription.max_buffer)
         with _lock:
             registry[key] = (*registry.get(key, ()), own)
@@ -284,7 +259,7 @@ def _attach(registry: dict[Any, tuple[FilteredLog, ...]], key: Any, subscription
     with _lock:
         _sweep_locked()
         logs = registry.get(key, ())
-        filter_key = subscription.filter.key()
+        filter_key = subscription.event_filter.key()
         log = next(
             (
                 candidate
@@ -297,7 +272,9 @@ def _attach(registry: dict[Any, tuple[FilteredLog, ...]], key: Any, subscription
             None,
         )
         if log is None:
-            log = FilteredLog(subscription.filter, ends_with_root=subscription.ends_with_root, shared=True)
+            log = FilteredLog(
+                subscription.event_filter, ends_with_root=subscription.ends_with_root, shared=True
+            )
             registry[key] = (*logs, log)
         subscription.reader = LogReader(log, subscription.max_buffer)
     # dropped without unsubscribing: the log is looked at again (never from here: a

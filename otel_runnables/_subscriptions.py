@@ -162,7 +162,7 @@ class _Attached:
         path, flush = store
         flush()
         _, runs, events, _ = read_history(path, self._target(), emit)
-        replayer = Replayer(self._subscription.root_key, self._subscription.filter)
+        replayer = Replayer(self._subscription.root_key, self._subscription.event_filter)
         replayed = replayer.update(runs, events, emit=emit)
         taken = replayer.taken_ids() if emit else set()  # the bus then skips what was yielded
         status = replayer.status_of_root()
