@@ -47,7 +47,7 @@ from otel_runnables import _bridge as bridge
 from otel_runnables import _conventions as conventions
 from otel_runnables import _settings
 from otel_runnables._store.retention import RetentionPolicy
-from otel_runnables._store.rows import ABANDON, END, EVENT, START, TAIL, OpenSpan
+from otel_runnables._store.rows import ABANDON, END, EVENT, START, TAIL, EndedSpan, OpenSpan
 from otel_runnables._store.writer import StoreWriter
 from otel_runnables._worker_exit import at_worker_exit
 
@@ -101,7 +101,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
         self._ends_room = 2 * max_queue_size
         self._open: dict[int, OpenSpan] = {}  # by span id
         self._queue: deque[tuple[Any, ...]] = deque()
-        self._deferred: deque[tuple[OpenSpan | None, ReadableSpan]] = deque()  # ends waiting for room
+        self._deferred: deque[tuple[OpenSpan | None, EndedSpan]] = deque()  # ends waiting for room
         self._writer = self._new_writer()
         self._count_lock = threading.Lock()  # the rare paths only: drops, past the bound
         self._flushed_at = (0, 0)  # (dropped, lost) when force_flush last answered
@@ -183,8 +183,9 @@ class LocalStoreSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if self._closed or span.attributes.get(conventions.SPAN_TYPE) in _LIVENESS_SPANS:  # type: ignore[union-attr]
             return
-        state = OpenSpan(span)
-        self._open[span.context.span_id] = state
+        context = span.context
+        state = OpenSpan(span, context)
+        self._open[context.span_id] = state
         queue = self._queue
         if len(queue) < self.max_queue_size:
             queue.append((START, state))
@@ -199,20 +200,24 @@ class LocalStoreSpanProcessor(SpanProcessor):
         state = self._open.pop(span.context.span_id, None)
         if state is None and (span.start_time or 0) < self._forked_at:
             return  # a span of the parent process, ended in this forked child: the parent's to write
+        ended = EndedSpan.of(span, seen_starting=state is not None)
+        if state is not None:
+            state.ended_span = ended
+            state.span = None  # it dies with its run, as it would without the store (see rows.py)
         queue = self._queue
         if len(queue) < self._ends_room:
             self._queue_waiting_tails(state)
             if state is not None:
                 state.ended = True
-            queue.append((END, state, span))
+            queue.append((END, state, ended))
             if self._deferred:
                 self._requeue_deferred()
             if self._writer.idle:
                 self._writer.wake()
         else:
-            self._defer(state, span)
+            self._defer(state, ended)
 
-    def _defer(self, state: OpenSpan | None, span: ReadableSpan) -> None:
+    def _defer(self, state: OpenSpan | None, span: EndedSpan) -> None:
         """No room even for an end: the writer is stalled. The end waits here
         (bounded) for room in the queue, or for shutdown."""
         with self._count_lock:

@@ -7,27 +7,42 @@ name its span's first row (``span_row``) before that row is committed. Most
 spans start and end within one batch and get one row, their end.
 
 The caller's thread only queued small tuples (``processor.py``): every
-attribute read, id formatted and JSON encoded here is work it did not do.
+id formatted and attribute JSON encoded here is work it did not do. Of a span
+that ended it queued an ``EndedSpan``, not the span: queued whole, a span and
+all it holds would live on until its batch is written, and the garbage
+collector would walk it on the caller's thread meanwhile (that cost more
+than taking the ``EndedSpan`` does).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from itertools import count
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span
-from opentelemetry.trace import StatusCode
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span
+from opentelemetry.trace import SpanContext, StatusCode
 
 from otel_runnables import _conventions as conventions
 
-__all__ = ["ABANDON", "ABANDONED", "END", "EVENT", "START", "TAIL", "Batch", "OpenSpan", "encode_attributes"]
+__all__ = [
+    "ABANDON",
+    "ABANDONED",
+    "END",
+    "EVENT",
+    "START",
+    "TAIL",
+    "Batch",
+    "EndedSpan",
+    "OpenSpan",
+    "encode_attributes",
+]
 
 # what the queue holds: (START, open span) (EVENT, open span, seq, name, time_ns, attributes)
-# (TAIL, ... as EVENT ..., seq of the row it replaces or 0) (END, open span or None, ended span)
+# (TAIL, ... as EVENT ..., seq of the row it replaces or 0) (END, open span or None, EndedSpan)
 # (ABANDON, open span, end_ns): a span still open when the process shuts down
 START, EVENT, TAIL, END, ABANDON = range(5)
 ABANDONED = "process exited before the run ended"
@@ -42,11 +57,49 @@ def encode_attributes(attributes: Mapping[str, Any]) -> str:
     return _encode(attributes if type(attributes) is dict else dict(attributes))
 
 
+class EndedSpan(NamedTuple):
+    """What the rows need of a span that ended (see the module's docstring)."""
+
+    context: SpanContext
+    parent_span_id: int | None
+    name: str
+    start_ns: int
+    end_ns: int
+    status: str  # unset, ok, error
+    message: str
+    attributes: dict[str, Any]  # a copy (a dict of plain values, which the garbage collector skips)
+    resource: Resource | None
+    events: Sequence[Event]  # only where rows are made of them: a failed run's, a span seen only ending
+
+    @classmethod
+    def of(cls, span: ReadableSpan, *, seen_starting: bool) -> EndedSpan:
+        status = span.status
+        code = status.status_code
+        parent = span.parent
+        attributes = span.attributes
+        context = span.context
+        assert context is not None  # ended spans have one
+        return cls(
+            context,
+            None if parent is None else parent.span_id,
+            span.name,
+            span.start_time or 0,
+            span.end_time or time.time_ns(),
+            _STATUS.get(code, "unset"),
+            status.description or "",
+            {**attributes} if attributes else {},
+            span.resource,
+            span.events if code is StatusCode.ERROR or not seen_starting else (),
+        )
+
+
 class OpenSpan:
     """A span the processor saw start and has not seen end; its queue items share it."""
 
     __slots__ = (
         "span",
+        "context",
+        "ended_span",
         "seq",
         "not_stored",
         "ended",
@@ -57,8 +110,10 @@ class OpenSpan:
         "has_row",
     )
 
-    def __init__(self, span: Span) -> None:
-        self.span = span
+    def __init__(self, span: Span, context: SpanContext) -> None:
+        self.span: Span | None = span  # None once it ended: then ``ended_span`` says what it was
+        self.context = context
+        self.ended_span: EndedSpan | None = None
         self.seq = count(1)  # next() is atomic: events of one run may come from several threads
         self.not_stored = 0  # its events dropped (full queue, past the bound) or replaced
         self.ended = False  # its end is queued
@@ -70,9 +125,7 @@ class OpenSpan:
         self.has_row = False  # a row with that id is written (or in the batch being written)
 
 
-def _hex_ids(span: ReadableSpan) -> tuple[str, str]:
-    context = span.context
-    assert context is not None  # started spans only
+def _hex_ids(context: SpanContext) -> tuple[str, str]:
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
@@ -123,8 +176,11 @@ class Batch:
                     self._first_row(state, False)
             elif kind == ABANDON:
                 state = item[1]
-                if state.span.end_time is not None:  # it ended while the queue had no room for its end
-                    self._ended(state, state.span)
+                span = state.span
+                if span is None:  # it ended as the process was shutting down
+                    self._ended(state, state.ended_span)
+                elif span.end_time is not None:
+                    self._ended(state, EndedSpan.of(span, seen_starting=True))
                 else:
                     self.spans.append(self._live_row(state, self._row_id(state), item[2]))
 
@@ -159,33 +215,33 @@ class Batch:
 
     @staticmethod
     def _ids(state: OpenSpan) -> tuple[str, str]:
-        ids = state.ids = _hex_ids(state.span)
+        ids = state.ids = _hex_ids(state.context)
         return ids
 
     def _row(
         self,
         row_id: int,
-        span: ReadableSpan,
         ids: tuple[str, str],
-        attributes: dict[str, Any],
+        span: EndedSpan,
         end_ns: int | None,
         status: str,
         message: str,
         not_stored: int,
     ) -> tuple[Any, ...]:
-        parent = span.parent
+        parent = span.parent_span_id
+        attributes = span.attributes
         get = attributes.get
         return (
             row_id,
             ids[0],
             ids[1],
-            None if parent is None else f"{parent.span_id:016x}",
+            None if parent is None else f"{parent:016x}",
             span.name,
             get(conventions.SPAN_TYPE),
             get(conventions.RUN_ID),
             get(conventions.RUN_PARENT_ID),
             get(conventions.RUN_TYPE),
-            span.start_time or 0,
+            span.start_ns,
             end_ns,
             status,
             message,
@@ -197,35 +253,49 @@ class Batch:
 
     def _live_row(self, state: OpenSpan, row_id: int, end_ns: int | None) -> tuple[Any, ...]:
         """A span still going (``end_ns`` None), or one the process leaves unended."""
-        span = state.span
-        try:
-            attributes = {**span.attributes} if span.attributes else {}  # its thread may be adding some
-        except (KeyError, RuntimeError):
-            attributes = {}
         ids = state.ids or self._ids(state)
+        span = state.span
+        if span is None:  # it ended since its batch was taken: its end has what it had
+            now = state.ended_span
+            assert now is not None  # set before ``span`` is let go
+        else:
+            try:
+                attributes = {**span.attributes} if span.attributes else {}  # its thread may be adding some
+            except (KeyError, RuntimeError):
+                attributes = {}
+            parent = span.parent
+            now = EndedSpan(
+                state.context,
+                None if parent is None else parent.span_id,
+                span.name,
+                span.start_time or 0,
+                0,
+                "unset",
+                "",
+                attributes,
+                span.resource,
+                (),
+            )
         if end_ns is None:
-            return self._row(row_id, span, ids, attributes, None, "unset", "", 0)
-        return self._row(row_id, span, ids, attributes, end_ns, "error", ABANDONED, state.not_stored)
+            return self._row(row_id, ids, now, None, "unset", "", 0)
+        return self._row(row_id, ids, now, end_ns, "error", ABANDONED, state.not_stored)
 
-    def _ended(self, state: OpenSpan | None, span: ReadableSpan) -> None:
-        ids = _hex_ids(span) if state is None else (state.ids or self._ids(state))
+    def _ended(self, state: OpenSpan | None, span: EndedSpan) -> None:
+        ids = _hex_ids(span.context) if state is None else (state.ids or self._ids(state))
         row_id = self._row_id(state)
-        status = span.status
-        code = status.status_code
         self.spans.append(
             self._row(
                 row_id,
-                span,
                 ids,
-                {**span.attributes} if span.attributes else {},  # a dict: cheap to look into and encode
-                span.end_time or time.time_ns(),
-                _STATUS.get(code, "unset"),
-                status.description or "",
+                span,
+                span.end_ns,
+                span.status,
+                span.message,
                 0 if state is None else state.not_stored,
             )
         )
-        if state is not None and code is not StatusCode.ERROR:
-            return  # its custom events came from the bus; an error adds the exception's
+        if not span.events:
+            return  # a run's custom events came from the bus; an error adds the exception's
         first = row_id if state is None else state.first_row
         seq = count(1) if state is None else state.seq
         for event in span.events:
