@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -11,13 +12,14 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 from otel_runnables import RunnableLambda, dispatch_custom_event
 from otel_runnables import _liveness as liveness
@@ -29,6 +31,7 @@ from otel_runnables._store import (
     default_store_path,
 )
 from otel_runnables._store.retention import apply_retention
+from otel_runnables._store.rows import START, Batch
 from otel_runnables._store.schema import UnusableStoreError, connect_writer
 from otel_runnables.progress.backend import TraceNotFoundError
 from otel_runnables.progress.local import LocalBackend
@@ -389,3 +392,60 @@ def test_a_store_that_cannot_be_opened_counts_what_it_lost(
     assert store.accepted == 3 and store.lost == 3 and store.dropped == 0
     (line,) = [record.getMessage() for record in caplog.records if "cannot be used" in record.getMessage()]
     assert f"{unopenable} is a directory" in line
+
+
+def test_a_queued_run_does_not_keep_its_span_alive(
+    store_file: Path, use_provider: Callable[[Any], None]
+) -> None:
+    """A span waits in the queue as the values its rows need: the span itself
+    (and all it holds) dies with its run, on the caller's thread, as it does
+    without the store; the run is stored whole all the same."""
+    ended: list[weakref.ref[ReadableSpan]] = []
+
+    class Watcher(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            ended.append(weakref.ref(span))
+
+    connect_writer(store_file).close()
+    blocker = sqlite3.connect(store_file, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the store's writer waits: the run stays queued
+    provider = TracerProvider()
+    processor = LocalStoreSpanProcessor(store_file)
+    provider.add_span_processor(processor)
+    provider.add_span_processor(Watcher())
+    use_provider(provider)
+    try:
+        RunnableLambda(lambda x: dispatch_custom_event("step", {"n": 1}) or x).invoke(1)
+        assert processor.counts().queued == 3  # its start, its event, its end
+        (span,) = ended
+        assert span() is None
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert processor.force_flush()
+    (run,) = LocalStore(store_file).recent_root_runs(5)
+    assert run.end_ns is not None and run.status == "unset"
+    assert run.attributes["output.value"] == "1"
+    assert [e.attributes["otel_runnables.event.data.n"] for e in run.events] == [1]
+    processor.shutdown()
+
+
+def test_a_run_that_ends_after_its_start_was_taken_is_written_running_from_its_end(
+    store_file: Path,
+) -> None:
+    """The writer takes a batch with a run's start; the run ends before that
+    batch's rows are made. Its running row is made from what its end kept."""
+    provider = TracerProvider()
+    processor = LocalStoreSpanProcessor(store_file, flush_interval=3600)  # the queue waits to gather
+    provider.add_span_processor(processor)
+    span = provider.get_tracer("t").start_span("job", attributes={"a": 1})
+    (start,) = [item for item in processor._queue if item[0] == START]
+    span.set_attribute("b", 2)
+    span.end()
+    rows = Batch(1, None, lambda resource: None)
+    rows.add([start])
+    (row,) = rows.spans
+    assert row[4] == "job"
+    assert row[10] is None  # end_ns: running
+    assert json.loads(row[13]) == {"a": 1, "b": 2}
+    processor.shutdown()
