@@ -281,9 +281,6 @@ class Run:
     def notify_start(self, handler_extra: Mapping[str, Any] | None = None) -> None:
         bridge.started(self, handler_extra)
 
-    async def anotify_start(self, handler_extra: Mapping[str, Any] | None = None) -> None:
-        await bridge.astarted(self, handler_extra)
-
     def record_custom_event(self, name: str, data: Any) -> tuple[int, int] | None:
         """Write the event on the span (handlers are notified by the dispatcher);
         (its timestamp, its number within the run), which identify it in the
