@@ -88,6 +88,7 @@ def test_a_live_run_and_its_events_are_visible_before_it_ends(
     # the live copy and the ended span's copy of the first event are one row
     assert [e.attributes["otel_runnables.event.data.step"] for e in done.events] == [1, 2]
     assert reader.counts() == (1, 2)
+    assert [run.name for run in reader.recent_root_runs(sys.maxsize)] == ["work"]  # "all of them"
 
 
 def test_mirror_spans_and_span_events_are_stored_once(

@@ -34,6 +34,7 @@ _SPAN_COLUMNS = (
     "id, trace_id, span_id, parent_span_id, name, start_ns, end_ns, status, status_message, attributes, "
     "service_name, writer_id, events_not_stored"
 )
+_MOST_RUNS = 2**31  # SQLite's LIMIT is a 64-bit integer; the reader doubles it as it looks further
 _STATUSES: dict[str, SpanStatus] = {"unset": "unset", "ok": "ok", "error": "error"}
 _Row = tuple[Any, ...]
 
@@ -207,7 +208,7 @@ class LocalStore:
     def recent_root_runs(self, last: int, *, events: bool = True) -> list[SpanRecord]:
         """The spans of the ``last`` most recently started root runs, newest first
         (with their own events unless ``events=False``)."""
-        last = max(0, last)
+        last = max(0, min(last, _MOST_RUNS))  # "all of them" may be asked as sys.maxsize
         with self._connection() as connection:
             if connection is None or last == 0:
                 return []
