@@ -18,6 +18,7 @@ from otel_runnables import progress
 from otel_runnables._cli import EXIT_RUN_LOST
 from otel_runnables._cli import main as cli
 from otel_runnables._store import LocalStore
+from tests.child_process import clean_environment, run_code
 from tests.store_jobs import EVENTS_PER_RUN, RUNS_PER_TASK
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,3 +209,32 @@ def test_a_writer_on_another_machine_is_lost_when_its_heartbeat_stops(
     finally:
         process.send_signal(signal.SIGCONT)
     eventually(lambda: status() == "running")  # beating again: nothing was rewritten
+
+
+def test_the_library_threads_import_nothing(store: Path) -> None:
+    """A thread of ours that imports a module for the first time holds that module's
+    lock meanwhile; a process that forks then leaves its child the lock, held by a
+    thread the child does not have, and the child's first use of that module waits
+    forever (a forked child's store writer did, and lost its runs)."""
+    done = run_code(
+        """
+        import sys, threading, time
+        imports = []
+        def heard(event, args):
+            if event == "import" and threading.current_thread().name.startswith("otel_runnables"):
+                imports.append((threading.current_thread().name, args[0]))
+        sys.addaudithook(heard)
+        import otel_runnables
+        from otel_runnables import RunnableLambda, dispatch_custom_event
+        otel_runnables.configure(exporters=["console"], set_global=False)
+        def work(x):
+            dispatch_custom_event("progress", {"step": 1, "total": 1})
+            time.sleep(0.3)  # past the liveness delay: the liveness thread works too
+            return x
+        RunnableLambda(work).invoke(1)
+        otel_runnables.shutdown()
+        print("threads' imports:", imports, file=sys.stderr)
+        """,
+        clean_environment(OTEL_RUNNABLES_STORE=str(store), OTEL_RUNNABLES_LIVENESS_AFTER="0.05"),
+    )
+    assert "threads' imports: []" in done.stderr, done.stderr

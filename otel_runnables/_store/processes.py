@@ -24,9 +24,12 @@ class ProcessIdentity(NamedTuple):
 
 
 def _read(path: str) -> str | None:
+    # Bytes, decoded by the codec built into ``bytes.decode``: a text-mode open would
+    # import ``encodings.ascii`` on first use, here on the writer's thread, and a
+    # process forking meanwhile leaves its child that import's lock, held forever.
     try:
-        with open(path, encoding="ascii", errors="replace") as file:
-            return file.read().strip()
+        with open(path, "rb") as file:
+            return file.read().decode("ascii", "replace").strip()
     except OSError:
         return None
 
