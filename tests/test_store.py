@@ -29,7 +29,9 @@ from otel_runnables._store import (
     RetentionPolicy,
     StoreVersionError,
     default_store_path,
+    schema,
 )
+from otel_runnables._store import processor as processor_module
 from otel_runnables._store.retention import apply_retention
 from otel_runnables._store.rows import START, Batch
 from otel_runnables._store.schema import UnusableStoreError, connect_writer
@@ -393,6 +395,42 @@ def test_a_store_that_cannot_be_opened_counts_what_it_lost(
     assert store.accepted == 3 and store.lost == 3 and store.dropped == 0
     (line,) = [record.getMessage() for record in caplog.records if "cannot be used" in record.getMessage()]
     assert f"{unopenable} is a directory" in line
+
+
+def test_a_writer_held_up_past_shutdown_still_adds_up(
+    store_file: Path,
+    use_provider: Callable[[Any], None],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Shutdown waits so long for the writer; what it did not write by then is counted lost
+    in the summary (a batch the writer is still on included), never missing from it."""
+    monkeypatch.setattr(processor_module, "_SHUTDOWN_TIMEOUT", 0.2)
+    provider = TracerProvider()
+    store = LocalStoreSpanProcessor(store_file, flush_interval=0.001)
+    provider.add_span_processor(store)
+    use_provider(provider)
+    RunnableLambda(lambda x: x).invoke(1)  # the writer connects and writes this one
+    assert store.force_flush()
+
+    def work(x: int) -> int:
+        dispatch_custom_event("progress", {"step": x})
+        return x
+
+    with schema.no_fork():  # held: the writer cannot start its next transaction
+        RunnableLambda(lambda x: x).invoke(0)  # its batch: the writer stops on it
+        time.sleep(0.05)
+        with caplog.at_level(logging.INFO):
+            RunnableLambda(work).invoke(7)  # queued behind it
+            store.shutdown()
+    (line,) = [record.getMessage() for record in caplog.records if "accepted =" in record.getMessage()]
+    counts = store.counts()
+    assert counts.accepted == 2 + 5 and counts.written == 2 and counts.dropped == 0
+    assert f"{counts.accepted} accepted = 2 written + 0 dropped" in line
+    assert "+ 5 lost" in line
+    eventually(lambda: store.counts().queued == 0)  # the held-up batch is written once it can be
+    after = store.counts()
+    assert after.accepted == after.written + after.dropped + after.lost == 7
 
 
 def test_a_queued_run_does_not_keep_its_span_alive(

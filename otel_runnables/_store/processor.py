@@ -354,14 +354,11 @@ class LocalStoreSpanProcessor(SpanProcessor):
         self._closed = True
         writer = self._writer
         writer.stop(_SHUTDOWN_TIMEOUT)
-        unwritten = len(self._queue)
-        if unwritten:
-            self._queue.clear()
-            writer.lost += unwritten
-        counts = self.counts()
+        writer.give_up()
+        counts = self.counts()  # ``queued`` now: a batch the writer is still on, past the time it had
         summary = (
             "local trace store %s: %d accepted = %d written + %d dropped (queue full, or past %d events "
-            "per run) + %d lost (write errors)"
+            "per run) + %d lost (write errors, or not written in the time shutdown gives)"
         )
         args = (
             self.path,
@@ -369,9 +366,9 @@ class LocalStoreSpanProcessor(SpanProcessor):
             counts.written,
             counts.dropped,
             self.max_events_per_run,
-            counts.lost,
+            counts.lost + counts.queued,
         )
-        if counts.dropped or counts.lost:
+        if counts.dropped or counts.lost or counts.queued:
             logger.warning(summary, *args)
         else:
             logger.info(summary, *args)

@@ -158,6 +158,16 @@ class StoreWriter:
             self._wake.set()
             thread.join(timeout + 1.0)
 
+    def give_up(self) -> None:
+        """After ``stop``: the queue's rest, which the thread did not get to in time,
+        is counted lost. (A batch the thread is still on counts when it ends.)"""
+        with self._progress:
+            rest = len(self._queue)
+            self._queue.clear()
+            self.pulled += rest
+            self.done += rest
+            self.lost += rest
+
     # -- the thread ----------------------------------------------------------------------
 
     def _keep_trying(self) -> bool:
