@@ -66,9 +66,10 @@ for version in $pythons; do
   # same JavaScript whatever the Python) run once, on the first Python
   selection=()
   [ "$env" = "$first" ] || selection=(-m "not load and not browser")
-  echo "== pytest on Python $version ($("$env/bin/python" --version)) ${selection[*]:-}"
+  echo "== pytest on Python $version ($("$env/bin/python" --version)) ${selection[*]:-} (at ${SECONDS} s)"
   status=0
-  "$env/bin/python" -m pytest -p no:cacheprovider "${selection[@]}" || status=$?
+  # one worker per core, at most 4 (pytest-xdist): the tests are independent of each other
+  "$env/bin/python" -m pytest -p no:cacheprovider -n auto --maxprocesses 4 "${selection[@]}" || status=$?
   if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests on Python $version: that is a failure" >&2
     exit 1
@@ -82,6 +83,7 @@ if [ "$ran" -eq 0 ]; then
   echo "no supported Python was found: nothing was tested" >&2
   exit 1
 fi
+echo "== the suite passed on $ran Python(s) in ${SECONDS} s"
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "!!!!!!!! the suite did NOT run on: ${missing[*]} !!!!!!!!" >&2
 fi

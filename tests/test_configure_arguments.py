@@ -4,6 +4,7 @@ ConfigurationError naming the argument and the form it expects."""
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,11 @@ BAD: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("arguments", "message"), BAD, ids=[str(a) for a, _ in BAD])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    BAD,
+    ids=[re.sub(" at 0x[0-9a-f]+", "", str(a)) for a, _ in BAD],  # the same in every process
+)
 def test_a_bad_argument_is_named_with_the_form_expected(
     restored: None, spans: Any, arguments: dict[str, Any], message: str
 ) -> None:
