@@ -30,6 +30,7 @@ from opentelemetry.util.types import AttributeValue
 from otel_runnables import _event_dicts as event_dicts
 from otel_runnables._dispatch import anotify, listening, notify
 from otel_runnables._event_log import END, EventLog, LogReader
+from otel_runnables._fork_safe import renew_in_child
 from otel_runnables._sentinel import MISSING
 
 if TYPE_CHECKING:
@@ -237,6 +238,7 @@ _by_run: dict[str, tuple[FilteredLog, ...]] = {}  # by the root run's id text
 _by_trace: dict[int, tuple[FilteredLog, ...]] = {}
 _live: dict[str, Run] = {}  # by run id text, which every run has from its start
 _lock = threading.Lock()
+renew_in_child(globals(), "_lock")
 # logs a garbage-collected reader left behind: looked at again at the next chance
 _orphaned: list[weakref.ref[FilteredLog]] = []
 

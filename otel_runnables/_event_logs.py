@@ -47,6 +47,7 @@ from otel_runnables import _settings
 from otel_runnables._errors import ConfigurationError
 from otel_runnables._export_health import call_within
 from otel_runnables._exporting import ExportSettings
+from otel_runnables._fork_safe import renew_in_child
 from otel_runnables._log_exporting import (
     CountingLogExporter,
     build_log_exporters,
@@ -188,6 +189,7 @@ class LogSetup:
 
 
 _lock = threading.RLock()
+renew_in_child(globals(), "_lock", threading.RLock)
 _pinned: Logger | None = None
 _private: Logger | None = None  # the zero-config default's, while no application provider exists
 _setup: LogSetup | None = None

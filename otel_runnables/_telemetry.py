@@ -50,6 +50,7 @@ from otel_runnables._exporting import (
     exporter_names,
     store_path_setting,
 )
+from otel_runnables._fork_safe import renew_in_child
 from otel_runnables._log_exporting import log_exporter_names
 from otel_runnables._version import __version__
 
@@ -136,17 +137,7 @@ def _millis_left(deadline: float) -> int:
 
 
 _lock = threading.RLock()
-
-
-def _new_lock_in_child() -> None:
-    """A child forked while another thread set telemetry up would inherit the
-    lock held, by a thread it does not have: its first run would wait forever."""
-    global _lock
-    _lock = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+renew_in_child(globals(), "_lock", threading.RLock)
 
 _pinned: trace.Tracer | None = None  # the tracer every run uses, once decided
 _private: trace.Tracer | None = None  # the zero-config default's, while no application provider exists

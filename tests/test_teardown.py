@@ -142,3 +142,44 @@ def test_a_forked_child_keeps_exporting_without_duplicates(tmp_path: Path) -> No
     assert sorted(names) == ["before-fork", "in-child", "in-parent"]  # each exported once
     stored = sorted(record.name for record in LocalStore(store).recent_root_runs(10))
     assert stored == ["before-fork", "in-child", "in-parent"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_child_forked_while_threads_hold_the_library_locks_gets_them_free() -> None:
+    """Every module-level lock of the package, held by another thread as the process
+    forks: the child can take each one (held, it would wait forever, as no thread of
+    the child would ever let go)."""
+    done = run_script(
+        """
+        import importlib, os, pkgutil, sys, threading
+        import otel_runnables
+        from otel_runnables._store import schema
+        lock_types = (type(threading.Lock()), type(threading.RLock()))
+        locks = {}
+        for module_info in pkgutil.walk_packages(otel_runnables.__path__, "otel_runnables."):
+            module = importlib.import_module(module_info.name)
+            for name, value in vars(module).items():
+                if isinstance(value, lock_types) and value is not schema._in_use:  # a fork waits for that one
+                    locks[f"{module.__name__}.{name}"] = (module, name)
+        holding, release = threading.Barrier(len(locks) + 1), threading.Event()
+        def hold(lock):
+            with lock:
+                holding.wait()
+                release.wait()
+        for module, name in locks.values():
+            threading.Thread(target=hold, args=(getattr(module, name),), daemon=True).start()
+        holding.wait()
+        pid = os.fork()
+        if pid == 0:
+            stuck = [key for key, (module, name) in locks.items()
+                     if not getattr(module, name).acquire(timeout=2)]
+            print("locks:", len(locks), "stuck in the child:", stuck, flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        release.set()
+        """,
+        OTEL_RUNNABLES_STORE="none",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "stuck in the child: []" in done.stdout, done.stdout + done.stderr
+    assert int(done.stdout.split("locks:")[1].split()[0]) >= 8, done.stdout

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import wrapt
 
 from otel_runnables._errors import OtelRunnablesError
+from otel_runnables._fork_safe import renew_in_child
 from otel_runnables._instrumentation.decorator import (
     TracingKeywords,
     TracingOptions,
@@ -87,6 +88,7 @@ class _Instrumentation:
 
 _registry: dict[str, _Instrumentation] = {}
 _lock = threading.RLock()
+renew_in_child(globals(), "_lock", threading.RLock)
 _pending_main: list[_Instrumentation] = []  # targets in __main__, not defined there yet
 _watching_main = False
 _exit_check = False

@@ -14,11 +14,14 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 
+from otel_runnables._fork_safe import renew_in_child
+
 __all__ = ["default_workers", "executor_for"]
 
 _DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 _worker = threading.local()
 _lock = threading.Lock()
+renew_in_child(globals(), "_lock")
 _shared: ThreadPoolExecutor | None = None
 
 

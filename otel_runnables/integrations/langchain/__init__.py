@@ -28,6 +28,7 @@ from otel_runnables._config import (
     unregister_foreign_context,
     unregister_run_entry,
 )
+from otel_runnables._fork_safe import renew_in_child
 from otel_runnables.integrations.langchain.compose import enable_composition, from_langchain, to_langchain
 from otel_runnables.integrations.langchain.handler import OtelRunnablesLangChainHandler
 from otel_runnables.integrations.langchain.nesting import LangChainContext, enter_langchain_child_config
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 _lock = threading.Lock()
+renew_in_child(globals(), "_lock")
 enable_composition()  # `lc | ours` and `ours | lc` work from here on
 _handler: OtelRunnablesLangChainHandler | None = None
 _context: LangChainContext | None = None
