@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from opentelemetry import _logs, trace
 from opentelemetry._logs import Logger, LoggerProvider, NoOpLoggerProvider, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
-from opentelemetry.sdk._logs import LogRecordProcessor
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
@@ -50,6 +48,7 @@ from otel_runnables._exporting import ExportSettings
 from otel_runnables._fork_safe import renew_in_child
 from otel_runnables._log_exporting import (
     CountingLogExporter,
+    CountingLogProcessor,
     build_log_exporters,
     log_export_timeout,
     log_exporter_names,
@@ -148,7 +147,7 @@ class LogSetup:
     added, and whether it built (and so shuts down) the provider."""
 
     provider: LoggerProvider
-    processors: list[LogRecordProcessor] = field(default_factory=list)
+    processors: list[CountingLogProcessor] = field(default_factory=list)
     exporters: list[str] = field(default_factory=list)
     owns_provider: bool = False
     is_global: bool = False
@@ -158,6 +157,11 @@ class LogSetup:
     def failed(self) -> int:
         """Log records the exporters could not deliver so far."""
         return sum(exporter.failed for exporter in self.counted)
+
+    @property
+    def unexported(self) -> int:
+        """Log records never exported (a full queue, or shutdown first): known at shutdown."""
+        return sum(processor.unexported for processor in self.processors)
 
     export_timeout: float = 0.0
     """Seconds one export may take: what flush and shutdown wait at most."""
@@ -185,7 +189,10 @@ class LogSetup:
                 for processor in processors:
                     processor.shutdown()
 
-        return call_within(stop, seconds, "log export shutdown") and self.failed == 0
+        stopped = call_within(stop, seconds, "log export shutdown")
+        for processor in self.processors:
+            processor.count_unexported()  # now, even if their shutdown is still going
+        return stopped and self.failed == 0 and self.unexported == 0
 
 
 _lock = threading.RLock()
@@ -327,7 +334,7 @@ def _adopt(provider: LoggerProvider, settings: ExportSettings) -> LogSetup:
 def _pipeline(provider: LoggerProvider, settings: ExportSettings) -> LogSetup:
     """One batch processor per log exporter (not added to ``provider`` yet)."""
     counted = build_log_exporters(settings)
-    processors: list[LogRecordProcessor] = [BatchLogRecordProcessor(exporter) for exporter in counted]
+    processors = [CountingLogProcessor(exporter) for exporter in counted]
     names = log_exporter_names(settings)
     return LogSetup(
         provider=provider,

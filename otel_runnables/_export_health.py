@@ -70,6 +70,7 @@ class CountedExport(Generic[Batch, Result]):
         log: logging.Logger,
     ) -> None:
         self.exporter = exporter
+        self.exported = 0  # items whose export returned: delivered, or counted in ``failed``
         self.failed = 0
         self._items = items
         self._success = success
@@ -83,6 +84,8 @@ class CountedExport(Generic[Batch, Result]):
         except Exception as exc:
             self._lost(len(batch), f"{type(exc).__name__}: {exc}")
             return self._failure
+        finally:
+            self.exported += len(batch)  # one export at a time: the batch processor's worker
         if result is not self._success:
             self._lost(len(batch), "the exporter reported a failure")
         return result

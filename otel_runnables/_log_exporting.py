@@ -14,10 +14,13 @@ total at shutdown.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from itertools import count
 
-from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
     ConsoleLogRecordExporter,
     LogRecordExporter,
     LogRecordExportResult,
@@ -33,7 +36,13 @@ from otel_runnables._exporting import (
     otlp_timeout,
 )
 
-__all__ = ["CountingLogExporter", "build_log_exporters", "log_export_timeout", "log_exporter_names"]
+__all__ = [
+    "CountingLogExporter",
+    "CountingLogProcessor",
+    "build_log_exporters",
+    "log_export_timeout",
+    "log_exporter_names",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +82,44 @@ class CountingLogExporter(
         super().__init__(
             exporter, "log records", LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE, logger
         )
+
+
+class CountingLogProcessor(LogRecordProcessor):
+    """The SDK's batch processor in front of ``exporter``, counting the records it is
+    handed. At shutdown, those never exported (dropped from a full queue, or still
+    queued when shutdown ended) are counted in ``unexported`` and logged: the SDK
+    logs each drop, but keeps no count."""
+
+    def __init__(self, exporter: CountingLogExporter) -> None:
+        self.exporter = exporter
+        self.unexported = 0
+        self._batch = BatchLogRecordProcessor(exporter)
+        self._handed = count()  # next() is atomic: records come from every thread
+        self._settled = threading.Lock()
+        self._counted = False
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        next(self._handed)
+        self._batch.on_emit(log_record)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._batch.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._batch.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+        self.count_unexported()
+
+    def count_unexported(self) -> None:
+        """Once, at shutdown (also when shutdown ran out of time): the records handed
+        so far and not yet exported are counted and logged."""
+        with self._settled:
+            if self._counted:
+                return
+            self._counted = True
+            self.unexported = max(0, next(self._handed) - self.exporter.exported)
+        if self.unexported:
+            logger.warning(
+                "%d log records were not exported: the export queue was full (OTEL_BLRP_MAX_QUEUE_SIZE), "
+                "or shutdown came first",
+                self.unexported,
+            )

@@ -26,6 +26,7 @@ from otel_runnables import (
     _telemetry as telemetry,
 )
 from otel_runnables._errors import ConfigurationError
+from tests.bad_servers import BlackHole, serving
 from tests.child_process import clean_environment, run_code
 from tests.otlp_receiver import Received, ReceivedLog, ReceivedSpan, grpc_receiver, http_receiver
 
@@ -330,3 +331,26 @@ def test_log_records_that_cannot_be_delivered_are_counted(
     telemetry.force_flush()
     assert setup.log_setup.failed == 3
     assert caplog.text.count("could not export 3 log records") == 1
+
+
+def test_log_records_a_full_queue_drops_are_counted(
+    exporting: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collector that never answers holds the export; the SDK's queue of 4 then drops
+    records. Every record ends up counted: failed, or not exported at all."""
+    monkeypatch.setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "4")
+    monkeypatch.setenv("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "2")
+    with serving(BlackHole()) as black_hole:
+        setup = telemetry.configure(
+            endpoint=f"http://127.0.0.1:{black_hole.port}",
+            events="log",
+            timeout=0.5,
+            store=False,
+            set_global=False,
+        )
+        assert job(events=29).invoke(1) == 10  # 30 records: the run is not held up
+        assert setup.log_setup is not None
+        assert not telemetry.shutdown(timeout_millis=3_000)
+    log_setup = setup.log_setup
+    assert log_setup.unexported > 0 and log_setup.failed + log_setup.unexported == 30
+    assert caplog.text.count(f"{log_setup.unexported} log records were not exported") == 1
