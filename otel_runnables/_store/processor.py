@@ -47,7 +47,7 @@ from otel_runnables import _bridge as bridge
 from otel_runnables import _conventions as conventions
 from otel_runnables import _settings
 from otel_runnables._store.retention import RetentionPolicy
-from otel_runnables._store.rows import ABANDON, END, EVENT, START, TAIL, EndedSpan, OpenSpan
+from otel_runnables._store.rows import ABANDON, END, EVENT, START, TAIL, OpenSpan, SpanRowValues
 from otel_runnables._store.writer import StoreWriter
 from otel_runnables._worker_exit import at_worker_exit
 
@@ -101,7 +101,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
         self._ends_room = 2 * max_queue_size
         self._open: dict[int, OpenSpan] = {}  # by span id
         self._queue: deque[tuple[Any, ...]] = deque()
-        self._deferred: deque[tuple[OpenSpan | None, EndedSpan]] = deque()  # ends waiting for room
+        self._deferred: deque[tuple[OpenSpan | None, SpanRowValues]] = deque()  # ends waiting for room
         self._writer = self._new_writer()
         self._count_lock = threading.Lock()  # the rare paths only: drops, past the bound
         self._flushed_at = (0, 0)  # (dropped, lost) when force_flush last answered
@@ -200,7 +200,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
         state = self._open.pop(span.context.span_id, None)
         if state is None and (span.start_time or 0) < self._forked_at:
             return  # a span of the parent process, ended in this forked child: the parent's to write
-        ended = EndedSpan.of(span, seen_starting=state is not None)
+        ended = SpanRowValues.of(span, seen_starting=state is not None)
         if state is not None:
             state.ended_span = ended
             state.span = None  # it dies with its run, as it would without the store (see rows.py)
@@ -217,7 +217,7 @@ class LocalStoreSpanProcessor(SpanProcessor):
         else:
             self._defer(state, ended)
 
-    def _defer(self, state: OpenSpan | None, span: EndedSpan) -> None:
+    def _defer(self, state: OpenSpan | None, span: SpanRowValues) -> None:
         """No room even for an end: the writer is stalled. The end waits here
         (bounded) for room in the queue, or for shutdown."""
         with self._count_lock:

@@ -8,10 +8,10 @@ spans start and end within one batch and get one row, their end.
 
 The caller's thread only queued small tuples (``processor.py``): every
 id formatted and attribute JSON encoded here is work it did not do. Of a span
-that ended it queued an ``EndedSpan``, not the span: queued whole, a span and
+that ended it queued a ``SpanRowValues``, not the span: queued whole, a span and
 all it holds would live on until its batch is written, and the garbage
 collector would walk it on the caller's thread meanwhile (that cost more
-than taking the ``EndedSpan`` does).
+than taking the ``SpanRowValues`` does).
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ __all__ = [
     "START",
     "TAIL",
     "Batch",
-    "EndedSpan",
+    "SpanRowValues",
     "OpenSpan",
     "encode_attributes",
 ]
 
 # what the queue holds: (START, open span) (EVENT, open span, seq, name, time_ns, attributes)
-# (TAIL, ... as EVENT ..., seq of the row it replaces or 0) (END, open span or None, EndedSpan)
+# (TAIL, ... as EVENT ..., seq of the row it replaces or 0) (END, open span or None, SpanRowValues)
 # (ABANDON, open span, end_ns): a span still open when the process shuts down
 START, EVENT, TAIL, END, ABANDON = range(5)
 ABANDONED = "process exited before the run ended"
@@ -57,8 +57,9 @@ def encode_attributes(attributes: Mapping[str, Any]) -> str:
     return _encode(attributes if type(attributes) is dict else dict(attributes))
 
 
-class EndedSpan(NamedTuple):
-    """What the rows need of a span that ended (see the module's docstring)."""
+class SpanRowValues(NamedTuple):
+    """What a row needs of a span: one that ended (see the module's docstring), or one still
+    running when its row is written."""
 
     context: SpanContext
     parent_span_id: int | None
@@ -72,7 +73,7 @@ class EndedSpan(NamedTuple):
     events: Sequence[Event]  # only where rows are made of them: a failed run's, a span seen only ending
 
     @classmethod
-    def of(cls, span: ReadableSpan, *, seen_starting: bool) -> EndedSpan:
+    def of(cls, span: ReadableSpan, *, seen_starting: bool) -> SpanRowValues:
         status = span.status
         code = status.status_code
         parent = span.parent
@@ -113,7 +114,7 @@ class OpenSpan:
     def __init__(self, span: Span, context: SpanContext) -> None:
         self.span: Span | None = span  # None once it ended: then ``ended_span`` says what it was
         self.context = context
-        self.ended_span: EndedSpan | None = None
+        self.ended_span: SpanRowValues | None = None
         self.seq = count(1)  # next() is atomic: events of one run may come from several threads
         self.not_stored = 0  # its events dropped (full queue, past the bound) or replaced
         self.ended = False  # its end is queued
@@ -180,7 +181,7 @@ class Batch:
                 if span is None:  # it ended as the process was shutting down
                     self._ended(state, state.ended_span)
                 elif span.end_time is not None:
-                    self._ended(state, EndedSpan.of(span, seen_starting=True))
+                    self._ended(state, SpanRowValues.of(span, seen_starting=True))
                 else:
                     self.spans.append(self._live_row(state, self._row_id(state), item[2]))
 
@@ -222,7 +223,7 @@ class Batch:
         self,
         row_id: int,
         ids: tuple[str, str],
-        span: EndedSpan,
+        span: SpanRowValues,
         end_ns: int | None,
         status: str,
         message: str,
@@ -264,7 +265,7 @@ class Batch:
             except (KeyError, RuntimeError):
                 attributes = {}
             parent = span.parent
-            now = EndedSpan(
+            now = SpanRowValues(
                 state.context,
                 None if parent is None else parent.span_id,
                 span.name,
@@ -280,7 +281,7 @@ class Batch:
             return self._row(row_id, ids, now, None, "unset", "", 0)
         return self._row(row_id, ids, now, end_ns, "error", ABANDONED, state.not_stored)
 
-    def _ended(self, state: OpenSpan | None, span: EndedSpan) -> None:
+    def _ended(self, state: OpenSpan | None, span: SpanRowValues) -> None:
         ids = _hex_ids(span.context) if state is None else (state.ids or self._ids(state))
         row_id = self._row_id(state)
         self.spans.append(

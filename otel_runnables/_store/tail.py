@@ -3,9 +3,9 @@
 ``StoreTail`` keeps one read-only connection and, per table, the highest
 rowid it has read: a poll asks SQLite whether anything was committed since
 (``PRAGMA data_version``, no table read), then reads the span rows and event
-rows past the cursors, and the rows of spans it saw open that have ended
-since (a span's end updates its start row in place). Nothing else is read
-again. All reads of one poll see one snapshot of the file.
+rows past the cursors, and the end rows of spans it saw open (a long span's
+end is a row of its own, after its running row, with the same ids). Nothing
+else is read again. All reads of one poll see one snapshot of the file.
 
 A file removed or replaced while it is tailed is reported (``StoreGoneError``),
 never taken for a store with no news.
