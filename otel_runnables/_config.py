@@ -17,10 +17,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from otel_runnables._errors import InvalidConfigError
+from otel_runnables.callbacks import BaseCallbackHandler  # at run time: get_type_hints(RunnableConfig)
 
 if TYPE_CHECKING:
     from otel_runnables._runs import Run
-    from otel_runnables.callbacks import BaseCallbackHandler
 
 __all__ = [
     "DEFAULT_RECURSION_LIMIT",
@@ -69,7 +69,7 @@ class RunScope:
         )
 
 
-Callbacks = list["BaseCallbackHandler"] | RunScope | None
+Callbacks = list[BaseCallbackHandler] | RunScope | None
 
 
 class RunnableConfig(TypedDict, total=False):

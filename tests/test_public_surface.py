@@ -4,7 +4,9 @@ module of the package is underscored machinery."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
+import typing
 
 import otel_runnables
 
@@ -27,3 +29,23 @@ def test_the_public_modules_import_and_export_what_they_list() -> None:
         for exported in getattr(module, "__all__", ()):
             assert hasattr(module, exported), f"otel_runnables.{name}.{exported}"
     assert otel_runnables.callbacks.__all__ == ["AsyncCallbackHandler", "BaseCallbackHandler"]
+
+
+def test_the_public_annotations_resolve() -> None:
+    """``typing.get_type_hints`` works on every public function and class (what tools
+    that read annotations call), on every supported Python: no name in them is
+    left to ``TYPE_CHECKING`` imports."""
+    unresolved = []
+    for module_name in ("otel_runnables", "otel_runnables.progress", "otel_runnables.testing"):
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            value = getattr(module, name)
+            targets = [value, vars(value).get("__init__")] if inspect.isclass(value) else [value]
+            for target in targets:
+                if not (inspect.isfunction(target) or inspect.isclass(target)):
+                    continue
+                try:
+                    typing.get_type_hints(target)
+                except NameError as exc:
+                    unresolved.append(f"{module_name}.{name}: {exc}")
+    assert unresolved == []

@@ -11,7 +11,9 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, overload
+from typing import Any, TypedDict, TypeVar, overload
+
+from typing_extensions import Unpack  # typing's own from Python 3.11; get_type_hints() needs it
 
 from otel_runnables import _conventions as conventions
 from otel_runnables._instrumentation._calls import (
@@ -25,9 +27,6 @@ from otel_runnables._instrumentation._calls import (
 )
 from otel_runnables._instrumentation._signature import CallShape
 from otel_runnables._instrumentation.wrappers import TracedFunction, TracedMethod
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack  # typing's own from Python 3.11
 
 __all__ = [
     "TracingKeywords",

@@ -21,9 +21,10 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import wrapt
+from typing_extensions import Unpack  # typing's own from Python 3.11; get_type_hints() needs it
 
 from otel_runnables._errors import OtelRunnablesError
 from otel_runnables._fork_safe import renew_in_child
@@ -37,9 +38,6 @@ from otel_runnables._instrumentation.decorator import (
     tracing_options,
 )
 from otel_runnables._instrumentation.main_module import MAIN, is_main_module, watch_main
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack  # typing's own from Python 3.11
 
 __all__ = ["InstrumentationError", "instrument", "instrumented_targets", "uninstrument"]
 
