@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +84,28 @@ def test_the_deadline_covers_redirects_too(server: Scripted) -> None:
 
 
 # -- a cap on the size of an answer ---------------------------------------------------
+
+
+def test_the_deadline_covers_a_host_name_lookup_that_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing can interrupt getaddrinfo (a DNS server that does not answer keeps it
+    going for tens of seconds): the caller stops waiting at the deadline all the same.
+    The lookup is the one thing stood in for here, as a resolver that never answers."""
+    resolve = socket.getaddrinfo
+    released = threading.Event()
+
+    def unanswered(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow-dns.example":
+            released.wait(30)
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", unanswered)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError, match=r"within 1 s \(the name 'slow-dns.example'"):
+            progress.get(TRACE_ID, backend="jaeger", url="http://slow-dns.example:16686", timeout=1)
+        assert time.monotonic() - started < 6  # the lookup would go on for 30 s
+    finally:
+        released.set()
 
 
 @pytest.mark.parametrize("announced", [True, False], ids=["Content-Length", "until closed"])

@@ -246,15 +246,49 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
         return new
 
 
+# what the request's own deadline may overrun by before the caller stops waiting for it
+_DEADLINE_GRACE = 0.5
+
+
 def get_json(options: HttpOptions, path: str, params: Mapping[str, str] | None = None) -> Any:
     """GET ``options.url + path`` and decode the JSON body.
 
     404 raises ``NotFound``; unreachable, out of time and other 4xx/5xx raise
     ``BackendUnavailableError``; a body that is not JSON (or not HTTP)
-    ``MalformedResponseError``; one past the size cap ``ResponseTooLargeError``."""
+    ``MalformedResponseError``; one past the size cap ``ResponseTooLargeError``.
+
+    The request runs on a daemon thread of its own: its deadline cuts its sockets,
+    but nothing can interrupt a host name lookup (``getaddrinfo``), which a slow
+    DNS server can keep going for tens of seconds. The caller waits no longer than
+    the deadline; a lookup still going then finishes on its own."""
     url = options.url.rstrip("/") + path
     if params:
         url += "?" + urllib.parse.urlencode(params)
+    outcome: list[tuple[bool, Any]] = []
+    finished = threading.Event()
+
+    def request() -> None:
+        try:
+            outcome.append((True, _get_json(options, url)))
+        except BaseException as exc:  # handed to the caller as it is
+            outcome.append((False, exc))
+        finally:
+            finished.set()
+
+    threading.Thread(target=request, name="otel_runnables-http", daemon=True).start()
+    if not finished.wait(options.timeout + _DEADLINE_GRACE):
+        host = urllib.parse.urlsplit(url).hostname
+        raise BackendUnavailableError(
+            f"{url} is unreachable: no complete answer within {options.timeout:g} s "
+            f"(the name {host!r} was still being looked up)"
+        )
+    succeeded, value = outcome[0]
+    if succeeded:
+        return value
+    raise value
+
+
+def _get_json(options: HttpOptions, url: str) -> Any:
     origin = _origin(options.url)
     redirects = _RedirectHandler(origin, frozenset(name.lower() for name in options.headers))
     deadline = _Deadline(options.timeout)
