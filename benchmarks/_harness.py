@@ -9,7 +9,7 @@ import functools
 import inspect
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -227,15 +227,27 @@ class Rounds:
 
 
 def compare(
-    variants: dict[str, Callable[[], Any]], *, per_round: int = 200, rounds: int = 30, warmup: int = 3
+    variants: dict[str, Callable[[], Any]],
+    *,
+    per_round: int = 200,
+    rounds: int = 30,
+    warmup: int = 3,
+    before: Mapping[str, Callable[[], Any]] | None = None,
+    after: Mapping[str, Callable[[], Any]] | None = None,
 ) -> Rounds:
-    """Each sync variant timed ``per_round`` calls at a time, interleaved round by round."""
+    """Each sync variant timed ``per_round`` calls at a time, interleaved round by round.
+    ``before[name]`` runs ahead of a variant's calls, untimed (to switch what they run
+    on); ``after[name]`` runs after them, timed (to wait for work they left to a
+    thread, so that it is counted and does not slow the next variant)."""
     samples: dict[str, list[float]] = {name: [] for name in variants}
+    nothing: Callable[[], Any] = lambda: None  # noqa: E731
     for round_index in range(warmup + rounds):
         for name, call in variants.items():
+            (before or {}).get(name, nothing)()
             start = time.perf_counter()
             for _ in range(per_round):
                 call()
+            (after or {}).get(name, nothing)()
             elapsed = (time.perf_counter() - start) / per_round
             if round_index >= warmup:
                 samples[name].append(elapsed)

@@ -13,6 +13,11 @@ of the per-round ratios (the targets' measure). Ratios are to
 ``otel_raw`` doing the same number of runs (or, for astream_events, to one span
 plus an asyncio queue carrying the same events). A benchmark, not a test: it
 prints, it never fails a build.
+
+The scenarios above run with the embedded store off; "default configuration"
+runs three of them again with the store on, as a user gets it, beside the
+store off: a store-on round ends when the store has committed its runs, so
+the figure is the store's total cost, the caller's share and the writer's.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -49,6 +56,7 @@ from benchmarks._harness import (
     work,
 )
 from benchmarks.bench_memory import QUEUE_SPANS, peak_above_queue, peak_without_queue, retained_bytes
+from otel_runnables._store import LocalStoreSpanProcessor
 
 provider = batch_provider()
 ours._telemetry.set_tracer_provider(provider)
@@ -205,6 +213,62 @@ def runs_per_call(settings: Settings) -> list[Verdict]:
     return verdicts
 
 
+def default_configuration(settings: Settings) -> list[Verdict]:
+    """The embedded store on, as a user gets it with no configuration, against the
+    store off: each round of the store-on variant ends when the store has committed
+    that round's runs, so the writer's work is in its figure."""
+    directory = tempfile.mkdtemp(prefix="run-all-store-")
+    stored = batch_provider()
+    store = LocalStoreSpanProcessor(os.path.join(directory, "traces.sqlite3"))
+    stored.add_span_processor(store)
+
+    def store_on() -> None:
+        ours._telemetry.set_tracer_provider(stored)
+
+    def store_off() -> None:
+        ours._telemetry.set_tracer_provider(provider)
+
+    def written() -> None:
+        store.force_flush(600_000)
+
+    verdicts: list[Verdict] = []
+    inputs = list(range(100))
+    scenarios: list[tuple[str, int, Callable[[], Any], Callable[[], Any]]] = [
+        ("invoke + 3 custom events", 1, lambda: raw_events(1), lambda: MINE["events"].invoke(1)),
+        ("10-step sequence", 11, lambda: [raw(1) for _ in range(11)], lambda: MINE["sequence"].invoke(1)),
+        ("batch of 100", 100, lambda: [raw(i) for i in inputs], lambda: MINE["trivial"].batch(inputs)),
+    ]
+    try:
+        for title, runs, bare, ours_call in scenarios:
+            rounds = compare(
+                {
+                    "otel_raw": bare,
+                    "otel_runnables, store off": ours_call,
+                    "otel_runnables, store on": ours_call,
+                },
+                per_round=settings.per_round(max(1, 200 // runs)),
+                rounds=settings.rounds,
+                before={"otel_runnables, store on": store_on, "otel_runnables, store off": store_off},
+                after={"otel_runnables, store on": written},
+            )
+            plural = "s" if runs > 1 else ""
+            report(
+                f"default configuration (store on): {title} ({runs} run{plural} per call)",
+                rounds,
+                "otel_raw",
+                per="call",
+            )
+            ratio = rounds.ratio("otel_runnables, store on", "otel_runnables, store off")
+            print(f"  the store's cost: {100 * (ratio - 1):.0f} % of a run with the store off")
+            verdicts.append(Verdict(f"store's cost: {title}", ratio, 1.15, "x store off"))
+    finally:
+        store_off()
+        store.shutdown()
+        stored.shutdown()
+        shutil.rmtree(directory, ignore_errors=True)
+    return verdicts
+
+
 def streaming(settings: Settings) -> list[Verdict]:
     @ours.RunnableLambda
     async def mine(x: int) -> int:
@@ -282,7 +346,13 @@ def main(argv: list[str] | None = None) -> int:
         mode, settings = "full", Settings(rounds=30, scale=1.0, memory_runs=200_000)
     print(machine_line())
     print(f"mode: {mode}, {settings.rounds} round{'s' if settings.rounds > 1 else ''} per scenario")
-    verdicts = runs_per_call(settings) + streaming(settings) + decorator(settings) + memory(settings)
+    verdicts = (
+        runs_per_call(settings)
+        + default_configuration(settings)
+        + streaming(settings)
+        + decorator(settings)
+        + memory(settings)
+    )
     if args.smoke:
         print(f"\nsmoke run: every scenario ran ({len(verdicts)} targets measured, no verdicts in this mode)")
         provider.shutdown()
