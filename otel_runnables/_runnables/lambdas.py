@@ -194,24 +194,16 @@ class RunnableLambda(StreamingRunnable[Any, Any]):
         if isinstance(output, Runnable):
             yield from output.stream(value, self._child_config_for_returned(config, run, value))
 
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        # straight to the run, one generator fewer than through atransform
-        stream = atransform_stream_with_config(
-            self, once(input), with_kwargs(self._atransform, kwargs), config
-        )
-        async with closing(stream):
-            async for chunk in stream:
-                yield chunk
+    # Both hand back the run's own generator, which starts nothing until it is iterated,
+    # as a generator wrapping it would not either: one generator fewer for each chunk.
 
-    async def atransform(
+    def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        return atransform_stream_with_config(self, once(input), with_kwargs(self._atransform, kwargs), config)
+
+    def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        transformer = with_kwargs(self._atransform, kwargs)
-        async with closing(atransform_stream_with_config(self, input, transformer, config)) as stream:
-            async for chunk in stream:
-                yield chunk
+        return atransform_stream_with_config(self, input, with_kwargs(self._atransform, kwargs), config)
 
     async def _atransform(
         self, chunks: AsyncIterator[Any], config: RunnableConfig, run: Run, kwargs: dict[str, Any] = NO_KWARGS
