@@ -74,12 +74,17 @@ class SpanRowValues(NamedTuple):
 
     @classmethod
     def of(cls, span: ReadableSpan, *, seen_starting: bool) -> SpanRowValues:
+        """Of a span that ended, or of one still running (the writer's thread reads it
+        then, while the span's own thread may be adding attributes)."""
         status = span.status
         code = status.status_code
         parent = span.parent
-        attributes = span.attributes
         context = span.context
-        assert context is not None  # ended spans have one
+        assert context is not None  # started spans have one
+        try:
+            attributes = {**span.attributes} if span.attributes else {}
+        except (KeyError, RuntimeError):  # changed while copied: a running span's thread
+            attributes = {}
         return cls(
             context,
             None if parent is None else parent.span_id,
@@ -88,7 +93,7 @@ class SpanRowValues(NamedTuple):
             span.end_time or time.time_ns(),
             _STATUS.get(code, "unset"),
             status.description or "",
-            {**attributes} if attributes else {},
+            attributes,
             span.resource,
             span.events if code is StatusCode.ERROR or not seen_starting else (),
         )
@@ -260,23 +265,7 @@ class Batch:
             now = state.ended_span
             assert now is not None  # set before ``span`` is let go
         else:
-            try:
-                attributes = {**span.attributes} if span.attributes else {}  # its thread may be adding some
-            except (KeyError, RuntimeError):
-                attributes = {}
-            parent = span.parent
-            now = SpanRowValues(
-                state.context,
-                None if parent is None else parent.span_id,
-                span.name,
-                span.start_time or 0,
-                0,
-                "unset",
-                "",
-                attributes,
-                span.resource,
-                (),
-            )
+            now = SpanRowValues.of(span, seen_starting=True)  # the row's end and status are given here
         if end_ns is None:
             return self._row(row_id, ids, now, None, "unset", "", 0)
         return self._row(row_id, ids, now, end_ns, "error", ABANDONED, state.not_stored)
