@@ -25,6 +25,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Any
@@ -264,28 +265,22 @@ def get_json(options: HttpOptions, path: str, params: Mapping[str, str] | None =
     url = options.url.rstrip("/") + path
     if params:
         url += "?" + urllib.parse.urlencode(params)
-    outcome: list[tuple[bool, Any]] = []
-    finished = threading.Event()
+    answer: Future[Any] = Future()
 
     def request() -> None:
         try:
-            outcome.append((True, _get_json(options, url)))
+            answer.set_result(_get_json(options, url))
         except BaseException as exc:  # handed to the caller as it is
-            outcome.append((False, exc))
-        finally:
-            finished.set()
+            answer.set_exception(exc)
 
     threading.Thread(target=request, name="otel_runnables-http", daemon=True).start()
-    if not finished.wait(options.timeout + _DEADLINE_GRACE):
+    if not wait([answer], options.timeout + _DEADLINE_GRACE).done:
         host = urllib.parse.urlsplit(url).hostname
         raise BackendUnavailableError(
             f"{url} is unreachable: no complete answer within {options.timeout:g} s "
             f"(the name {host!r} was still being looked up)"
         )
-    succeeded, value = outcome[0]
-    if succeeded:
-        return value
-    raise value
+    return answer.result()
 
 
 def _get_json(options: HttpOptions, url: str) -> Any:
