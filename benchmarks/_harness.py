@@ -240,14 +240,16 @@ def compare(
     on); ``after[name]`` runs after them, timed (to wait for work they left to a
     thread, so that it is counted and does not slow the next variant)."""
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    nothing: Callable[[], Any] = lambda: None  # noqa: E731
+    before, after = before or {}, after or {}
     for round_index in range(warmup + rounds):
         for name, call in variants.items():
-            (before or {}).get(name, nothing)()
+            if name in before:
+                before[name]()
             start = time.perf_counter()
             for _ in range(per_round):
                 call()
-            (after or {}).get(name, nothing)()
+            if name in after:
+                after[name]()
             elapsed = (time.perf_counter() - start) / per_round
             if round_index >= warmup:
                 samples[name].append(elapsed)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -217,9 +216,9 @@ def default_configuration(settings: Settings) -> list[Verdict]:
     """The embedded store on, as a user gets it with no configuration, against the
     store off: each round of the store-on variant ends when the store has committed
     that round's runs, so the writer's work is in its figure."""
-    directory = tempfile.mkdtemp(prefix="run-all-store-")
+    directory = tempfile.TemporaryDirectory(prefix="run-all-store-")
     stored = batch_provider()
-    store = LocalStoreSpanProcessor(os.path.join(directory, "traces.sqlite3"))
+    store = LocalStoreSpanProcessor(os.path.join(directory.name, "traces.sqlite3"))
     stored.add_span_processor(store)
 
     def store_on() -> None:
@@ -265,7 +264,7 @@ def default_configuration(settings: Settings) -> list[Verdict]:
         store_off()
         store.shutdown()
         stored.shutdown()
-        shutil.rmtree(directory, ignore_errors=True)
+        directory.cleanup()
     return verdicts
 
 
