@@ -37,6 +37,7 @@ from otel_runnables._store.rows import START, Batch
 from otel_runnables._store.schema import UnusableStoreError, connect_writer
 from otel_runnables.progress.backend import TraceNotFoundError
 from otel_runnables.progress.local import LocalBackend
+from tests.conftest import StoreAt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -398,18 +399,12 @@ def test_a_store_that_cannot_be_opened_counts_what_it_lost(
 
 
 def test_a_writer_held_up_past_shutdown_still_adds_up(
-    store_file: Path,
-    use_provider: Callable[[Any], None],
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    store_file: Path, store_at: StoreAt, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Shutdown waits so long for the writer; what it did not write by then is counted lost
     in the summary (a batch the writer is still on included), never missing from it."""
     monkeypatch.setattr(processor_module, "_SHUTDOWN_TIMEOUT", 0.2)
-    provider = TracerProvider()
-    store = LocalStoreSpanProcessor(store_file, flush_interval=0.001)
-    provider.add_span_processor(store)
-    use_provider(provider)
+    store = store_at(store_file, flush_interval=0.001)
     RunnableLambda(lambda x: x).invoke(1)  # the writer connects and writes this one
     assert store.force_flush()
 
