@@ -3,8 +3,10 @@ and the normalisation used to compare langchain_core with otel_runnables."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 import uuid
 from typing import Any
 
@@ -136,3 +138,17 @@ def per_run(records: list[dict[str, Any]]) -> list[Any]:
         [path, [record for run in sorted(runs, key=content) for record in run]]
         for path, runs in sorted(grouped.items())
     ]
+
+
+async def every_run_ended(records: list[dict[str, Any]], timeout: float = 10.0) -> None:
+    """Until every run a handler heard start has ended or failed: the branches of an
+    async map that failed are not cancelled (in either library) and end on their own,
+    after the map has raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        started = {r["run_id"] for r in records if r["cb"] == "on_chain_start"}
+        settled = {r["run_id"] for r in records if r["cb"] in ("on_chain_end", "on_chain_error")}
+        if started <= settled:
+            return
+        assert time.monotonic() < deadline, f"runs that never ended: {started - settled}"
+        await asyncio.sleep(0.01)
