@@ -176,20 +176,33 @@ def test_langchain_handlers_still_hear_our_runs_and_events() -> None:
 def _store_rows(path: Path) -> list[tuple[str, str, str | None, str]]:
     with sqlite3.connect(path) as db:
         rows = db.execute(
-            "SELECT run_id, span_id, parent_run_id, name FROM spans WHERE span_type = 'run'"
+            # a run still going when a batch was written has a running row and an ended row;
+            # the row with the highest id of a span is the span
+            "SELECT run_id, span_id, parent_run_id, name FROM spans AS s WHERE span_type = 'run'"
+            " AND id = (SELECT MAX(id) FROM spans WHERE trace_id = s.trace_id AND span_id = s.span_id)"
         ).fetchall()
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
-def test_the_store_and_progress_show_one_tree(use_provider: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("written_mid_run", [False, True], ids=["written_at_end", "written_mid_run"])
+def test_the_store_and_progress_show_one_tree(
+    use_provider: Any, tmp_path: Path, written_mid_run: bool
+) -> None:
+    from otel_runnables import BaseCallbackHandler
     from otel_runnables._store import LocalStoreSpanProcessor
+
+    class WriteOnEvent(BaseCallbackHandler):
+        """Makes the store write the runs in flight, as a slow machine's writer would."""
+
+        def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            store.force_flush()
 
     path = tmp_path / "traces.sqlite3"
     provider = TracerProvider()
     store = LocalStoreSpanProcessor(path)
     provider.add_span_processor(store)
     use_provider(provider)
-    program("olol").invoke(1)
+    program("olol").invoke(1, {"callbacks": [WriteOnEvent()] if written_mid_run else []})
     program("lol").invoke(1)
     store.shutdown()
 
