@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import inspect
 import os
 import re
@@ -32,7 +33,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 WARMUP = 200
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
@@ -43,7 +44,9 @@ class Scenario(NamedTuple):
     call: Callable[[], Any]
     baseline: str | None = None  # the scenario it is measured against
     times: int = 1  # how many baseline calls make one of its calls
-    store: bool = False  # the default configuration: the embedded store on (its writer's work counts)
+    # "sqlite": the default configuration, the embedded store on; "floor": the cheapest
+    # store that keeps as much (_store_floor.py). Either's writer's work counts.
+    store: Literal["sqlite", "floor"] | None = None
     calls: int | None = None  # counted calls, when fewer than --calls will do (a batch is 100 runs)
 
 
@@ -127,13 +130,18 @@ def scenarios() -> dict[str, Scenario]:
         "@traceable": Scenario(lambda: traced(1), "span decorator, same content"),
         "batch of 100": Scenario(lambda: mine["trivial"].batch(HUNDRED), "raw", 100, calls=40),
         # the default configuration (store on), each against the same call with the store off
-        "store on: invoke": Scenario(lambda: mine["trivial"].invoke(1), "invoke", store=True),
-        "store on: invoke + 3 events": Scenario(lambda: events.invoke(1), "invoke + 3 events", store=True),
+        "store on: invoke": Scenario(lambda: mine["trivial"].invoke(1), "invoke", store="sqlite"),
+        "store on: invoke + 3 events": Scenario(
+            lambda: events.invoke(1), "invoke + 3 events", store="sqlite"
+        ),
         "store on: 10-step sequence": Scenario(
-            lambda: mine["sequence"].invoke(1), "10-step sequence (11 runs)", store=True
+            lambda: mine["sequence"].invoke(1), "10-step sequence (11 runs)", store="sqlite"
         ),
         "store on: batch of 100": Scenario(
-            lambda: mine["trivial"].batch(HUNDRED), "batch of 100", store=True, calls=40
+            lambda: mine["trivial"].batch(HUNDRED), "batch of 100", store="sqlite", calls=40
+        ),
+        "store floor: invoke + 3 events": Scenario(
+            lambda: events.invoke(1), "invoke + 3 events", store="floor"
         ),
     }
 
@@ -142,20 +150,26 @@ HUNDRED = list(range(100))
 _provider: Any = None  # the provider scenarios() built
 
 
-def _with_store() -> Callable[[], object]:
+def _with_store(kind: Literal["sqlite", "floor"]) -> Callable[[], object]:
     """Adds the embedded store (in a temporary directory) to the scenarios'
-    provider, as the default configuration has it; returns its flush, which
-    the count includes so that the writer's work is counted too."""
+    provider, as the default configuration has it, or the floor store; returns
+    its flush, which the count includes so that the writer's work is counted too."""
     import tempfile
 
+    from benchmarks._store_floor import JsonLinesFloor
     from otel_runnables._store import LocalStoreSpanProcessor
+
+    directory = tempfile.mkdtemp(prefix="count-store-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    if kind == "floor":
+        floor = JsonLinesFloor(os.path.join(directory, "spans.jsonl"))
+        _provider.add_span_processor(floor)
+        return floor.force_flush
 
     # valgrind runs the program ~50x slower: with the usual 50 ms between batches, a batch would hold
     # a few runs and its fixed cost (a transaction, a commit) would weigh as it never does in a busy
     # process. Batches are cut by size instead (2,000 queued items), as under load.
-    store = LocalStoreSpanProcessor(
-        os.path.join(tempfile.mkdtemp(prefix="count-store-"), "traces.sqlite3"), flush_interval=3600
-    )
+    store = LocalStoreSpanProcessor(os.path.join(directory, "traces.sqlite3"), flush_interval=3600)
     _provider.add_span_processor(store)
     return lambda: store.force_flush(600_000)
 
@@ -163,7 +177,7 @@ def _with_store() -> Callable[[], object]:
 def _child(name: str, calls: int) -> None:
     scenario = scenarios()[name]
     call = scenario.call
-    flush = _with_store() if scenario.store else lambda: None
+    flush = _with_store(scenario.store) if scenario.store else lambda: None
     warmup = min(WARMUP, scenario.calls or WARMUP)
     first = call()
     if not inspect.iscoroutine(first):
@@ -254,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"instructions per call (valgrind callgrind, {args.calls} calls after {WARMUP} warm-up)")
     for name, (count, _) in counts.items():
-        line = f"  {name:<28} {count:12,.0f}"
+        line = f"  {name:<30} {count:12,.0f}"
         base_name, times = known[name].baseline, known[name].times
         if base_name is not None:
             several = f" x{times}" if times > 1 else ""
@@ -263,14 +277,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
     stored = [name for name in counts if known[name].store]
     if stored:
-        print("the store's cost (store on - store off): on the caller's thread, on the others (its writer)")
+        print(
+            "the store's cost (store on or floor - store off): on the caller's thread, "
+            "on the others (its writer)"
+        )
     for name in stored:
         on, off = counts[name], counts[known[name].baseline or name]
         caller = on.main_thread - off.main_thread
         other = (on.total - on.main_thread) - (off.total - off.main_thread)
         cost = on.total - off.total
         print(
-            f"  {name:<28} caller {caller:+10,.0f}  writer {other:+10,.0f}  "
+            f"  {name:<30} caller {caller:+10,.0f}  writer {other:+10,.0f}  "
             f"total {cost:+10,.0f} = {100 * cost / off.total:5.1f} % of the run"
         )
     return 0
