@@ -38,15 +38,9 @@ from otel_runnables._store.schema import UnusableStoreError, connect_writer
 from otel_runnables.progress.backend import TraceNotFoundError
 from otel_runnables.progress.local import LocalBackend
 from tests.conftest import StoreAt
+from tests.follow_helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -73,7 +67,7 @@ def test_a_live_run_and_its_events_are_visible_before_it_ends(
 
     def work(x: int) -> int:
         dispatch_custom_event("progress", {"step": 1, "total": 2, "message": "half"})
-        eventually(lambda: bool(reader.recent_root_runs(1)) and bool(reader.recent_root_runs(1)[0].events))
+        wait_until(lambda: bool(reader.recent_root_runs(1)) and bool(reader.recent_root_runs(1)[0].events))
         seen.extend(reader.recent_root_runs(1))
         dispatch_custom_event("progress", {"step": 2, "total": 2})
         return x
@@ -423,7 +417,7 @@ def test_a_writer_held_up_past_shutdown_still_adds_up(
     assert counts.accepted == 2 + 5 and counts.written == 2 and counts.dropped == 0
     assert f"{counts.accepted} accepted = 2 written + 0 dropped" in line
     assert "+ 5 lost" in line
-    eventually(lambda: store.counts().queued == 0)  # the held-up batch is written once it can be
+    wait_until(lambda: store.counts().queued == 0)  # the held-up batch is written once it can be
     after = store.counts()
     assert after.accepted == after.written + after.dropped + after.lost == 7
 

@@ -8,8 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,11 @@ from otel_runnables._cli import EXIT_RUN_LOST
 from otel_runnables._cli import main as cli
 from otel_runnables._store import LocalStore
 from tests.child_process import clean_environment, run_code
+from tests.follow_helpers import wait_until
 from tests.store_jobs import EVENTS_PER_RUN, RUNS_PER_TASK
 
 ROOT = Path(__file__).resolve().parent.parent
 POSIX = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
-
-
-def eventually(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def job(store: Path, *args: str, **env: str) -> subprocess.Popen[str]:
@@ -205,10 +198,10 @@ def test_a_writer_on_another_machine_is_lost_when_its_heartbeat_stops(
     assert status() == "running"  # it beats every 0.2 s
     process.send_signal(signal.SIGSTOP)  # alive, but silent
     try:
-        eventually(lambda: status() == "lost")
+        wait_until(lambda: status() == "lost", timeout=60)
     finally:
         process.send_signal(signal.SIGCONT)
-    eventually(lambda: status() == "running")  # beating again: nothing was rewritten
+    wait_until(lambda: status() == "running", timeout=60)  # beating again: nothing was rewritten
 
 
 def test_the_library_threads_import_nothing(store: Path) -> None:
