@@ -31,21 +31,35 @@ def test_the_public_modules_import_and_export_what_they_list() -> None:
     assert otel_runnables.callbacks.__all__ == ["AsyncCallbackHandler", "BaseCallbackHandler"]
 
 
+def _public_methods(cls: type) -> list[tuple[str, object]]:
+    """A class's own public methods, and the operators and ``__init__`` users call."""
+    found = []
+    for attribute, member in vars(cls).items():
+        if attribute.startswith("_") and attribute not in ("__init__", "__call__", "__or__", "__ror__"):
+            continue
+        function = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+        if inspect.isfunction(function):
+            found.append((attribute, function))
+    return found
+
+
 def test_the_public_annotations_resolve() -> None:
-    """``typing.get_type_hints`` works on every public function and class (what tools
-    that read annotations call), on every supported Python: no name in them is
-    left to ``TYPE_CHECKING`` imports."""
+    """``typing.get_type_hints`` works on every public function, class and method
+    (what tools that read annotations call, documentation generators among them), on
+    every supported Python: no name in them is left to ``TYPE_CHECKING`` imports."""
     unresolved = []
     for module_name in ("otel_runnables", "otel_runnables.progress", "otel_runnables.testing"):
         module = importlib.import_module(module_name)
         for name in module.__all__:
             value = getattr(module, name)
-            targets = [value, vars(value).get("__init__")] if inspect.isclass(value) else [value]
-            for target in targets:
+            targets: list[tuple[str, object]] = [(name, value)]
+            if inspect.isclass(value):
+                targets += [(f"{name}.{attribute}", method) for attribute, method in _public_methods(value)]
+            for label, target in targets:
                 if not (inspect.isfunction(target) or inspect.isclass(target)):
                     continue
                 try:
                     typing.get_type_hints(target)
                 except NameError as exc:
-                    unresolved.append(f"{module_name}.{name}: {exc}")
+                    unresolved.append(f"{module_name}.{label}: {exc}")
     assert unresolved == []

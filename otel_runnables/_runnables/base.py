@@ -7,16 +7,13 @@ import contextvars
 import importlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import wrapt
 
 from otel_runnables._config import RunnableConfig, ensure_config, get_config_list, merge_configs
 from otel_runnables._runnables._execution import aadd_up, add_up, closing
 from otel_runnables._runnables._threads import default_workers, executor_for
-
-if TYPE_CHECKING:
-    from otel_runnables._runnables.sequence import RunnableSequence
 
 Input = TypeVar("Input")
 Output = TypeVar("Output")
@@ -228,22 +225,16 @@ class Runnable(Generic[Input, Output]):
         name: str | None = None,
     ) -> RunnableSequence:
         """This runnable followed by ``others``, as one sequence named ``name``."""
-        from otel_runnables._runnables.sequence import RunnableSequence
-
         return RunnableSequence(self, *others, name=name)
 
     def __or__(
         self, other: Runnable[Any, Other] | Callable[[Any], Other] | Mapping[str, Any]
     ) -> RunnableSequence:
-        from otel_runnables._runnables.sequence import RunnableSequence
-
         return RunnableSequence(self, other)
 
     def __ror__(
         self, other: Runnable[Any, Any] | Callable[[Any], Any] | Mapping[str, Any]
     ) -> RunnableSequence:
-        from otel_runnables._runnables.sequence import RunnableSequence
-
         return RunnableSequence(other, self)
 
     def __repr__(self) -> str:
@@ -444,3 +435,8 @@ def coerce_to_runnable(thing: Any) -> Runnable[Any, Any]:
         return RunnableLambda(thing)
     # langchain_core's wording (the type's repr names its module too)
     raise TypeError(f"Expected a Runnable, callable or dict.Instead got an unsupported type: {type(thing)}")
+
+
+# RunnableSequence is built on Runnable, so it can only be imported once Runnable is defined; it is
+# imported last, not inside pipe and |, so that their annotations resolve at run time
+from otel_runnables._runnables.sequence import RunnableSequence  # noqa: E402
