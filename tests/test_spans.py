@@ -770,6 +770,20 @@ def test_failed_batch_items_are_error_spans(spans: GetSpans) -> None:
     assert statuses == [("1", "ERROR"), ("2", "UNSET"), ("3", "ERROR")]
 
 
+def test_a_failed_batch_item_raises_only_once_every_item_ran(spans: GetSpans) -> None:
+    def work(x: int) -> int:
+        if x in (2, 4):
+            raise ValueError(f"item {x}")
+        return x
+
+    for max_concurrency in (1, None):
+        before = len(spans())
+        with pytest.raises(ValueError, match="item 2"):
+            RunnableLambda(work).batch([1, 2, 3, 4, 5], {"max_concurrency": max_concurrency})
+        ran = sorted(attrs(s)["input.value"] for s in spans()[before:])
+        assert ran == ["1", "2", "3", "4", "5"], f"max_concurrency={max_concurrency}"
+
+
 def test_a_start_refused_by_a_handler_still_ends_its_span(spans: GetSpans) -> None:
     class Refuses(BaseCallbackHandler):
         raise_error = True
