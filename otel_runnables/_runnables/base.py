@@ -24,6 +24,7 @@ __all__ = [
     "Runnable",
     "RunnableBinding",
     "StreamingRunnable",
+    "as_returned_runnable",
     "coerce_to_runnable",
     "once",
     "register_coercer",
@@ -413,6 +414,19 @@ def _integration_for(thing: Any) -> bool:
         return False
     importlib.import_module(module)
     return True
+
+
+def as_returned_runnable(thing: Any) -> Runnable[Any, Any] | None:
+    """A function's output as the runnable to run in its place: ours, or another
+    library's through its integration (langchain_core's RunnableLambda runs a
+    returned LangChain runnable, e.g. a router's chosen chain); None for a value."""
+    if isinstance(thing, Runnable):
+        return thing
+    for coercer in _coercers:  # registered once the other library is imported
+        coerced = coercer(thing)
+        if coerced is not None:
+            return coerced
+    return None
 
 
 def coerce_to_runnable(thing: Any) -> Runnable[Any, Any]:

@@ -26,7 +26,7 @@ from otel_runnables._runnables._execution import (
     transform_stream_with_config,
     with_kwargs,
 )
-from otel_runnables._runnables.base import Runnable, StreamingRunnable, once
+from otel_runnables._runnables.base import StreamingRunnable, as_returned_runnable, once
 from otel_runnables._runs import Run
 
 __all__ = ["RunnableLambda", "chain"]
@@ -143,8 +143,9 @@ class RunnableLambda(StreamingRunnable[Any, Any]):
             output = add_up(self._call_sync(value, config, kwargs)).value
         else:
             output = self._call_sync(value, config, kwargs)
-        if isinstance(output, Runnable):
-            output = output.invoke(value, self._child_config_for_returned(config, run, value))
+        returned = as_returned_runnable(output)
+        if returned is not None:
+            output = returned.invoke(value, self._child_config_for_returned(config, run, value))
         return output
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -164,8 +165,9 @@ class RunnableLambda(StreamingRunnable[Any, Any]):
             output = (await aadd_up(iterate_in_executor(self._call_sync(value, config, kwargs)))).value
         else:
             output = await run_in_executor(self._call_sync, value, config, kwargs)
-        if isinstance(output, Runnable):
-            output = await output.ainvoke(value, self._child_config_for_returned(config, run, value))
+        returned = as_returned_runnable(output)
+        if returned is not None:
+            output = await returned.ainvoke(value, self._child_config_for_returned(config, run, value))
         return output
 
     # -- streaming -------------------------------------------------------------
@@ -186,13 +188,14 @@ class RunnableLambda(StreamingRunnable[Any, Any]):
             for chunk in self._call_sync(value, config, kwargs):
                 yield chunk
                 total.add(chunk)
-            output = total.value
+            returned = as_returned_runnable(total.value)
         else:
             output = self._call_sync(value, config, kwargs)
-            if not isinstance(output, Runnable):
+            returned = as_returned_runnable(output)
+            if returned is None:
                 yield output
-        if isinstance(output, Runnable):
-            yield from output.stream(value, self._child_config_for_returned(config, run, value))
+        if returned is not None:
+            yield from returned.stream(value, self._child_config_for_returned(config, run, value))
 
     # Both hand back the run's own generator, which starts nothing until it is iterated,
     # as a generator wrapping it would not either: one generator fewer for each chunk.
@@ -216,24 +219,26 @@ class RunnableLambda(StreamingRunnable[Any, Any]):
                 async for chunk in stream:
                     yield chunk
                     total.add(chunk)
-            output = total.value
+            returned = as_returned_runnable(total.value)
         elif self.afunc is not None:
             output = await self._call_async(value, config, kwargs)
-            if not isinstance(output, Runnable):
+            returned = as_returned_runnable(output)
+            if returned is None:
                 yield output
         elif self._func_streams:
             # streamed chunk by chunk from the executor, never blocking the loop
             async for chunk in iterate_in_executor(self._call_sync(value, config, kwargs)):
                 yield chunk
                 total.add(chunk)
-            output = total.value
+            returned = as_returned_runnable(total.value)
         else:
             output = await run_in_executor(self._call_sync, value, config, kwargs)
-            if not isinstance(output, Runnable):
+            returned = as_returned_runnable(output)
+            if returned is None:
                 yield output
-        if isinstance(output, Runnable):
+        if returned is not None:
             async with closing(
-                output.astream(value, self._child_config_for_returned(config, run, value))
+                returned.astream(value, self._child_config_for_returned(config, run, value))
             ) as stream:
                 async for chunk in stream:
                     yield chunk
