@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableGenerator
 from langchain_core.runnables import RunnableLambda as LcLambda
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
@@ -108,3 +109,42 @@ def test_a_function_of_ours_returning_a_langchain_runnable_runs_it(call: str, sp
         == reference
         == lines("route", "  RunnableSequence", "    times_ten", "    plus_one", "route", "  negate")
     )
+
+
+# -- a stream left mid-way ----------------------------------------------------------------
+
+
+def counting(kind: str) -> Any:
+    """numbers 0..4, then a LangChain generator step multiplying them by ten."""
+
+    async def numbers(x: int) -> Any:
+        for i in range(5):
+            await asyncio.sleep(0)
+            yield i
+
+    async def times_ten(chunks: Any) -> Any:
+        async for chunk in chunks:
+            yield chunk * 10
+
+    first = (RunnableLambda if kind == "ours" else LcLambda)(numbers, name="numbers")
+    return first | RunnableGenerator(times_ten, name="tens")
+
+
+async def two_chunks_of_events(app: Any) -> list[Any]:
+    got: list[Any] = []
+    events = app.astream_events(1, version="v2")
+    async for event in events:
+        if event["event"] == "on_chain_stream" and event["name"] == "tens":
+            got.append(event["data"]["chunk"])
+            if len(got) == 2:
+                break
+    await events.aclose()
+    return got
+
+
+@pytest.mark.parametrize("kind", ["ours", "langchain"])
+def test_runs_left_by_a_stream_closed_mid_way_end_with_it(kind: str, spans: GetSpans) -> None:
+    # astream_events cancels the stream's task; LangChain never ends the
+    # generator step's run, which must not stay open (nor its span unended)
+    assert asyncio.run(two_chunks_of_events(counting(kind))) == [0, 10]
+    assert tree(spans()) == lines("RunnableSequence!", "  numbers!", "  tens!")

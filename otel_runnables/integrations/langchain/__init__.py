@@ -22,6 +22,7 @@ from typing import Any
 
 import wrapt
 
+from otel_runnables import _bridge as bridge
 from otel_runnables._config import (
     register_foreign_context,
     register_run_entry,
@@ -48,6 +49,7 @@ enable_composition()  # `lc | ours` and `ours | lc` work from here on
 _handler: OtelRunnablesLangChainHandler | None = None
 _context: LangChainContext | None = None
 _original_init: Any = None
+_listener: bridge.RunListener | None = None
 
 
 def _add_handler(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
@@ -63,12 +65,14 @@ def _add_handler(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
 def instrument_langchain() -> OtelRunnablesLangChainHandler:
     """Add our handler to every LangChain callback manager from now on
     (idempotent); returns the handler."""
-    global _handler, _context, _original_init
+    global _handler, _context, _original_init, _listener
     from langchain_core.callbacks import BaseCallbackManager
 
     with _lock:
         if _handler is None:
             _handler = OtelRunnablesLangChainHandler()
+            _listener = bridge.RunListener(failed=_handler.end_abandoned)
+            bridge.add_listener(_listener)
             _original_init = BaseCallbackManager.__init__
             wrapt.wrap_function_wrapper(BaseCallbackManager, "__init__", _add_handler)
             # our runnables inside LangChain runs nest under them
@@ -80,17 +84,19 @@ def instrument_langchain() -> OtelRunnablesLangChainHandler:
 
 def uninstrument_langchain() -> None:
     """Stop tracing LangChain runs started from now on."""
-    global _handler, _context, _original_init
+    global _handler, _context, _original_init, _listener
     from langchain_core.callbacks import BaseCallbackManager
 
     with _lock:
         if _handler is None:
             return
         BaseCallbackManager.__init__ = _original_init  # type: ignore[method-assign]
+        if _listener is not None:
+            bridge.remove_listener(_listener)
         if _context is not None:
             unregister_foreign_context(_context)
         unregister_run_entry(enter_langchain_child_config)
-        _handler, _context, _original_init = None, None, None
+        _handler, _context, _original_init, _listener = None, None, None, None
 
 
 def current_handler() -> OtelRunnablesLangChainHandler | None:

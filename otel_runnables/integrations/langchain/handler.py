@@ -13,6 +13,7 @@ callbacks (so that LangChain's handlers hear them) are skipped here.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 import uuid
@@ -36,6 +37,9 @@ __all__ = ["LangChainRun", "OtelRunnablesLangChainHandler", "forwarding"]
 _CHAIN_RUNS = frozenset({"chain", "prompt", "parser"})
 # runs whose payloads are model messages, tool arguments or documents
 _LLM_CONTENT_RUNS = frozenset({"chat_model", "llm", "tool", "retriever"})
+
+# errors of a run cancelled or closed mid-stream: runs below it may be left behind
+_ABANDONING = (asyncio.CancelledError, GeneratorExit)
 
 _forwarding = contextvars.ContextVar("otel_runnables.langchain.forwarding", default=False)
 
@@ -179,6 +183,19 @@ class OtelRunnablesLangChainHandler(BaseCallbackHandler):
         run = self._pop(run_id)
         if run is not None:
             run.fail(error, inputs=kwargs.get("inputs", MISSING))
+
+    def end_abandoned(self, run: bridge.RecordedRun, error: BaseException) -> None:
+        """A run (ours or LangChain's) failed cancelled or closed mid-stream: the
+        LangChain runs still live under it end with it. LangChain may never end
+        them (a generator step left suspended when ``astream_events`` cancels its
+        task), and an open run would keep its span unended and stay here for good."""
+        if not self._runs or not isinstance(error, _ABANDONING):
+            return
+        with self._lock:
+            left = [run_id for run_id, child in self._runs.items() if child.parent is run]
+            children = [self._runs.pop(run_id) for run_id in left]
+        for child in children:
+            child.fail(error)  # its own children follow, as this hears it fail too
 
     # -- chains, prompts, parsers ----------------------------------------------
 
