@@ -35,9 +35,20 @@ def run_code(code: str, env: dict[str, str], timeout: float = 60) -> subprocess.
     return run_captured([sys.executable, "-c", textwrap.dedent(code)], env, timeout)
 
 
+# a shell starts a background job with Ctrl-C ignored, and a child inherits that: run from
+# such a job, the suite's children would never see the SIGINT a test sends them
+_WITH_CTRL_C = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def start_captured(
-    command: list[str], env: dict[str, str], *, stderr: int = subprocess.PIPE
+    command: list[str], env: dict[str, str], *, stderr: int = subprocess.PIPE, ctrl_c: bool = False
 ) -> subprocess.Popen[str]:
     """``command`` started with ``env`` as its whole environment, its stdout (and by
-    default its stderr) a text pipe."""
+    default its stderr) a text pipe; with ``ctrl_c``, SIGINT interrupts it as it does
+    a program in a terminal, however the suite itself was started."""
+    if ctrl_c:
+        command = [sys.executable, "-c", _WITH_CTRL_C, *command]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)

@@ -31,9 +31,11 @@ def cli(store: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPro
     return run_captured([*CLI, *args], environment(store), timeout)
 
 
-def start_cli(store: Path, *args: str, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+def start_cli(
+    store: Path, *args: str, stderr: int = subprocess.PIPE, ctrl_c: bool = False
+) -> subprocess.Popen[str]:
     """The command started on ``store``; its stdout (and by default its stderr) a text pipe."""
-    return start_captured([*CLI, *args], environment(store), stderr=stderr)
+    return start_captured([*CLI, *args], environment(store), stderr=stderr, ctrl_c=ctrl_c)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +136,7 @@ def test_ctrl_c_in_the_demo_ends_with_one_clean_line(tmp_path: Path) -> None:
 
     store = tmp_path / "traces.sqlite3"
     # one stream, as a terminal shows them
-    demo = start_cli(store, "demo", "--steps", "500", "--delay", "0.1", stderr=subprocess.STDOUT)
+    demo = start_cli(store, "demo", "--steps", "500", "--delay", "0.1", stderr=subprocess.STDOUT, ctrl_c=True)
     try:
         backend = progress.make_backend("local", path=str(store))
         while True:  # until the job is under way and the live view follows it
