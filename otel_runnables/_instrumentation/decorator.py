@@ -207,8 +207,8 @@ def _tracing_for(target: Any, options: TracingOptions) -> Tracing:
     name = options.name or _default_name(function)
     plain = CallShape.of(function, name, drop_first=False)
     # wrapt hands the wrapper an instance, and the arguments without it, only
-    # for functions bound as methods and for classmethods
-    binds_first = inspect.isfunction(target) or isinstance(target, classmethod)
+    # for what binds as a method and for classmethods
+    binds_first = _binds_as_method(target) or isinstance(target, classmethod)
     bound = CallShape.of(function, name, drop_first=True) if binds_first else plain
     return Tracing(
         name=name,
@@ -226,6 +226,17 @@ def _tracing_for(target: Any, options: TracingOptions) -> Tracing:
         attributes=_code_attributes(function),
         handler_extra={"run_type": options.run_type},
     )
+
+
+def _binds_as_method(target: Any) -> bool:
+    """Whether ``target`` binds to an instance as a function does: a function, or
+    a descriptor that is not bound yet (``functools.lru_cache``'s wrapper, a
+    decorator class with ``__get__``), which a class attribute access binds."""
+    if inspect.isfunction(target):
+        return True
+    if isinstance(target, staticmethod) or inspect.isclass(target) or inspect.isbuiltin(target):
+        return False
+    return hasattr(type(target), "__get__") and not hasattr(target, "__self__")
 
 
 def _default_name(function: Any) -> str:

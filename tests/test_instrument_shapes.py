@@ -1,0 +1,114 @@
+"""`traceable` on the shapes real code takes: dataclasses, overriding methods
+that call ``super()``, dunder protocols, stacked decorators, pickled methods,
+generators driven by hand, work handed to threads. Each call is one run with
+the right parent and status, the code behaves exactly as undecorated, and no
+context is left attached."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from typing import Any
+
+from opentelemetry import trace
+
+from otel_runnables import traceable
+from otel_runnables.testing import CapturedRuns, capture_runs
+
+
+def nothing_left_current(captured: CapturedRuns) -> None:
+    assert not trace.get_current_span().get_span_context().is_valid
+    assert captured.live_runs == []
+
+
+# -- classes ---------------------------------------------------------------------------
+
+
+@traceable
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int = 0
+
+    def scaled(self, k: int) -> Point:
+        return Point(self.x * k, self.y * k)
+
+
+@traceable
+class Shape:
+    def area(self, unit: str) -> str:
+        return f"0{unit}"
+
+    @classmethod
+    def unit(cls) -> str:
+        return "cm"
+
+    @staticmethod
+    def sides(n: int = 0) -> int:
+        return n
+
+
+@traceable
+class Square(Shape):
+    def area(self, unit: str) -> str:
+        return "4" + super().area(unit)
+
+    @classmethod
+    def unit(cls) -> str:
+        return super().unit().upper()
+
+
+def test_a_dataclass_keeps_its_generated_methods_and_traces_its_own() -> None:
+    with capture_runs() as captured:
+        point = Point(1, 2)
+        assert point.scaled(3) == Point(3, 6)
+        assert repr(point) == "Point(x=1, y=2)"
+    assert str(inspect.signature(Point)) == "(x: 'int', y: 'int' = 0) -> None"
+    assert [(run.name, run.inputs) for run in captured.runs] == [("Point.scaled", {"k": 3})]
+    nothing_left_current(captured)
+
+
+def test_an_override_calling_super_nests_the_base_run_under_its_own() -> None:
+    with capture_runs() as captured:
+        assert Square().area("m") == "40m"
+        assert Square.unit() == "CM"
+    assert captured.tree() == "Square.area\n  Shape.area\nSquare.unit\n  Shape.unit"
+    assert captured.run("Shape.area").inputs == {"unit": "m"}
+    nothing_left_current(captured)
+
+
+# -- stacked decorators ------------------------------------------------------------------
+
+
+class Prices:
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+
+    def __hash__(self) -> int:
+        return self.rate
+
+    @traceable
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - the cache is what is tested
+    def price(self, amount: int) -> int:
+        return amount * self.rate
+
+
+def test_a_cached_method_records_its_arguments_without_self() -> None:
+    prices = Prices(3)
+    with capture_runs() as captured:
+        assert prices.price(2) == 6
+        assert Prices.price(prices, 5) == 15  # through the class, the instance first
+    assert [run.inputs for run in captured.runs] == [{"amount": 2}, {"amount": 5}]
+
+
+def test_a_cached_function_is_one_run_per_call_hit_or_miss() -> None:
+    @traceable
+    @functools.lru_cache(maxsize=16)
+    def square(n: int) -> int:
+        return n * n
+
+    with capture_runs() as captured:
+        assert (square(3), square(3)) == (9, 9)
+    assert [run.inputs for run in captured.runs] == [{"n": 3}, {"n": 3}]
+    assert square.cache_info().hits == 1  # the wrapper passes attributes through
