@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import pickle
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from opentelemetry import trace
 
 from otel_runnables import traceable
@@ -112,3 +115,37 @@ def test_a_cached_function_is_one_run_per_call_hit_or_miss() -> None:
         assert (square(3), square(3)) == (9, 9)
     assert [run.inputs for run in captured.runs] == [{"n": 3}, {"n": 3}]
     assert square.cache_info().hits == 1  # the wrapper passes attributes through
+
+
+# -- pickling: what pool workers and process pools need ----------------------------------
+
+
+SHAPE = Shape()
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "result"),
+    [
+        (SHAPE.area, ("m",), "0m"),
+        (Shape.area, (SHAPE, "m"), "0m"),
+        (Shape.unit, (), "cm"),
+        (SHAPE.unit, (), "cm"),
+        (Shape.sides, (3,), 3),
+        (SHAPE.sides, (3,), 3),
+    ],
+    ids=[
+        "bound",
+        "through-the-class",
+        "classmethod",
+        "classmethod-of-instance",
+        "staticmethod",
+        "staticmethod-of-instance",
+    ],
+)
+def test_methods_pickle_as_undecorated_ones_do(
+    method: Callable[..., Any], args: tuple[Any, ...], result: Any
+) -> None:
+    back = pickle.loads(pickle.dumps(method))
+    with capture_runs() as captured:
+        assert back(*args) == result
+    assert [run.name for run in captured.runs] == [method.tracing.name]  # type: ignore[attr-defined]

@@ -154,10 +154,15 @@ class TracedMethod(wrapt.BoundFunctionWrapper[..., Any], _TracedRunnable):
         return wrapped, getattr(wrapped, "__self__", None)  # classmethod: the class
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        instance = self._self_instance
-        if instance is None:
+        # found again by attribute access on what it was bound through, as
+        # Python pickles methods: by name alone, pickle would find a new
+        # binding (wrapt binds on each access) and refuse it as not the same
+        owner = self._self_instance
+        if owner is None:
+            owner = self._self_owner
+        if owner is None:
             return self.__qualname__
-        return getattr, (instance, self.__name__)
+        return getattr, (owner, self.__name__)
 
 
 class TracedFunction(wrapt.FunctionWrapper[..., Any], _TracedRunnable):
