@@ -6,9 +6,11 @@ context is left attached."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
+import itertools
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -149,3 +151,29 @@ def test_methods_pickle_as_undecorated_ones_do(
     with capture_runs() as captured:
         assert back(*args) == result
     assert [run.name for run in captured.runs] == [method.tracing.name]  # type: ignore[attr-defined]
+
+
+# -- recursion ---------------------------------------------------------------------------
+
+
+def _plain_depth(n: int) -> int:
+    return 0 if n == 0 else 1 + _plain_depth(n - 1)
+
+
+@traceable
+def _traced_depth(n: int) -> int:
+    return 0 if n == 0 else 1 + _traced_depth(n - 1)
+
+
+def test_a_traced_recursive_function_goes_a_quarter_as_deep_as_an_untraced_one() -> None:
+    deepest = 0
+    with contextlib.suppress(RecursionError):
+        for tried in itertools.count(0, 25):
+            _plain_depth(tried)
+            deepest = tried
+    depth = deepest // 4
+    with capture_runs() as captured:
+        assert _traced_depth(depth) == depth
+    assert len(captured.runs) == depth + 1
+    assert [root.inputs for root in captured.roots] == [{"n": depth}]
+    nothing_left_current(captured)

@@ -140,7 +140,20 @@ class Tracing:
     def call_function(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        return self.run_function(wrapped, instance, args, kwargs, None)
+        # run_as written out: one frame per traced call, not four, so a traced
+        # recursive function goes deeper before RecursionError (and its
+        # tracebacks show one library frame per level)
+        run, child = self._start(self.run_config(None), self.recorded_inputs(instance, args, kwargs))
+        token = enter_run(run, child)
+        try:
+            output = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            exit_run(token)
+            run.fail(exc)
+            raise
+        exit_run(token)
+        run.end(self.recorded_output(output))
+        return output
 
     def call_coroutine_function(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
