@@ -265,6 +265,20 @@ def record_error(span: Span, error: BaseException) -> None:
         stacktrace = scrub_text("".join(traceback.format_exception(type(error), error, error.__traceback__)))
     except Exception:  # a __str__ that raises
         message, stacktrace = f"<unrepresentable {type(error).__name__}>", ""
-    overrides = {"exception.message": message, "exception.stacktrace": stacktrace}
-    span.record_exception(error, attributes=overrides, escaped=True)
+    # the event span.record_exception writes, written here: it calls str(error)
+    # itself, unguarded, and a __str__ that raised there would replace the
+    # user's error and leave the run unended (and it formats the stack again)
+    kind = type(error)
+    module = kind.__module__
+    span.add_event(
+        "exception",
+        {
+            "exception.type": f"{module}.{kind.__qualname__}"
+            if module and module != "builtins"
+            else kind.__qualname__,
+            "exception.message": message,
+            "exception.stacktrace": stacktrace,
+            "exception.escaped": "True",
+        },
+    )
     span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))

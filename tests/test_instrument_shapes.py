@@ -6,13 +6,14 @@ context is left attached."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
 import inspect
 import itertools
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -176,4 +177,44 @@ def test_a_traced_recursive_function_goes_a_quarter_as_deep_as_an_untraced_one()
         assert _traced_depth(depth) == depth
     assert len(captured.runs) == depth + 1
     assert [root.inputs for root in captured.roots] == [{"n": depth}]
+    nothing_left_current(captured)
+
+
+# -- exceptions --------------------------------------------------------------------------
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this error")
+
+
+@pytest.mark.parametrize("kind", ["function", "coroutine", "generator"])
+def test_an_error_whose_str_raises_escapes_as_itself_and_ends_the_run(kind: str) -> None:
+    error = Unprintable()
+
+    @traceable
+    def function() -> None:
+        raise error
+
+    @traceable
+    async def coroutine() -> None:
+        raise error
+
+    @traceable
+    def generator() -> Iterator[int]:
+        yield 1
+        raise error
+
+    calls: dict[str, Callable[[], Any]] = {
+        "function": function,
+        "coroutine": lambda: asyncio.run(coroutine()),
+        "generator": lambda: list(generator()),
+    }
+    with capture_runs() as captured, pytest.raises(Unprintable) as raised:
+        calls[kind]()
+    assert raised.value is error
+    assert captured.run(kind).error == "Unprintable: <unrepresentable Unprintable>"
+    [event] = captured.run(kind).span.events
+    assert event.name == "exception" and event.attributes is not None
+    assert event.attributes["exception.type"] == f"{__name__}.Unprintable"
     nothing_left_current(captured)
