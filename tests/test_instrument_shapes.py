@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import functools
 import inspect
@@ -152,6 +153,30 @@ def test_methods_pickle_as_undecorated_ones_do(
     with capture_runs() as captured:
         assert back(*args) == result
     assert [run.name for run in captured.runs] == [method.tracing.name]  # type: ignore[attr-defined]
+
+
+class Job:
+    """Keeps one of its own methods as a callback, as handlers and estimators do."""
+
+    def __init__(self) -> None:
+        self.on_done = self.done
+        self.runs = 0
+
+    @traceable
+    def done(self) -> Job:
+        self.runs += 1
+        return self
+
+
+def test_a_deep_copy_rebinds_a_stored_method_to_the_copy_as_python_does() -> None:
+    job = Job()
+    copied = copy.deepcopy(job)
+    with capture_runs() as captured:
+        assert copied.on_done() is copied
+        assert copy.copy(job).on_done() is job  # a shallow copy shares it
+    assert (job.runs, copied.runs) == (1, 1)
+    assert [run.name for run in captured.runs] == ["Job.done", "Job.done"]
+    assert copy.deepcopy(Shape.unit)() == "cm" and copy.deepcopy(SHAPE.sides)(2) == 2
 
 
 # -- recursion ---------------------------------------------------------------------------

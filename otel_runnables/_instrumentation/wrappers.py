@@ -8,6 +8,7 @@ those of the original; it is also a `Runnable`, so ``invoke``, ``ainvoke``,
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -153,6 +154,15 @@ class TracedMethod(wrapt.BoundFunctionWrapper[..., Any], _TracedRunnable):
             return wrapped, self._self_instance
         return wrapped, getattr(wrapped, "__self__", None)  # classmethod: the class
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        # as Python deep-copies a method: bound to a copy of its instance (an
+        # object keeping self.method as a callback gets one calling the copy)
+        instance = self._self_instance
+        if instance is None or self._self_binding not in ("function", "callable"):
+            return self  # bound to a class, or to nothing: copies are itself
+        twin = copy.deepcopy(instance, memo)
+        return self._self_parent.__get__(twin, type(twin))
+
     def __reduce_ex__(self, protocol: Any) -> Any:
         # found again by attribute access on what it was bound through, as
         # Python pickles methods: by name alone, pickle would find a new
@@ -189,4 +199,5 @@ class TracedFunction(wrapt.FunctionWrapper[..., Any], _TracedRunnable):
 # wrapped function; a traced callable answers them itself
 for _traced_class in (TracedFunction, TracedMethod):
     for _name in ("__or__", "__ror__", "__copy__", "__deepcopy__", "__repr__"):
-        setattr(_traced_class, _name, getattr(_TracedRunnable, _name))
+        if _name not in vars(_traced_class):
+            setattr(_traced_class, _name, getattr(_TracedRunnable, _name))
