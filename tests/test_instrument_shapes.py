@@ -14,7 +14,7 @@ import functools
 import inspect
 import itertools
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -85,6 +85,54 @@ def test_an_override_calling_super_nests_the_base_run_under_its_own() -> None:
     nothing_left_current(captured)
 
 
+class Session:
+    """The with-protocols, and __call__, each decorated by hand (dunders are
+    left alone by a class decorator)."""
+
+    @traceable
+    def __enter__(self) -> Session:
+        return self
+
+    @traceable
+    def __exit__(self, kind: type[BaseException] | None, *rest: Any) -> bool:
+        return kind is not None and issubclass(kind, LookupError)  # swallows them
+
+    @traceable
+    async def __aenter__(self) -> Session:
+        return self
+
+    @traceable
+    async def __aexit__(self, kind: type[BaseException] | None, *rest: Any) -> bool:
+        return kind is not None and issubclass(kind, LookupError)
+
+    @traceable
+    def __call__(self, x: int) -> int:
+        return x + 1
+
+
+def test_with_protocol_dunders_and_call_are_runs_and_errors_pass_as_before() -> None:
+    async def use_async() -> None:
+        async with Session():
+            raise KeyError("swallowed")
+
+    with capture_runs() as captured:
+        with Session() as session:
+            assert session(1) == 2
+        with pytest.raises(ValueError, match="escapes"), Session():
+            raise ValueError("escapes")
+        asyncio.run(use_async())
+    names = [run.name for run in captured.runs]
+    assert names == ["Session.__enter__", "Session.__call__", "Session.__exit__"] + [
+        "Session.__enter__",
+        "Session.__exit__",
+        "Session.__aenter__",
+        "Session.__aexit__",
+    ]
+    assert [run.error for run in captured.runs] == [None] * 7  # __exit__ itself returned
+    assert captured.runs[-1].outputs is True
+    nothing_left_current(captured)
+
+
 # -- stacked decorators ------------------------------------------------------------------
 
 
@@ -119,6 +167,84 @@ def test_a_cached_function_is_one_run_per_call_hit_or_miss() -> None:
         assert (square(3), square(3)) == (9, 9)
     assert [run.inputs for run in captured.runs] == [{"n": 3}, {"n": 3}]
     assert square.cache_info().hits == 1  # the wrapper passes attributes through
+
+
+def logged(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return call
+
+
+def test_over_and_under_a_wraps_decorator_and_contextmanager() -> None:
+    @traceable
+    @logged
+    def add(a: int, b: int = 2) -> int:
+        return a + b
+
+    @contextlib.contextmanager
+    @traceable
+    def opened(name: str) -> Iterator[str]:
+        yield name.upper()
+
+    assert str(inspect.signature(add)) == "(a: 'int', b: 'int' = 2) -> 'int'"
+    with capture_runs() as captured:
+        assert add(1) == 3
+        with opened("a") as handle:
+            assert handle == "A"
+            assert add(2, b=5) == 7  # the generator's run is current only while it runs
+        with pytest.raises(KeyError), opened("b"):
+            raise KeyError("b")
+    assert [(run.name, run.inputs, run.error) for run in captured.runs] == [
+        ("add", {"a": 1, "b": 2}, None),
+        ("opened", {"name": "a"}, None),
+        ("add", {"a": 2, "b": 5}, None),
+        ("opened", {"name": "b"}, "KeyError: 'b'"),  # thrown into the generator, escaped
+    ]
+    assert [root.name for root in captured.roots] == ["add", "opened", "add", "opened"]
+    nothing_left_current(captured)
+
+
+@pytest.mark.parametrize("via", ["class", "instance"])
+@pytest.mark.parametrize("name", ["area", "unit", "sides", "poll", "watch", "lines"])
+def test_inspect_answers_as_for_the_undecorated_method(name: str, via: str) -> None:
+    class Plain:
+        def area(self, unit: str) -> str:
+            return unit
+
+        @classmethod
+        def unit(cls) -> str:
+            return "cm"
+
+        @staticmethod
+        def sides(n: int = 0) -> int:
+            return n
+
+        async def poll(self, timeout: float) -> None:
+            return None
+
+        async def watch(self, key: str) -> AsyncIterator[str]:
+            yield key
+
+        def lines(self, path: str) -> Iterator[str]:
+            yield path
+
+    traced = traceable(type("Traced", (), {k: v for k, v in vars(Plain).items() if not k.startswith("__")}))
+
+    def answers(method: Any) -> tuple[Any, ...]:
+        return (
+            str(inspect.signature(method)),
+            inspect.iscoroutinefunction(method),
+            inspect.isasyncgenfunction(method),
+            inspect.isgeneratorfunction(method),
+            inspect.ismethod(method),
+            inspect.isfunction(method),
+        )
+
+    plain, decorated = (getattr(cls if via == "class" else cls(), name) for cls in (Plain, traced))
+    assert decorated.tracing.name == f"Traced.{name}"
+    assert answers(decorated) == answers(plain)
 
 
 # -- pickling: what pool workers and process pools need ----------------------------------
@@ -242,4 +368,95 @@ def test_an_error_whose_str_raises_escapes_as_itself_and_ends_the_run(kind: str)
     [event] = captured.run(kind).span.events
     assert event.name == "exception" and event.attributes is not None
     assert event.attributes["exception.type"] == f"{__name__}.Unprintable"
+    nothing_left_current(captured)
+
+
+# -- threads and generators driven by hand ---------------------------------------------------
+
+
+@traceable
+def lookup(key: str) -> str:
+    return key.upper()
+
+
+def test_asyncio_to_thread_nests_the_call_under_the_callers_run() -> None:
+    @traceable
+    async def handler() -> list[str]:
+        return [await asyncio.to_thread(lookup, "a"), await asyncio.to_thread(functools.partial(lookup, "b"))]
+
+    with capture_runs() as captured:
+        assert asyncio.run(handler()) == ["A", "B"]
+    assert captured.tree() == "handler\n  lookup\n  lookup"
+    nothing_left_current(captured)
+
+
+def test_yield_from_a_traced_generator_nests_it_and_passes_its_return_value() -> None:
+    @traceable
+    def inner() -> Generator[int, None, str]:
+        yield 1
+        return "done"
+
+    @traceable
+    def outer() -> Iterator[Any]:
+        returned = yield from inner()
+        yield returned
+
+    with capture_runs() as captured:
+        assert list(outer()) == [1, "done"]
+    assert captured.tree() == "outer\n  inner"
+    assert captured.run("outer").outputs == [1, "done"]
+    nothing_left_current(captured)
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("ending", "error"),
+    [
+        ("exhausted", None),
+        ("aclose", None),
+        ("athrow-handled", None),
+        ("athrow-escapes", "Stop: escapes"),
+        ("raises", "Stop: raised"),
+    ],
+)
+def test_every_ending_of_an_async_generator_ends_its_run_once(ending: str, error: str | None) -> None:
+    thrown = Stop("escapes")
+    raised = Stop("raised")
+
+    @traceable
+    async def feed(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            try:
+                yield i
+            except ValueError:
+                yield -1
+        if ending == "raises":
+            raise raised
+
+    async def drive() -> Any:
+        stream = feed(2)
+        assert await stream.asend(None) == 0
+        if ending == "aclose":
+            await stream.aclose()
+        elif ending == "athrow-handled":
+            assert await stream.athrow(ValueError()) == -1
+            assert [i async for i in stream] == [1]
+        elif ending == "athrow-escapes":
+            with pytest.raises(Stop) as got:
+                await stream.athrow(thrown)
+            assert got.value is thrown
+        elif ending == "raises":
+            with pytest.raises(Stop) as got:
+                [i async for i in stream]
+            assert got.value is raised
+        else:
+            assert [i async for i in stream] == [1]
+
+    with capture_runs() as captured:
+        asyncio.run(drive())
+    [run] = captured.runs
+    assert run.error == error
     nothing_left_current(captured)
