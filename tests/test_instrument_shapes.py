@@ -331,6 +331,29 @@ def test_a_traced_recursive_function_goes_a_quarter_as_deep_as_an_untraced_one()
     nothing_left_current(captured)
 
 
+async def _plain_async_depth(n: int) -> int:
+    return 0 if n == 0 else 1 + await _plain_async_depth(n - 1)
+
+
+@traceable
+async def _traced_async_depth(n: int) -> int:
+    return 0 if n == 0 else 1 + await _traced_async_depth(n - 1)
+
+
+def test_a_traced_recursive_coroutine_goes_two_fifths_as_deep_as_an_untraced_one() -> None:
+    deepest = 0
+    with contextlib.suppress(RecursionError):
+        for tried in itertools.count(0, 25):
+            asyncio.run(_plain_async_depth(tried))
+            deepest = tried
+    depth = deepest * 2 // 5
+    with capture_runs() as captured:
+        assert asyncio.run(_traced_async_depth(depth)) == depth
+    assert len(captured.runs) == depth + 1
+    assert [root.inputs for root in captured.roots] == [{"n": depth}]
+    nothing_left_current(captured)
+
+
 # -- exceptions --------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from otel_runnables._config import RunnableConfig, ensure_config, patch_config
 from otel_runnables._instrumentation._signature import CallShape
-from otel_runnables._runnables._execution import arun_as, enter_run, exit_run, run_as
+from otel_runnables._runnables._execution import enter_run, exit_run, run_as
 from otel_runnables._runs import Run, astart_run, start_run
 from otel_runnables._serialization import DEFAULT_LIMITS
 
@@ -198,7 +198,17 @@ class Tracing:
         except BaseException:
             _close(coroutine)
             raise
-        return await arun_as(run, child, coroutine, self.recorded_output)
+        # arun_as written out: one frame less per traced call (see call_function)
+        token = enter_run(run, child)
+        try:
+            output = await coroutine
+        except BaseException as exc:
+            exit_run(token)
+            await run.afail(exc)
+            raise
+        exit_run(token)
+        await run.aend(self.recorded_output(output))
+        return output
 
     def run_generator(
         self,
