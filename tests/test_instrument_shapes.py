@@ -11,9 +11,11 @@ import contextlib
 import copy
 import dataclasses
 import functools
+import gc
 import inspect
 import itertools
 import pickle
+import warnings
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
@@ -391,6 +393,50 @@ def test_an_error_whose_str_raises_escapes_as_itself_and_ends_the_run(kind: str)
     [event] = captured.run(kind).span.events
     assert event.name == "exception" and event.attributes is not None
     assert event.attributes["exception.type"] == f"{__name__}.Unprintable"
+    nothing_left_current(captured)
+
+
+# -- coroutines that never run --------------------------------------------------------------
+
+
+async def fetch(x: int) -> int:
+    await asyncio.sleep(0)
+    return x
+
+
+traced_fetch = traceable(fetch)
+
+
+def _cancelled_before_start(function: Callable[[int], Any]) -> None:
+    async def main() -> None:
+        task = asyncio.create_task(function(1))
+        task.cancel()  # before its first step: asyncio throws into the unstarted coroutine
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def _closed_unstarted(function: Callable[[int], Any]) -> None:
+    function(1).close()
+
+
+def _never_awaited(function: Callable[[int], Any]) -> None:
+    function(1)
+
+
+@pytest.mark.parametrize("how", [_cancelled_before_start, _closed_unstarted, _never_awaited])
+def test_a_coroutine_that_never_runs_warns_exactly_as_undecorated(how: Callable[..., None]) -> None:
+    def warned(function: Callable[[int], Any]) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            how(function)
+            gc.collect()
+        return [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+    with capture_runs() as captured:
+        assert warned(traced_fetch) == warned(fetch)
+    assert captured.runs == []
     nothing_left_current(captured)
 
 

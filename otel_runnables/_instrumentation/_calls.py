@@ -159,7 +159,13 @@ class Tracing:
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Awaitable[Any]:
         # create the coroutine now: bad arguments raise at the call, as before
-        return self.run_coroutine(wrapped(*args, **kwargs), instance, args, kwargs, None)
+        coroutine = wrapped(*args, **kwargs)
+        traced = self.run_coroutine(_ClosedIfNeverRun(coroutine), instance, args, kwargs, None)
+        # named as the user's: in "never awaited" warnings and asyncio's task reprs
+        name, qualname = getattr(coroutine, "__name__", None), getattr(coroutine, "__qualname__", None)
+        if isinstance(name, str) and isinstance(qualname, str):
+            traced.__name__, traced.__qualname__ = name, qualname  # type: ignore[attr-defined]
+        return traced
 
     def call_generator_function(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -372,6 +378,30 @@ def _processed(process: Processor, value: Any, what: str, name: str) -> Any:
     except Exception as exc:
         _logger.warning("%s of %r raised %s; recorded a placeholder instead", what, name, type(exc).__name__)
         return f"<{what} failed: {type(exc).__name__}>"
+
+
+class _ClosedIfNeverRun:
+    """A traced call's coroutine, awaited through this. If the traced coroutine
+    never runs (closed, cancelled before its first step, never awaited), the
+    call's own coroutine is closed when this goes, not left to warn "never
+    awaited": the caller closed or dropped one coroutine, and one warns at most."""
+
+    __slots__ = ("coroutine",)
+
+    def __init__(self, coroutine: Awaitable[Any]) -> None:
+        self.coroutine = coroutine
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.coroutine.__await__()
+
+    def close(self) -> None:
+        _close(self.coroutine)
+
+    def __del__(self) -> None:
+        # no module globals here: this may run as the interpreter shuts down
+        close = getattr(self.coroutine, "close", None)
+        if close is not None:
+            close()
 
 
 def _close(awaitable: Awaitable[Any]) -> None:
