@@ -151,12 +151,23 @@ class Prices:
         return amount * self.rate
 
 
+def _scale(amount: int, factor: int) -> int:
+    return amount * factor
+
+
+class Discounts:
+    half = traceable(functools.partial(_scale, factor=2))  # never bound: no self
+
+
 def test_a_cached_method_records_its_arguments_without_self() -> None:
     prices = Prices(3)
-    with capture_runs() as captured:
-        assert prices.price(2) == 6
-        assert Prices.price(prices, 5) == 15  # through the class, the instance first
-    assert [run.inputs for run in captured.runs] == [{"amount": 2}, {"amount": 5}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # Python 3.13 on partials as attributes
+        with capture_runs() as captured:
+            assert prices.price(2) == 6
+            assert Prices.price(prices, 5) == 15  # through the class, the instance first
+            assert Discounts().half(4) == 8
+    assert [run.inputs for run in captured.runs] == [{"amount": 2}, {"amount": 5}, {"amount": 4, "factor": 2}]
 
 
 def test_a_cached_function_is_one_run_per_call_hit_or_miss() -> None:

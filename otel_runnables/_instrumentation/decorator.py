@@ -234,8 +234,12 @@ def _binds_as_method(target: Any) -> bool:
     decorator class with ``__get__``), which a class attribute access binds."""
     if inspect.isfunction(target):
         return True
-    if isinstance(target, staticmethod) or inspect.isclass(target) or inspect.isbuiltin(target):
-        return False
+    if (
+        isinstance(target, (staticmethod, functools.partial))
+        or inspect.isclass(target)
+        or inspect.isbuiltin(target)
+    ):
+        return False  # a partial's __get__ (3.13) warns and returns it unbound
     return hasattr(type(target), "__get__") and not hasattr(target, "__self__")
 
 
