@@ -21,7 +21,7 @@ from typing import Any
 
 from otel_runnables._config import RunnableConfig, ensure_config, patch_config
 from otel_runnables._instrumentation._signature import CallShape
-from otel_runnables._runnables._execution import enter_run, exit_run, run_as
+from otel_runnables._runnables._execution import enter_run, exit_run
 from otel_runnables._runs import Run, astart_run, start_run
 from otel_runnables._serialization import DEFAULT_LIMITS
 
@@ -137,24 +137,6 @@ class Tracing:
 
     # -- wrapt wrappers: wrapper(wrapped, instance, args, kwargs) -------------
 
-    def call_function(
-        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        # run_as written out: one frame per traced call, not four, so a traced
-        # recursive function goes deeper before RecursionError (and its
-        # tracebacks show one library frame per level)
-        run, child = self._start(self.run_config(None), self.recorded_inputs(instance, args, kwargs))
-        token = enter_run(run, child)
-        try:
-            output = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            exit_run(token)
-            run.fail(exc)
-            raise
-        exit_run(token)
-        run.end(self.recorded_output(output))
-        return output
-
     def call_coroutine_function(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Awaitable[Any]:
@@ -185,10 +167,24 @@ class Tracing:
         instance: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        config: RunnableConfig | None,
+        config: RunnableConfig | None = None,
     ) -> Any:
+        # run_as written out: one frame per traced call, not four, so a traced
+        # recursive function goes deeper before RecursionError (and its
+        # tracebacks show one library frame per level)
         run, child = self._start(self.run_config(config), self.recorded_inputs(instance, args, kwargs))
-        return run_as(run, child, lambda: wrapped(*args, **kwargs), self.recorded_output)
+        token = enter_run(run, child)
+        try:
+            output = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            exit_run(token)
+            run.fail(exc)
+            raise
+        exit_run(token)
+        run.end(self.recorded_output(output))
+        return output
+
+    call_function = run_function  # the wrapt wrapper of a plain function: no config
 
     async def run_coroutine(
         self,
@@ -204,7 +200,7 @@ class Tracing:
         except BaseException:
             _close(coroutine)
             raise
-        # arun_as written out: one frame less per traced call (see call_function)
+        # arun_as written out: one frame less per traced call (see run_function)
         token = enter_run(run, child)
         try:
             output = await coroutine
