@@ -157,8 +157,6 @@ def _with_store(kind: Literal["sqlite", "floor"]) -> Callable[[], object]:
     """Adds the embedded store (in a temporary directory) to the scenarios'
     provider, as the default configuration has it, or the floor store; returns
     its flush, which the count includes so that the writer's work is counted too."""
-    import tempfile
-
     from benchmarks._store_floor import JsonLinesFloor
     from otel_runnables._store import LocalStoreSpanProcessor
 
